@@ -1,0 +1,214 @@
+"""Self-contained model directories at any fsspec URI.
+
+A checkpoint is a directory (local, file://, s3://, gs://, memory://, ...):
+
+    config.json        architecture, model config, tokenizer files, sha256 of every file
+    model.safetensors  weights (no pickle: loading a checkpoint never runs code)
+    spm.model          joint SentencePiece model, or source.spm + target.spm
+    README.md          model card
+
+config.json is written last, so a directory without it is an unfinished
+save. Every other file is checked against its recorded sha256 on load: a
+tampered or truncated file is refused with an error naming it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+import fsspec
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
+from safetensors.torch import save as save_safetensors
+
+from model.rnn import RNNConfig, RNNSeq2Seq
+from model.tokenizer import Tokenizer
+from model.transformer import Transformer, TransformerConfig
+
+FORMAT = "nmt-batch-checkpoint"
+VERSION = 1
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+CARD = "README.md"
+
+# Two architectures, named explicitly (no registry).
+ARCHITECTURES = {
+    "transformer": (Transformer, TransformerConfig),
+    "rnn": (RNNSeq2Seq, RNNConfig),
+}
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, malformed or does not match its recorded hash."""
+
+
+@dataclass
+class Checkpoint:
+    model: torch.nn.Module
+    tokenizer: Tokenizer
+    config: dict  # the parsed config.json
+    metadata: dict = field(default_factory=dict)
+
+
+def build_model(arch: str, model_config: dict) -> torch.nn.Module:
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; expected one of {sorted(ARCHITECTURES)}")
+    cls, cfg_cls = ARCHITECTURES[arch]
+    return cls(cfg_cls(**model_config))
+
+
+def _fs(uri: str, storage_options: dict | None):
+    fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
+    return fs, path.rstrip("/")
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def unique_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Parameters and buffers with tied weights stored once (named_parameters skips aliases)."""
+    tensors = dict(model.named_parameters())
+    tensors.update(dict(model.named_buffers()))
+    return {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
+
+
+def save_checkpoint(
+    uri: str,
+    model: torch.nn.Module,
+    tokenizer: Tokenizer,
+    *,
+    card: str | None = None,
+    metadata: dict | None = None,
+    weights_dtype: torch.dtype = torch.float32,
+    storage_options: dict | None = None,
+) -> None:
+    """Write a self-contained checkpoint directory at `uri` (created if missing)."""
+    fs, root = _fs(uri, storage_options)
+    fs.makedirs(root, exist_ok=True)
+    state = {k: (v.to(weights_dtype) if v.is_floating_point() else v) for k, v in unique_state(model).items()}
+    files = {WEIGHTS: save_safetensors(state)}
+    if tokenizer.joint:
+        files["spm.model"] = tokenizer.source_bytes
+        spm_files = {"source": "spm.model", "target": "spm.model"}
+    else:
+        files["source.spm"] = tokenizer.source_bytes
+        files["target.spm"] = tokenizer.target_bytes
+        spm_files = {"source": "source.spm", "target": "target.spm"}
+    files[CARD] = (card or default_card(model, metadata or {})).encode()
+    for name, data in files.items():
+        fs.pipe_file(f"{root}/{name}", data)
+    config = {
+        "format": FORMAT,
+        "version": VERSION,
+        "arch": model.arch,
+        "model": asdict(model.cfg),
+        "tokenizer": spm_files,
+        "files": {name: _sha256(data) for name, data in files.items()},
+        "metadata": metadata or {},
+    }
+    # Last: its presence marks the directory as complete.
+    fs.pipe_file(f"{root}/{CONFIG}", json.dumps(config, indent=2, sort_keys=True).encode())
+
+
+def _read(fs, root: str, name: str, uri: str) -> bytes:
+    try:
+        return fs.cat_file(f"{root}/{name}")
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint {uri}: missing file {name}") from None
+
+
+def read_config(uri: str, storage_options: dict | None = None) -> dict:
+    fs, root = _fs(uri, storage_options)
+    raw = _read(fs, root, CONFIG, uri)
+    try:
+        config = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"checkpoint {uri}: {CONFIG} is not valid JSON ({e})") from None
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint {uri}: {CONFIG} is not an {FORMAT} config")
+    for key in ("arch", "model", "tokenizer", "files"):
+        if key not in config:
+            raise CheckpointError(f"checkpoint {uri}: {CONFIG} lacks the {key!r} field")
+    return config
+
+
+def _read_verified(fs, root: str, name: str, config: dict, uri: str) -> bytes:
+    data = _read(fs, root, name, uri)
+    expected = config["files"].get(name)
+    if expected is None:
+        raise CheckpointError(f"checkpoint {uri}: {CONFIG} records no hash for {name}")
+    if _sha256(data) != expected:
+        raise CheckpointError(f"checkpoint {uri}: {name} does not match its sha256 in {CONFIG} (tampered or truncated)")
+    return data
+
+
+def _load_weights(data: bytes, uri: str) -> dict[str, torch.Tensor]:
+    if data[:1] == b"\x80" or data[:2] == b"PK":
+        raise CheckpointError(
+            f"checkpoint {uri}: {WEIGHTS} is a pickle/torch.save file, not safetensors; refusing to load it"
+        )
+    try:
+        return load_safetensors(data)
+    except (SafetensorError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {uri}: {WEIGHTS} is not a valid safetensors file ({e})") from None
+
+
+def load_checkpoint(
+    uri: str,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+    storage_options: dict | None = None,
+) -> Checkpoint:
+    """Rebuild model and tokenizer from a checkpoint directory; model is in eval mode."""
+    config = read_config(uri, storage_options)
+    fs, root = _fs(uri, storage_options)
+    spm = config["tokenizer"]
+    try:
+        source = _read_verified(fs, root, spm["source"], config, uri)
+        target = _read_verified(fs, root, spm["target"], config, uri)
+        tokenizer = Tokenizer(source, None if spm["target"] == spm["source"] else target)
+    except (KeyError, TypeError) as e:
+        raise CheckpointError(f"checkpoint {uri}: malformed tokenizer entry in {CONFIG} ({e})") from None
+    except (RuntimeError, ValueError) as e:
+        if isinstance(e, CheckpointError):
+            raise
+        raise CheckpointError(f"checkpoint {uri}: bad SentencePiece model ({e})") from None
+    state = _load_weights(_read_verified(fs, root, WEIGHTS, config, uri), uri)
+    try:
+        model = build_model(config["arch"], config["model"])
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {uri}: {CONFIG} has an invalid model config ({e})") from None
+    expected = unique_state(model)
+    if set(state) != set(expected):
+        missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+        raise CheckpointError(
+            f"checkpoint {uri}: {WEIGHTS} does not fit the config (missing {missing[:5]}, unexpected {extra[:5]})"
+        )
+    for k, v in state.items():
+        want = tuple(expected[k].shape)
+        if tuple(v.shape) != want:
+            got = tuple(v.shape)
+            raise CheckpointError(f"checkpoint {uri}: {WEIGHTS} tensor {k} has shape {got}, config expects {want}")
+    # Stored weights may be fp16 to save space; compute in float32 unless asked otherwise.
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=False)
+    model.to(device=device, dtype=dtype)
+    model.eval()
+    return Checkpoint(model=model, tokenizer=tokenizer, config=config, metadata=config.get("metadata", {}))
+
+
+def default_card(model: torch.nn.Module, metadata: dict) -> str:
+    params = sum(p.numel() for p in model.parameters())
+    lines = [
+        f"# {metadata.get('name', 'Translation model')}",
+        "",
+        f"- Architecture: `{model.arch}`, {params:,} parameters",
+        f"- Config: `{json.dumps(asdict(model.cfg), sort_keys=True)}`",
+    ]
+    for key, value in sorted(metadata.items()):
+        if key != "name":
+            lines.append(f"- {key}: `{json.dumps(value, sort_keys=True)}`")
+    return "\n".join(lines) + "\n"

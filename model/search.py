@@ -1,0 +1,245 @@
+"""Batched beam search, greedy search and ensembles over the shared decoding interface.
+
+Beam search follows fairseq's design: a pure step function picks 2*K
+candidates per sentence so that candidates ending in EOS never starve the
+beam, and a driver loop finalizes EOS candidates, keeps the best K live ones
+and drops finished sentences from the batch so compute shrinks as they end.
+
+Letters in shape comments: B sentences still decoding, K beam, V vocabulary.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from model.state import select_rows
+
+LENGTH_PENALTIES = ("none", "average", "gnmt")
+
+
+@dataclass(frozen=True)
+class DecodeConfig:
+    beam_size: int = 5
+    # Maximum target length (EOS excluded) = max_len_a * source_length + max_len_b.
+    max_len_a: float = 1.5
+    max_len_b: int = 10
+    min_len: int = 1  # EOS is forbidden before this many target tokens
+    length_penalty: str = "average"  # "none", "average" (score / len**alpha) or "gnmt"
+    alpha: float = 1.0
+    nbest: int = 1
+
+    def __post_init__(self):
+        if self.beam_size < 1:
+            raise ValueError(f"beam_size must be >= 1, got {self.beam_size}")
+        if not 1 <= self.nbest <= self.beam_size:
+            raise ValueError(f"nbest must be in 1..beam_size ({self.beam_size}), got {self.nbest}")
+        if self.length_penalty not in LENGTH_PENALTIES:
+            raise ValueError(f"length_penalty must be one of {LENGTH_PENALTIES}")
+
+
+@dataclass(frozen=True)
+class Hypothesis:
+    tokens: list[int]  # target ids, without BOS/EOS
+    score: float  # length-normalized log-probability, used for ranking
+    logprob: float  # raw sum of token log-probabilities (EOS included)
+
+
+def length_penalty(logprob: float, length: int, kind: str, alpha: float) -> float:
+    """Normalize a hypothesis score by its length (EOS counted).
+
+    "average": logprob / length**alpha (fairseq's --lenpen; alpha=1 is the mean).
+    "gnmt": logprob / ((5 + length) / 6)**alpha (Wu et al., 2016, eq. 14).
+    """
+    if kind == "none":
+        return logprob
+    if kind == "average":
+        return logprob / length**alpha
+    return logprob / ((5.0 + length) / 6.0) ** alpha
+
+
+def beam_step(lprobs: torch.Tensor, scores: torch.Tensor):
+    """One beam step as a pure function.
+
+    lprobs (B, K, V) next-token log-probs, scores (B, K) cumulative scores.
+    Returns the 2K best extensions per sentence, best first:
+    cand_scores (B, 2K), cand_tokens (B, 2K), cand_beams (B, 2K).
+    """
+    B, K, V = lprobs.shape
+    total = (scores[:, :, None] + lprobs).view(B, K * V)
+    cand_scores, flat = total.topk(min(2 * K, K * V), dim=1)
+    return cand_scores, flat % V, torch.div(flat, V, rounding_mode="floor")
+
+
+def _mask_lprobs(logits, step: int, at_max: torch.Tensor, cfg: DecodeConfig, ids) -> torch.Tensor:
+    """Log-probs with the search constraints applied (shared by beam and greedy search).
+
+    logits (N, V); at_max (N,) rows that must end now.
+    """
+    pad, bos, eos = ids
+    lprobs = F.log_softmax(logits.float(), dim=-1)  # (N, V)
+    lprobs[:, pad] = float("-inf")
+    lprobs[:, bos] = float("-inf")
+    if step < cfg.min_len:
+        lprobs[:, eos] = float("-inf")
+    if at_max.any():
+        eos_lp = lprobs[at_max, eos]
+        lprobs[at_max] = float("-inf")
+        lprobs[at_max, eos] = eos_lp
+    return lprobs
+
+
+def _special_ids(model) -> tuple[int, int, int]:
+    return model.cfg.pad_id, model.cfg.bos_id, model.cfg.eos_id
+
+
+def max_lengths(src: torch.Tensor, pad_id: int, cfg: DecodeConfig) -> torch.Tensor:
+    """(B,) maximum number of target tokens per sentence, EOS excluded."""
+    src_len = src.ne(pad_id).sum(1).float()
+    return (cfg.max_len_a * src_len + cfg.max_len_b).floor().long().clamp(min=max(cfg.min_len, 1))
+
+
+@torch.inference_mode()
+def beam_search(model, src: torch.Tensor, cfg: DecodeConfig) -> list[list[Hypothesis]]:
+    """Decode src (B, S) and return, per sentence, its `cfg.nbest` best hypotheses."""
+    ids = _special_ids(model)
+    pad, bos, eos = ids
+    B0, K, device = src.size(0), cfg.beam_size, src.device
+    max_len = max_lengths(src, pad, cfg)  # (B0,)
+    memory = select_rows(model.encode(src), torch.arange(B0, device=device).repeat_interleave(K))
+    state = model.init_state(memory)
+
+    alive = torch.arange(B0, device=device)  # original sentence index of each live row group
+    scores = torch.zeros(B0, K, device=device)
+    scores[:, 1:] = float("-inf")  # all beams start identical: keep only the first
+    history = torch.full((B0 * K, 1), bos, dtype=torch.long, device=device)
+    finished: list[list[Hypothesis]] = [[] for _ in range(B0)]
+    beam_range = torch.arange(K, device=device)
+
+    for step in range(int(max_len.max()) + 1):
+        B = alive.numel()
+        logits, state = model.decode_step(history[:, -1], memory, state)
+        at_max = (max_len[alive] <= step).repeat_interleave(K)
+        lprobs = _mask_lprobs(logits, step, at_max, cfg, ids)
+        cand_scores, cand_tokens, cand_beams = beam_step(lprobs.view(B, K, -1), scores)
+
+        # EOS among the top K candidates ends a hypothesis (fairseq: at most K per sentence).
+        ends = cand_tokens.eq(eos) & torch.isfinite(cand_scores)
+        ends[:, K:] = False
+        for b, j in ends.nonzero().tolist():
+            sent = int(alive[b])
+            if len(finished[sent]) < K:
+                row = b * K + int(cand_beams[b, j])
+                raw = float(cand_scores[b, j])
+                finished[sent].append(
+                    Hypothesis(
+                        tokens=history[row, 1:].tolist(),
+                        score=length_penalty(raw, step + 1, cfg.length_penalty, cfg.alpha),
+                        logprob=raw,
+                    )
+                )
+
+        done = torch.tensor([len(finished[int(s)]) >= K for s in alive], device=device)
+        done |= max_len[alive] <= step
+        keep = (~done).nonzero().squeeze(1)  # (B',)
+        if keep.numel() == 0:
+            break
+        # The first K candidates that are not EOS continue (cand_* are sorted best first).
+        live_scores = cand_scores.masked_fill(cand_tokens.eq(eos), float("-inf"))
+        top_scores, top = live_scores.topk(K, dim=1)  # (B, K)
+        next_tokens = cand_tokens.gather(1, top)[keep]  # (B', K)
+        rows = (keep[:, None] * K + cand_beams.gather(1, top)[keep]).view(-1)  # (B'K,)
+        state = model.reorder(state, rows)
+        if keep.numel() < B:  # a sentence finished: drop its rows from the source memory too
+            memory = select_rows(memory, (keep[:, None] * K + beam_range).view(-1))
+        history = torch.cat([history.index_select(0, rows), next_tokens.view(-1, 1)], dim=1)
+        scores = top_scores[keep]
+        alive = alive[keep]
+
+    return [sorted(h, key=lambda x: -x.score)[: cfg.nbest] for h in finished]
+
+
+@torch.inference_mode()
+def greedy_search(model, src: torch.Tensor, cfg: DecodeConfig) -> list[list[Hypothesis]]:
+    """Arg-max decoding with the same constraints and scores as beam search with K=1."""
+    ids = _special_ids(model)
+    pad, bos, eos = ids
+    B0, device = src.size(0), src.device
+    max_len = max_lengths(src, pad, cfg)
+    memory = model.encode(src)
+    state = model.init_state(memory)
+    alive = torch.arange(B0, device=device)
+    history = torch.full((B0, 1), bos, dtype=torch.long, device=device)
+    logprob = torch.zeros(B0, device=device)
+    results: list[list[Hypothesis]] = [[] for _ in range(B0)]
+
+    for step in range(int(max_len.max()) + 1):
+        logits, state = model.decode_step(history[:, -1], memory, state)
+        lprobs = _mask_lprobs(logits, step, max_len[alive] <= step, cfg, ids)
+        best_lp, best = lprobs.max(dim=1)  # (B,)
+        logprob = logprob + best_lp
+        ended = best.eq(eos)
+        for b in ended.nonzero().squeeze(1).tolist():
+            raw = float(logprob[b])
+            results[int(alive[b])].append(
+                Hypothesis(
+                    tokens=history[b, 1:].tolist(),
+                    score=length_penalty(raw, step + 1, cfg.length_penalty, cfg.alpha),
+                    logprob=raw,
+                )
+            )
+        keep = (~ended).nonzero().squeeze(1)
+        if keep.numel() == 0:
+            break
+        state = model.reorder(state, keep)
+        memory = select_rows(memory, keep)
+        history = torch.cat([history[keep], best[keep, None]], dim=1)
+        logprob, alive = logprob[keep], alive[keep]
+    return results
+
+
+def search(model, src: torch.Tensor, cfg: DecodeConfig) -> list[list[Hypothesis]]:
+    """Greedy when beam_size is 1 (same result, less bookkeeping), beam search otherwise."""
+    return greedy_search(model, src, cfg) if cfg.beam_size == 1 else beam_search(model, src, cfg)
+
+
+class Ensemble:
+    """Several models with one target vocabulary decoded as one.
+
+    Averages the models' next-token log-probabilities (Marian's ensembling with
+    equal weights; Sutskever et al. 2014 ensembled 5 LSTMs). Exposes the same
+    decoding interface, so the searches above take it unchanged.
+    """
+
+    def __init__(self, models):
+        if not models:
+            raise ValueError("an ensemble needs at least one model")
+        first = models[0].cfg
+        for m in models[1:]:
+            if (m.cfg.tgt_vocab_size, _special_ids(m)) != (
+                first.tgt_vocab_size,
+                _special_ids(models[0]),
+            ):
+                raise ValueError("ensemble members must share the target vocabulary and special ids")
+        self.models = list(models)
+        self.cfg = first
+
+    def encode(self, src):
+        return tuple(m.encode(src) for m in self.models)
+
+    def init_state(self, memory):
+        return tuple(m.init_state(mem) for m, mem in zip(self.models, memory, strict=True))
+
+    def decode_step(self, prev_tokens, memory, state):
+        lprobs, new_state = [], []
+        for m, mem, st in zip(self.models, memory, state, strict=True):
+            logits, st = m.decode_step(prev_tokens, mem, st)
+            lprobs.append(F.log_softmax(logits.float(), dim=-1))
+            new_state.append(st)
+        # Mean log-probability; the search's log_softmax renormalizes it.
+        return torch.stack(lprobs).mean(0), tuple(new_state)
+
+    def reorder(self, state, index):
+        return select_rows(state, index)

@@ -1,0 +1,253 @@
+"""Transformer encoder-decoder (Vaswani et al., 2017), Marian/OPUS-MT layout.
+
+Post-norm residual blocks, sinusoidal positions in the [sin | cos] layout,
+embeddings scaled by sqrt(d_model), optional shared source/target embeddings
+tied to the output projection, and a final logits bias: the same parameter
+layout as Marian's `transformer` so OPUS-MT weights can be mapped onto it.
+
+Decoding interface shared with `model.rnn.RNNSeq2Seq`:
+    memory = model.encode(src)
+    state = model.init_state(memory)
+    logits, state = model.decode_step(prev_tokens, memory, state)
+    state = model.reorder(state, index)
+
+Letters in shape comments: B batch, S source length, T target length,
+V vocabulary, D model dim, H heads, d head dim.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from model.state import select_rows
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    src_vocab_size: int
+    tgt_vocab_size: int
+    d_model: int = 512
+    n_heads: int = 8
+    enc_layers: int = 6
+    dec_layers: int = 6
+    ff_dim: int = 2048
+    dropout: float = 0.1
+    attn_dropout: float = 0.0
+    # One embedding table for both sides needs a joint vocabulary.
+    share_embeddings: bool = True
+    tie_output: bool = True
+    pad_id: int = 0
+    bos_id: int = 2
+    eos_id: int = 3
+
+    def __post_init__(self):
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
+        if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
+            raise ValueError("share_embeddings needs src_vocab_size == tgt_vocab_size")
+
+
+@dataclass
+class TransformerMemory:
+    """Encoder output plus each decoder layer's cross-attention keys/values.
+
+    The cross-attention projections depend only on the source, so they are
+    computed once here rather than at every decoding step.
+    """
+
+    states: torch.Tensor  # (B, S, D)
+    pad_mask: torch.Tensor  # (B, S) True at real tokens
+    cross_k: tuple[torch.Tensor, ...]  # per layer (B, H, S, d)
+    cross_v: tuple[torch.Tensor, ...]
+
+
+@dataclass
+class TransformerState:
+    """Self-attention cache: keys/values of every target position decoded so far."""
+
+    self_k: tuple[torch.Tensor, ...]  # per layer (B, H, T, d)
+    self_v: tuple[torch.Tensor, ...]
+    step: int  # number of target tokens already fed
+
+
+def sinusoidal_positions(length: int, dim: int, offset: int = 0) -> torch.Tensor:
+    """(length, dim) table, first half sin, second half cos (Marian, fairseq)."""
+    half = dim // 2
+    inv_freq = torch.exp(torch.arange(half, dtype=torch.float32) * -(math.log(10000.0) / (half - 1)))
+    pos = torch.arange(offset, offset + length, dtype=torch.float32)
+    angles = pos[:, None] * inv_freq[None, :]  # (L, D/2)
+    table = torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+    if dim % 2:
+        table = F.pad(table, (0, 1))
+    return table
+
+
+class MultiHeadAttention(nn.Module):
+    def __init__(self, d_model: int, n_heads: int, dropout: float):
+        super().__init__()
+        self.n_heads = n_heads
+        self.q_proj = nn.Linear(d_model, d_model)
+        self.k_proj = nn.Linear(d_model, d_model)
+        self.v_proj = nn.Linear(d_model, d_model)
+        self.out_proj = nn.Linear(d_model, d_model)
+        self.dropout = dropout
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        B, L, D = x.shape
+        return x.view(B, L, self.n_heads, D // self.n_heads).transpose(1, 2)  # (B, H, L, d)
+
+    def project_kv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._heads(self.k_proj(x)), self._heads(self.v_proj(x))
+
+    def attend(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask) -> torch.Tensor:
+        """x (B, Tq, D) attends over k, v (B, H, Tk, d); mask broadcasts to (B, H, Tq, Tk)."""
+        q = self._heads(self.q_proj(x))
+        p = self.dropout if self.training else 0.0
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # (B, H, Tq, d)
+        B, H, Tq, d = out.shape
+        return self.out_proj(out.transpose(1, 2).reshape(B, Tq, H * d))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, d_model: int, ff_dim: int, dropout: float):
+        super().__init__()
+        self.fc1 = nn.Linear(d_model, ff_dim)
+        self.fc2 = nn.Linear(ff_dim, d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x):
+        return self.fc2(self.dropout(F.relu(self.fc1(x))))
+
+
+class EncoderLayer(nn.Module):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.self_attn = MultiHeadAttention(cfg.d_model, cfg.n_heads, cfg.attn_dropout)
+        self.self_norm = nn.LayerNorm(cfg.d_model)
+        self.ffn = FeedForward(cfg.d_model, cfg.ff_dim, cfg.dropout)
+        self.ffn_norm = nn.LayerNorm(cfg.d_model)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x, mask):
+        k, v = self.self_attn.project_kv(x)
+        x = self.self_norm(x + self.dropout(self.self_attn.attend(x, k, v, mask)))
+        return self.ffn_norm(x + self.dropout(self.ffn(x)))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.self_attn = MultiHeadAttention(cfg.d_model, cfg.n_heads, cfg.attn_dropout)
+        self.self_norm = nn.LayerNorm(cfg.d_model)
+        self.cross_attn = MultiHeadAttention(cfg.d_model, cfg.n_heads, cfg.attn_dropout)
+        self.cross_norm = nn.LayerNorm(cfg.d_model)
+        self.ffn = FeedForward(cfg.d_model, cfg.ff_dim, cfg.dropout)
+        self.ffn_norm = nn.LayerNorm(cfg.d_model)
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x, self_k, self_v, self_mask, cross_k, cross_v, cross_mask):
+        """x (B, Tq, D); self_k/v already hold the keys of x's own positions."""
+        x = self.self_norm(x + self.dropout(self.self_attn.attend(x, self_k, self_v, self_mask)))
+        x = self.cross_norm(x + self.dropout(self.cross_attn.attend(x, cross_k, cross_v, cross_mask)))
+        return self.ffn_norm(x + self.dropout(self.ffn(x)))
+
+
+class Transformer(nn.Module):
+    arch = "transformer"
+
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.src_embed = nn.Embedding(cfg.src_vocab_size, cfg.d_model, padding_idx=cfg.pad_id)
+        if cfg.share_embeddings:
+            self.tgt_embed = self.src_embed
+        else:
+            self.tgt_embed = nn.Embedding(cfg.tgt_vocab_size, cfg.d_model, padding_idx=cfg.pad_id)
+        self.encoder = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.enc_layers))
+        self.decoder = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.dec_layers))
+        self.output = nn.Linear(cfg.d_model, cfg.tgt_vocab_size, bias=True)
+        if cfg.tie_output:
+            self.output.weight = self.tgt_embed.weight
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.embed_scale = math.sqrt(cfg.d_model)
+        self._init_weights()
+
+    def _init_weights(self):
+        for name, p in self.named_parameters():
+            if p.dim() > 1 and "embed" not in name:
+                nn.init.xavier_uniform_(p)
+            elif "bias" in name:
+                nn.init.zeros_(p)
+        # Scaled by sqrt(D) on lookup, so start embeddings at ~1/sqrt(D).
+        for emb in {
+            id(self.src_embed): self.src_embed,
+            id(self.tgt_embed): self.tgt_embed,
+        }.values():
+            nn.init.normal_(emb.weight, std=self.cfg.d_model**-0.5)
+            with torch.no_grad():
+                emb.weight[self.cfg.pad_id].zero_()
+
+    def _embed(self, table: nn.Embedding, tokens: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        x = table(tokens) * self.embed_scale  # (B, L, D)
+        pos = sinusoidal_positions(tokens.size(1), self.cfg.d_model, offset).to(x)
+        return self.dropout(x + pos)
+
+    # --- decoding interface -------------------------------------------------
+    def encode(self, src: torch.Tensor) -> TransformerMemory:
+        """src (B, S) right-padded token ids ending in EOS."""
+        pad_mask = src.ne(self.cfg.pad_id)  # (B, S)
+        attn_mask = pad_mask[:, None, None, :]  # (B, 1, 1, S)
+        x = self._embed(self.src_embed, src)
+        for layer in self.encoder:
+            x = layer(x, attn_mask)
+        cross = [layer.cross_attn.project_kv(x) for layer in self.decoder]
+        return TransformerMemory(
+            states=x,
+            pad_mask=pad_mask,
+            cross_k=tuple(k for k, _ in cross),
+            cross_v=tuple(v for _, v in cross),
+        )
+
+    def init_state(self, memory: TransformerMemory) -> TransformerState:
+        B = memory.states.size(0)
+        H, d = self.cfg.n_heads, self.cfg.d_model // self.cfg.n_heads
+        empty = memory.states.new_zeros(B, H, 0, d)
+        n = self.cfg.dec_layers
+        return TransformerState(self_k=(empty,) * n, self_v=(empty,) * n, step=0)
+
+    def decode_step(self, prev_tokens: torch.Tensor, memory: TransformerMemory, state: TransformerState):
+        """prev_tokens (B,) -> logits (B, V) for the next position, and the new state."""
+        x = self._embed(self.tgt_embed, prev_tokens[:, None], offset=state.step)  # (B, 1, D)
+        cross_mask = memory.pad_mask[:, None, None, :]
+        new_k, new_v = [], []
+        for i, layer in enumerate(self.decoder):
+            k, v = layer.self_attn.project_kv(x)
+            k = torch.cat([state.self_k[i], k], dim=2)  # (B, H, T+1, d)
+            v = torch.cat([state.self_v[i], v], dim=2)
+            new_k.append(k)
+            new_v.append(v)
+            # One query at the newest position sees every cached key: no causal mask needed.
+            x = layer(x, k, v, None, memory.cross_k[i], memory.cross_v[i], cross_mask)
+        logits = self.output(x[:, 0])  # (B, V)
+        return logits, TransformerState(tuple(new_k), tuple(new_v), state.step + 1)
+
+    def reorder(self, state, index: torch.Tensor):
+        return select_rows(state, index)
+
+    # --- training -----------------------------------------------------------
+    def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+        """Teacher forcing: src (B, S), tgt_in (B, T) starting with BOS -> logits (B, T, V)."""
+        memory = self.encode(src)
+        T = tgt_in.size(1)
+        causal = torch.ones(T, T, dtype=torch.bool, device=src.device).tril()  # (T, T)
+        cross_mask = memory.pad_mask[:, None, None, :]
+        x = self._embed(self.tgt_embed, tgt_in)
+        for i, layer in enumerate(self.decoder):
+            k, v = layer.self_attn.project_kv(x)
+            x = layer(x, k, v, causal, memory.cross_k[i], memory.cross_v[i], cross_mask)
+        return self.output(x)

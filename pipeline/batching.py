@@ -1,0 +1,67 @@
+"""Length-sorted, token-budget batching shared by training and translation.
+
+Padding is wasted compute: a batch costs (rows x longest row), so rows of
+similar length go together and a batch is sized by tokens, not sentences
+(fairseq's --max-tokens, Marian's mini-batch-words). Translation also sorts
+inside each actor call and restores the caller's order afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+
+def pad_batch(
+    seqs: Sequence[Sequence[int]], pad_id: int, prefix: int | None = None, suffix: int | None = None
+) -> torch.Tensor:
+    """Right-pad id lists into a (B, L) LongTensor, optionally adding a first/last token to each."""
+    extra = (prefix is not None) + (suffix is not None)
+    width = max((len(s) for s in seqs), default=0) + extra
+    out = torch.full((len(seqs), max(width, 1)), pad_id, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        row = ([prefix] if prefix is not None else []) + list(s) + ([suffix] if suffix is not None else [])
+        out[i, : len(row)] = torch.tensor(row, dtype=torch.long)
+    return out
+
+
+def padded_cost(lengths: Sequence[int]) -> int:
+    """Tokens a batch occupies once padded: rows x longest row."""
+    return len(lengths) * max(lengths, default=0)
+
+
+def budget_batches(
+    lengths: Sequence[int],
+    max_tokens: int,
+    max_rows: int | None = None,
+    cost: Callable[[int, int], int] | None = None,
+) -> list[list[int]]:
+    """Split indices into batches of similar length whose cost stays under `max_tokens`.
+
+    lengths: one length per item. cost(rows, longest) is the padded size of a
+    batch (default rows * longest). Items are sorted by length (stable, so equal
+    lengths keep their order) and packed greedily; an item too long for the
+    budget on its own still gets a batch of one, so nothing is ever dropped here.
+    Returns lists of original indices; every index appears exactly once.
+    """
+    cost = cost or (lambda rows, longest: rows * longest)
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        # Sorted ascending, so the newcomer is the longest so far.
+        if current and (cost(len(current) + 1, lengths[i]) > max_tokens or (max_rows and len(current) >= max_rows)):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
+
+
+def padding_efficiency(batches: Sequence[Sequence[int]], lengths: Sequence[int]) -> float:
+    """Real tokens / padded tokens over a set of batches (1.0 means no padding)."""
+    real = sum(lengths[i] for b in batches for i in b)
+    padded = sum(padded_cost([lengths[i] for i in b]) for b in batches)
+    return real / padded if padded else 1.0

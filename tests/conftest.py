@@ -1,0 +1,76 @@
+"""Shared fixtures: an S3-protocol server on loopback (moto), as s3fs's own suite does."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class S3Server:
+    endpoint: str
+
+    @property
+    def storage_options(self) -> dict:
+        return {"endpoint_url": self.endpoint, "key": "testing", "secret": "testing"}
+
+    @property
+    def env(self) -> dict:
+        """Environment a child process (a Ray job) needs to reach this server."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+
+    def filesystem(self):
+        import s3fs
+
+        return s3fs.S3FileSystem(skip_instance_cache=True, **self.storage_options)
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 60
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                break
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                proc.kill()
+                raise RuntimeError("moto S3 server did not start") from None
+            time.sleep(0.2)
+    yield S3Server(f"http://127.0.0.1:{port}")
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def s3_bucket(s3_server) -> str:
+    """A fresh bucket on the loopback server; returns its s3:// URI."""
+    name = f"test-{uuid.uuid4().hex[:12]}"
+    s3_server.filesystem().mkdir(name)
+    return f"s3://{name}"

@@ -1,0 +1,130 @@
+import io
+import json
+
+import pytest
+import torch
+
+from model.checkpoint import CheckpointError, load_checkpoint, read_config, save_checkpoint
+from model.search import DecodeConfig, beam_search
+from model.tokenizer import Tokenizer, train_sentencepiece
+from tests.helpers import tiny_rnn, tiny_transformer
+from tests.test_tokenizer import CORPUS
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return Tokenizer(train_sentencepiece(CORPUS, vocab_size=100))
+
+
+def same_model(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def round_trip(uri, model, tokenizer, **kw):
+    save_checkpoint(uri, model, tokenizer, metadata={"note": "test"}, **kw)
+    ckpt = load_checkpoint(uri, **kw)
+    assert same_model(model, ckpt.model)
+    assert ckpt.tokenizer.source_bytes == tokenizer.source_bytes
+    assert ckpt.metadata["note"] == "test"
+    src = torch.tensor([[5, 6, 7, 3]])
+    cfg = DecodeConfig(beam_size=2, max_len_b=4)
+    assert beam_search(model.eval(), src, cfg)[0][0].tokens == beam_search(ckpt.model, src, cfg)[0][0].tokens
+    return ckpt
+
+
+@pytest.mark.parametrize("make", [tiny_transformer, lambda v: tiny_rnn(v, attention="bahdanau")])
+def test_local_dir_round_trip(tmp_path, tokenizer, make):
+    model = make(tokenizer.src_vocab_size)
+    ckpt = round_trip(str(tmp_path / "ckpt"), model, tokenizer)
+    # tied embeddings survive: one tensor, used twice
+    assert ckpt.model.output.weight.data_ptr() == ckpt.model.tgt_embed.weight.data_ptr()
+    assert sorted(p.name for p in (tmp_path / "ckpt").iterdir()) == [
+        "README.md",
+        "config.json",
+        "model.safetensors",
+        "spm.model",
+    ]
+
+
+def test_file_url_and_memory_round_trip(tmp_path, tokenizer):
+    model = tiny_transformer(tokenizer.src_vocab_size)
+    round_trip(f"file://{tmp_path}/ckpt", model, tokenizer)
+    round_trip("memory://checkpoints/tiny", model, tokenizer)
+
+
+def test_s3_round_trip(s3_server, s3_bucket, tokenizer):
+    model = tiny_rnn(tokenizer.src_vocab_size, attention="luong_dot")
+    round_trip(f"{s3_bucket}/models/tiny", model, tokenizer, storage_options=s3_server.storage_options)
+
+
+def test_separate_vocabularies_round_trip(tmp_path):
+    en = train_sentencepiece([s for s in CORPUS if s[0] in "AT"], vocab_size=60)
+    de = train_sentencepiece([s for s in CORPUS if s[0] in "EZ"], vocab_size=70)
+    tok = Tokenizer(en, de)
+    model = tiny_transformer(
+        share_embeddings=False, src_vocab_size=tok.src_vocab_size, tgt_vocab_size=tok.tgt_vocab_size
+    )
+    ckpt = round_trip(str(tmp_path / "sep"), model, tok)
+    assert not ckpt.tokenizer.joint
+    assert ckpt.tokenizer.target_bytes == de
+
+
+def test_fp16_weights_halve_the_file(tmp_path, tokenizer):
+    model = tiny_transformer(tokenizer.src_vocab_size)
+    save_checkpoint(str(tmp_path / "a"), model, tokenizer)
+    save_checkpoint(str(tmp_path / "b"), model, tokenizer, weights_dtype=torch.float16)
+    size = lambda d: (tmp_path / d / "model.safetensors").stat().st_size  # noqa: E731
+    assert size("b") < 0.6 * size("a")
+    loaded = load_checkpoint(str(tmp_path / "b")).model
+    assert next(loaded.parameters()).dtype == torch.float32
+
+
+@pytest.fixture
+def saved(tmp_path, tokenizer):
+    uri = str(tmp_path / "ckpt")
+    save_checkpoint(uri, tiny_transformer(tokenizer.src_vocab_size), tokenizer)
+    return tmp_path / "ckpt"
+
+
+def test_tampered_weights_are_refused(saved):
+    data = bytearray((saved / "model.safetensors").read_bytes())
+    data[-10] ^= 0xFF  # one flipped byte inside a tensor
+    (saved / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="model.safetensors.*sha256"):
+        load_checkpoint(str(saved))
+
+
+def test_pickle_in_place_of_safetensors_is_refused(saved):
+    # Even with a matching hash (an attacker who rewrote config.json too), a pickle is never loaded.
+    buf = io.BytesIO()
+    torch.save({"x": torch.zeros(1)}, buf)
+    (saved / "model.safetensors").write_bytes(buf.getvalue())
+    config = json.loads((saved / "config.json").read_text())
+    import hashlib
+
+    config["files"]["model.safetensors"] = hashlib.sha256(buf.getvalue()).hexdigest()
+    (saved / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="model.safetensors.*pickle"):
+        load_checkpoint(str(saved))
+
+
+@pytest.mark.parametrize("name", ["config.json", "model.safetensors", "spm.model"])
+def test_missing_file_is_named(saved, name):
+    (saved / name).unlink()
+    with pytest.raises(CheckpointError, match=f"missing file {name}"):
+        load_checkpoint(str(saved))
+
+
+def test_malformed_config_is_named(saved):
+    (saved / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="config.json is not valid JSON"):
+        read_config(str(saved))
+
+
+def test_config_that_does_not_fit_the_weights(saved):
+    config = json.loads((saved / "config.json").read_text())
+    config["model"]["d_model"] = 64
+    (saved / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="model.safetensors"):
+        load_checkpoint(str(saved))
