@@ -166,17 +166,7 @@ def load_checkpoint(
     """Rebuild model and tokenizer from a checkpoint directory; model is in eval mode."""
     config = read_config(uri, storage_options)
     fs, root = _fs(uri, storage_options)
-    spm = config["tokenizer"]
-    try:
-        source = _read_verified(fs, root, spm["source"], config, uri)
-        target = _read_verified(fs, root, spm["target"], config, uri)
-        tokenizer = Tokenizer(source, None if spm["target"] == spm["source"] else target)
-    except (KeyError, TypeError) as e:
-        raise CheckpointError(f"checkpoint {uri}: malformed tokenizer entry in {CONFIG} ({e})") from None
-    except (RuntimeError, ValueError) as e:
-        if isinstance(e, CheckpointError):
-            raise
-        raise CheckpointError(f"checkpoint {uri}: bad SentencePiece model ({e})") from None
+    tokenizer = _load_tokenizer(fs, root, config, uri)
     state = _load_weights(_read_verified(fs, root, WEIGHTS, config, uri), uri)
     try:
         model = build_model(config["arch"], config["model"])
@@ -198,6 +188,26 @@ def load_checkpoint(
     model.to(device=device, dtype=dtype)
     model.eval()
     return Checkpoint(model=model, tokenizer=tokenizer, config=config, metadata=config.get("metadata", {}))
+
+
+def _load_tokenizer(fs, root: str, config: dict, uri: str) -> Tokenizer:
+    spm = config["tokenizer"]
+    try:
+        source = _read_verified(fs, root, spm["source"], config, uri)
+        target = _read_verified(fs, root, spm["target"], config, uri)
+    except (KeyError, TypeError) as e:
+        raise CheckpointError(f"checkpoint {uri}: malformed tokenizer entry in {CONFIG} ({e})") from None
+    try:
+        return Tokenizer(source, None if spm["target"] == spm["source"] else target)
+    except (RuntimeError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {uri}: bad SentencePiece model ({e})") from None
+
+
+def load_tokenizer_only(uri: str, storage_options: dict | None = None) -> Tokenizer:
+    """The checkpoint's tokenizer without its weights (for CPU tokenize/detokenize stages)."""
+    config = read_config(uri, storage_options)
+    fs, root = _fs(uri, storage_options)
+    return _load_tokenizer(fs, root, config, uri)
 
 
 def default_card(model: torch.nn.Module, metadata: dict) -> str:

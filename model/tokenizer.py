@@ -10,8 +10,10 @@ local file.
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterable, Sequence
 
+import fsspec
 import sentencepiece as spm
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
@@ -93,3 +95,36 @@ class Tokenizer:
 
     def source_pieces(self, text: str) -> list[str]:
         return self.source.encode(text, out_type=str)
+
+
+def save_tokenizer(tokenizer: Tokenizer, uri: str, info: dict | None = None,
+                   storage_options: dict | None = None) -> None:
+    """Write spm.model (joint) or source.spm + target.spm, then tokenizer.json naming them."""
+    fs, root = fsspec.core.url_to_fs(uri, **(storage_options or {}))
+    root = root.rstrip("/")
+    fs.makedirs(root, exist_ok=True)
+    if tokenizer.joint:
+        files = {"spm.model": tokenizer.source_bytes}
+        layout = {"source": "spm.model", "target": "spm.model"}
+    else:
+        files = {"source.spm": tokenizer.source_bytes, "target.spm": tokenizer.target_bytes}
+        layout = {"source": "source.spm", "target": "target.spm"}
+    for name, data in files.items():
+        fs.pipe_file(f"{root}/{name}", data)
+    meta = {**(info or {}), **layout, "joint": tokenizer.joint,
+            "source_vocab_size": tokenizer.src_vocab_size, "target_vocab_size": tokenizer.tgt_vocab_size}
+    # Written last: a directory with tokenizer.json is complete.
+    fs.pipe_file(f"{root}/tokenizer.json", json.dumps(meta, indent=2, sort_keys=True).encode())
+
+
+def load_tokenizer(uri: str, storage_options: dict | None = None) -> Tokenizer:
+    """Load a directory written by `save_tokenizer` (or the train_tokenizer job)."""
+    fs, root = fsspec.core.url_to_fs(uri, **(storage_options or {}))
+    root = root.rstrip("/")
+    try:
+        info = json.loads(fs.cat_file(f"{root}/tokenizer.json"))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"tokenizer not found: {uri.rstrip('/')}/tokenizer.json") from None
+    source = fs.cat_file(f"{root}/{info['source']}")
+    target = None if info["target"] == info["source"] else fs.cat_file(f"{root}/{info['target']}")
+    return Tokenizer(source, target)

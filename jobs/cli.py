@@ -1,0 +1,113 @@
+"""Command-line flags generated from a job's config dataclass.
+
+Every job has one frozen dataclass; its fields are the flags (`max_tokens`
+-> `--max-tokens`), its defaults are the defaults, and each field's
+`metadata["help"]` is the help string. The resolved config is printed at
+start and stored with every output, with secrets redacted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import types
+import typing
+from typing import Any
+
+SECRET_FIELDS = ("storage_options",)
+
+
+def arg(default: Any = dataclasses.MISSING, help: str = "", **extra) -> Any:  # noqa: A002
+    """A dataclass field with a help string (and optional argparse extras such as choices)."""
+    if isinstance(default, (list, dict)):
+        value = default
+        return dataclasses.field(default_factory=lambda: type(value)(value), metadata={"help": help, **extra})
+    return dataclasses.field(default=default, metadata={"help": help, **extra})
+
+
+def _base_type(tp):
+    """Unwrap Optional[X] / X | None to X."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return args[0]
+    return tp
+
+
+def _bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes", "on"):
+        return True
+    if text.lower() in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def build_parser(cls, description: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=description or (cls.__doc__ or "").strip(),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = _base_type(hints[f.name])
+        flag = "--" + f.name.replace("_", "-")
+        kw: dict[str, Any] = {"help": f.metadata.get("help", " ") or " ", "dest": f.name}
+        if "choices" in f.metadata:
+            kw["choices"] = f.metadata["choices"]
+        if f.default is not dataclasses.MISSING:
+            kw["default"] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            kw["default"] = f.default_factory()
+        else:
+            kw["required"] = True
+        origin = typing.get_origin(tp)
+        if tp is bool:
+            # --flag, --no-flag, or --flag=false
+            kw.update(nargs="?", const=True, type=_bool, metavar="BOOL")
+            parser.add_argument(flag, **kw)
+            parser.add_argument("--no-" + f.name.replace("_", "-"), dest=f.name, action="store_false",
+                                help=argparse.SUPPRESS)
+        elif origin is list:
+            (item,) = typing.get_args(tp)
+            parser.add_argument(flag, type=item, action="append", **{**kw, "default": None})
+        elif tp is dict or origin is dict:
+            parser.add_argument(flag, type=json.loads, metavar="JSON", **kw)
+        else:
+            parser.add_argument(flag, type=tp, **kw)
+    return parser
+
+
+def parse_config(cls, argv: list[str] | None = None, description: str | None = None):
+    """Parse argv into `cls`; list flags given on the command line replace the default list."""
+    args = vars(build_parser(cls, description).parse_args(sys.argv[1:] if argv is None else argv))
+    values = {}
+    for f in dataclasses.fields(cls):
+        value = args[f.name]
+        if value is None and f.default_factory is not dataclasses.MISSING:
+            value = f.default_factory()
+        values[f.name] = value
+    try:
+        return cls(**values)
+    except ValueError as e:
+        raise SystemExit(f"error: {e}") from None
+
+
+def with_absolute_paths(cfg, *names: str):
+    """Replace local relative paths in the named fields by absolute ones (Ray workers run elsewhere)."""
+    from pipeline.io import absolute_uri
+
+    return dataclasses.replace(cfg, **{n: absolute_uri(getattr(cfg, n)) for n in names})
+
+
+def redacted(cfg) -> dict:
+    """The config as a dict, safe to print and store: secrets replaced by their keys only."""
+    out = dataclasses.asdict(cfg)
+    for name in SECRET_FIELDS:
+        if out.get(name):
+            out[name] = {k: "***" for k in out[name]}
+    return out
+
+
+def print_config(cfg) -> None:
+    print(f"[{type(cfg).__name__}] " + json.dumps(redacted(cfg), sort_keys=True), flush=True)

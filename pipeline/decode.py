@@ -1,0 +1,80 @@
+"""Translate many tokenized sentences with bounded memory: sort, pack under a token budget, decode, unsort.
+
+Shared by the translation actors and by validation during training.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from model.search import DecodeConfig, Hypothesis, search
+from model.tokenizer import PAD_ID
+from pipeline.batching import budget_batches, pad_batch
+
+
+@dataclass
+class DecodeStats:
+    sentences: int = 0
+    batches: int = 0
+    source_tokens: int = 0  # real source tokens (EOS included)
+    padded_source_tokens: int = 0  # rows x longest row, summed over batches
+
+    @property
+    def padding_efficiency(self) -> float:
+        return self.source_tokens / self.padded_source_tokens if self.padded_source_tokens else 1.0
+
+
+def decode_cost(beam: int, target_ratio: float = 1.0):
+    """Padded size of a batch during beam search: every row is expanded to `beam` hypotheses,
+    each holding the source memory plus a target that grows to ~ratio x source length."""
+
+    def cost(rows: int, longest: int) -> int:
+        return int(rows * beam * (longest + target_ratio * longest))
+
+    return cost
+
+
+def translate_ids(
+    model,
+    src_ids: Sequence[Sequence[int]],
+    cfg: DecodeConfig,
+    max_tokens: int,
+    device: torch.device | str = "cpu",
+    max_rows: int | None = None,
+) -> tuple[list[list[Hypothesis]], list[int], DecodeStats]:
+    """Decode id lists (each ending in EOS) and return hypotheses in the input order.
+
+    Sentences are sorted by length and packed so that rows x beam x (source +
+    expected target) stays under `max_tokens`: one long sentence gets a small
+    batch instead of inflating a large one. A batch that still runs out of
+    accelerator memory is split in two and retried, down to single sentences.
+    Also returns each sentence's padded width (its batch's longest source), whose
+    sum is the padded token count.
+    """
+    lengths = [len(s) for s in src_ids]
+    batches = budget_batches(lengths, max_tokens, max_rows=max_rows, cost=decode_cost(cfg.beam_size))
+    results: list[list[Hypothesis] | None] = [None] * len(src_ids)
+    widths = [0] * len(src_ids)
+    stats = DecodeStats(sentences=len(src_ids))
+    pending = list(batches)
+    while pending:
+        idx = pending.pop()
+        src = pad_batch([src_ids[i] for i in idx], PAD_ID)
+        try:
+            hyps = search(model, src.to(device), cfg)
+        except torch.OutOfMemoryError:
+            if len(idx) == 1:
+                raise
+            torch.cuda.empty_cache()
+            half = len(idx) // 2
+            pending += [idx[:half], idx[half:]]
+            continue
+        stats.batches += 1
+        stats.source_tokens += sum(lengths[i] for i in idx)
+        stats.padded_source_tokens += src.numel()
+        for i, h in zip(idx, hyps, strict=True):
+            results[i], widths[i] = h, src.size(1)
+    return results, widths, stats

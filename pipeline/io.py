@@ -1,0 +1,123 @@
+"""Storage access through fsspec: any URI (local path, file://, s3://, gs://, abfs://, memory://).
+
+Endpoints and credentials come from the standard places (AWS_* variables,
+instance roles, gcloud config) plus an optional `storage_options` dict for
+fsspec. Nothing here logs them.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import posixpath
+import uuid
+from collections.abc import Iterator
+
+import fsspec
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+
+def resolve(uri: str, storage_options: dict | None = None):
+    """(fsspec filesystem, path without protocol) for a URI."""
+    fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
+    return fs, path.rstrip("/") or path
+
+
+def to_uri(fs, path: str) -> str:
+    """The inverse of `resolve`: a path on `fs` as a URI with its protocol."""
+    return fs.unstrip_protocol(path)
+
+
+def absolute_uri(uri: str) -> str:
+    """Local relative paths made absolute: Ray workers run in another working directory."""
+    if not uri or "://" in uri:
+        return uri
+    import os
+
+    return os.path.abspath(uri)
+
+
+def join(uri: str, *parts: str) -> str:
+    return posixpath.join(uri.rstrip("/"), *parts)
+
+
+def pyarrow_filesystem(fs) -> pafs.FileSystem:
+    """Wrap an fsspec filesystem for pyarrow and Ray (local stays native, for speed)."""
+    if "file" in _protocols(fs):
+        return pafs.LocalFileSystem()
+    return pafs.PyFileSystem(pafs.FSSpecHandler(fs))
+
+
+def _protocols(fs) -> tuple[str, ...]:
+    proto = fs.protocol
+    return (proto,) if isinstance(proto, str) else tuple(proto)
+
+
+def list_parquet_files(uri: str, storage_options: dict | None = None) -> tuple[object, list[str]]:
+    """Parquet files named by a file, a directory/prefix (recursively) or a glob; sorted.
+
+    Raises FileNotFoundError naming the URI when nothing matches.
+    """
+    fs, path = resolve(uri, storage_options)
+    if any(c in path for c in "*?["):
+        files = sorted(p for p in fs.glob(path) if fs.isfile(p))
+    elif fs.isfile(path):
+        files = [path]
+    elif fs.isdir(path):
+        files = sorted(p for p in fs.find(path) if p.endswith(".parquet") and not _hidden(path, p))
+    else:
+        raise FileNotFoundError(f"input not found: {uri}")
+    if not files:
+        raise FileNotFoundError(f"no Parquet files under {uri}")
+    return fs, files
+
+
+def _hidden(root: str, path: str) -> bool:
+    """Files under a dot- or underscore-folder (staging, _temporary) are not part of a dataset."""
+    rel = posixpath.relpath(path, root)
+    return any(part.startswith((".", "_")) for part in rel.split("/"))
+
+
+def read_table(uri: str, columns: list[str] | None = None, storage_options: dict | None = None) -> pa.Table:
+    """Read a small Parquet dataset (file, directory or glob) into one table."""
+    fs, files = list_parquet_files(uri, storage_options)
+    tables = []
+    for f in files:
+        with fs.open(f, "rb") as fh:
+            tables.append(pq.read_table(fh, columns=columns))
+    return pa.concat_tables(tables, promote_options="default")
+
+
+def write_bytes_atomic(fs, path: str, data: bytes) -> None:
+    """Write to a temporary name, then move into place: readers never see a partial file.
+
+    On object stores the final key appears in one PUT/COPY; locally the move is a rename.
+    """
+    tmp = f"{posixpath.dirname(path)}/.tmp-{uuid.uuid4().hex}-{posixpath.basename(path)}"
+    fs.makedirs(posixpath.dirname(path), exist_ok=True)
+    fs.pipe_file(tmp, data)
+    fs.mv(tmp, path)
+
+
+def table_to_parquet_bytes(table: pa.Table) -> bytes:
+    buf = io.BytesIO()
+    pq.write_table(table, buf, compression="zstd")
+    return buf.getvalue()
+
+
+def read_text_lines(uri: str, storage_options: dict | None = None) -> Iterator[str]:
+    """Lines of a text file (gzip if it ends in .gz), without line endings.
+
+    Invalid UTF-8 raises ValueError naming the file and the 1-based line number.
+    """
+    fs, path = resolve(uri, storage_options)
+    with fs.open(path, "rb") as raw:
+        stream = gzip.open(raw) if path.endswith(".gz") else raw
+        for lineno, line in enumerate(stream, start=1):
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{uri}: line {lineno} is not valid UTF-8 ({e.reason} at byte {e.start})") from None
+            yield text.rstrip("\r\n")

@@ -1,0 +1,82 @@
+"""sacreBLEU metrics from summed per-sentence sufficient statistics.
+
+sacreBLEU scores a corpus from per-segment statistics (n-gram matches and
+lengths for BLEU, character/word n-gram counts for chrF, edits and reference
+lengths for TER) summed over the corpus. Computing those statistics where the
+rows are (Ray tasks, shard by shard) and summing them gives exactly
+`corpus_score` on the whole corpus, at any scale: the sums are of integers, so
+the order of summation does not matter. Every score carries its signature.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sacrebleu.metrics import BLEU, CHRF, TER
+
+METRICS = ("bleu", "chrf", "ter")
+
+
+@dataclass(frozen=True)
+class MetricOptions:
+    """sacreBLEU options; defaults are sacreBLEU's own (BLEU 13a cased, chrF, TER)."""
+
+    bleu_tokenize: str = "13a"
+    lowercase: bool = False
+    chrf_word_order: int = 0  # 2 gives chrF++
+    ter_normalized: bool = False
+    ter_case_sensitive: bool = False
+
+
+def make_metrics(opts: MetricOptions = MetricOptions(), n_refs: int = 1) -> dict:
+    """Fresh metric objects. `n_refs` is recorded in the signatures."""
+    metrics = {
+        "bleu": BLEU(tokenize=opts.bleu_tokenize, lowercase=opts.lowercase),
+        "chrf": CHRF(word_order=opts.chrf_word_order, lowercase=opts.lowercase),
+        "ter": TER(normalized=opts.ter_normalized, case_sensitive=opts.ter_case_sensitive),
+    }
+    for m in metrics.values():
+        # Silences sacreBLEU's "forgot to detokenize?" heuristic on partial batches; the
+        # statistics do not depend on it.
+        m._force = True
+        m.num_refs = n_refs
+    return metrics
+
+
+def sentence_stats(metric, hypotheses: Sequence[str], references: Sequence[Sequence[str]]) -> np.ndarray:
+    """(N, k) per-sentence statistics. references: one list per reference stream (as sacreBLEU)."""
+    if not len(hypotheses):
+        return np.zeros((0, stats_width(metric)), dtype=np.float64)
+    stats = metric._extract_corpus_statistics(list(hypotheses), [list(r) for r in references])
+    return np.asarray(stats, dtype=np.float64)
+
+
+def stats_width(metric) -> int:
+    if isinstance(metric, BLEU):
+        return 2 + 2 * metric.max_ngram_order
+    if isinstance(metric, CHRF):
+        return 3 * (metric.char_order + metric.word_order)
+    return 2
+
+
+def score_from_stats(metric, summed: Sequence[float]) -> float:
+    """Corpus score (0-100) from summed statistics."""
+    return float(metric._compute_score_from_stats(np.asarray(summed, dtype=np.float64)).score)
+
+
+def signature(metric) -> str:
+    return str(metric.get_signature())
+
+
+def score_block(metrics: dict, summed: dict[str, Sequence[float]], sentences: int) -> dict:
+    """The report's shape for one corpus or group: sentences plus score and signature per metric."""
+    return {
+        "sentences": int(sentences),
+        "scores": {
+            name: {"score": score_from_stats(metrics[name], summed[name]), "signature": signature(metrics[name])}
+            for name in METRICS
+            if name in summed
+        },
+    }

@@ -1,0 +1,95 @@
+"""report.json and report.md, shared by the translation and scoring jobs.
+
+report.json holds at least
+    {"overall": {"sentences": N, "scores": {"bleu": {"score", "signature"}, "chrf": ..., "ter": ...}},
+     "groups": {"<name>": <same shape>}}
+with run statistics, configuration and confidence intervals beside them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+
+from pipeline.io import resolve, write_bytes_atomic
+from pipeline.metrics import MetricOptions, make_metrics, score_block
+
+
+def sum_stats(items: list[dict]) -> dict:
+    """Sum per-group statistics dicts: sentences, status counts, null counts, metric sufficient statistics."""
+    total = {"sentences": 0, "status": Counter(), "null_references": 0, "metrics": {}}
+    for s in items:
+        total["sentences"] += s["sentences"]
+        total["status"].update(s.get("status", {}))
+        total["null_references"] += s.get("null_references", 0)
+        for name, vec in s.get("metrics", {}).items():
+            acc = total["metrics"].get(name)
+            total["metrics"][name] = np.asarray(vec, dtype=np.float64) + (acc if acc is not None else 0)
+    total["status"] = dict(total["status"])
+    return total
+
+
+def group_entry(stats: dict, metrics: dict) -> dict:
+    entry = score_block(metrics, stats.get("metrics", {}), stats["sentences"])
+    if stats.get("status"):
+        entry["status"] = dict(sorted(stats["status"].items()))
+    if "null_references" in stats and stats.get("metrics"):
+        entry["null_references"] = stats["null_references"]
+    return entry
+
+
+def build_report(groups: dict[str, dict], metric_options: MetricOptions, **extra) -> dict:
+    """groups: name -> summed statistics of that group. Extra keyword fields go in as they are."""
+    metrics = make_metrics(metric_options)
+    overall = sum_stats(list(groups.values()))
+    return {
+        "overall": group_entry(overall, metrics),
+        "groups": {name: group_entry(stats, metrics) for name, stats in sorted(groups.items())},
+        **extra,
+    }
+
+
+def _fmt(x) -> str:
+    return f"{x:,.2f}" if isinstance(x, float) else f"{x:,}" if isinstance(x, int) else str(x)
+
+
+def report_markdown(report: dict, title: str) -> str:
+    lines = [f"# {title}", ""]
+    overall = report["overall"]
+    lines.append(f"**{overall['sentences']:,} sentences.**")
+    if overall.get("status"):
+        lines.append("Status: " + ", ".join(f"{k} {v:,}" for k, v in overall["status"].items()) + ".")
+    lines.append("")
+    names = list(overall["scores"])
+    if names:
+        lines += ["| | sentences | " + " | ".join(n.upper() for n in names) + " |",
+                  "|---|---:|" + "---:|" * len(names)]
+        rows = [("**overall**", overall)] + list(report["groups"].items())
+        for name, entry in rows:
+            cells = [_fmt(entry["scores"][n]["score"]) if n in entry["scores"] else "" for n in names]
+            lines.append(f"| {name} | {entry['sentences']:,} | " + " | ".join(cells) + " |")
+        lines += ["", "Signatures:", ""]
+        lines += [f"- {n.upper()}: `{overall['scores'][n]['signature']}`" for n in names]
+    else:
+        lines.append("No reference column: no scores.")
+    run = report.get("run")
+    if run:
+        lines += ["", "## Run", "", "| statistic | value |", "|---|---:|"]
+        lines += [f"| {k} | {_fmt(v)} |" for k, v in run.items() if not isinstance(v, (dict, list))]
+    return "\n".join(lines) + "\n"
+
+
+def write_report(output_uri: str, report: dict, title: str, storage_options: dict | None = None) -> None:
+    fs, root = resolve(output_uri, storage_options)
+    write_bytes_atomic(fs, f"{root}/report.json", json.dumps(report, indent=2, sort_keys=False, default=_json).encode())
+    write_bytes_atomic(fs, f"{root}/report.md", report_markdown(report, title).encode())
+
+
+def _json(x):
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    if isinstance(x, np.generic):
+        return x.item()
+    raise TypeError(f"not JSON serializable: {type(x).__name__}")

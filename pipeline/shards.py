@@ -1,0 +1,236 @@
+"""Input shards, the output layout, resume state and per-shard commits.
+
+Output layout under --output:
+    translations/<shard>   one Parquet file per input shard, same relative name, rows in input order
+    _parts/<shard>/        part files written while translating (removed once the shard is committed)
+    _stats/<shard>.json    the committed shard's statistics (row counts, metric sufficient statistics)
+    report.json, report.md
+
+Every file is written under a temporary name and moved into place, so a file
+that exists is complete. A shard is done when its translation file and its
+stats exist; a shard with part files is partly done: the ids in its parts are
+not translated again. Rows are keyed by (shard, id), so ids must be unique
+within a shard (checked when the shard is committed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import posixpath
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pipeline.io import list_parquet_files, resolve, table_to_parquet_bytes, write_bytes_atomic
+from pipeline.metrics import MetricOptions, make_metrics, sentence_stats
+from pipeline.translate import INTERNAL, PADDED, SRC_TOKENS, STATUS, TGT_TOKENS, status_counts
+
+PATH = "path"  # the column Ray's read_parquet(include_paths=True) adds
+
+
+@dataclass(frozen=True)
+class Shard:
+    path: str  # on the input filesystem, as Ray's `path` column shows it
+    name: str  # relative to the input root: the name of its output file and report group
+    rows: int
+
+
+@dataclass(frozen=True)
+class Columns:
+    id: str
+    source: str
+    reference: str | None  # None when the input has no reference column
+
+
+class InputError(ValueError):
+    """Bad input found before any decoding: the message names the file and the column."""
+
+
+def discover_shards(uri: str, id_column: str, source_column: str, reference_column: str,
+                    storage_options: dict | None = None) -> tuple[object, list[Shard], Columns, pa.Schema]:
+    """List input Parquet files and check them from their footers alone (no data read)."""
+    try:
+        fs, files = list_parquet_files(uri, storage_options)
+    except FileNotFoundError as e:
+        raise InputError(str(e)) from None
+    _, root = resolve(uri, storage_options)
+    base = root if fs.isdir(root) else posixpath.dirname(files[0].rstrip("/"))
+    if any(c in root for c in "*?["):
+        base = posixpath.commonpath([posixpath.dirname(f) for f in files])
+
+    def footer(path):
+        try:
+            with fs.open(path, "rb") as fh:
+                return pq.read_metadata(fh)
+        except Exception as e:  # pyarrow raises several types for a non-Parquet file
+            raise InputError(f"{fs.unstrip_protocol(path)}: not a readable Parquet file ({e})") from None
+
+    with ThreadPoolExecutor(16) as pool:
+        metas = list(pool.map(footer, files))
+    schema = metas[0].schema.to_arrow_schema()
+    has_ref = []
+    for path, meta in zip(files, metas, strict=True):
+        names = meta.schema.to_arrow_schema().names
+        for col in (id_column, source_column):
+            if col not in names:
+                raise InputError(f"{fs.unstrip_protocol(path)}: missing column {col!r} (columns: {names})")
+        has_ref.append(reference_column in names)
+        _check_no_null_ids(fs, path, meta, id_column)
+    if any(has_ref) and not all(has_ref):
+        missing = files[has_ref.index(False)]
+        raise InputError(f"{fs.unstrip_protocol(missing)}: missing column {reference_column!r} that other shards have")
+    shards = [Shard(f, posixpath.relpath(f, base), m.num_rows) for f, m in zip(files, metas, strict=True)]
+    return fs, shards, Columns(id_column, source_column, reference_column if all(has_ref) else None), schema
+
+
+def _check_no_null_ids(fs, path: str, meta, id_column: str) -> None:
+    idx = meta.schema.to_arrow_schema().get_field_index(id_column)
+    for rg in range(meta.num_row_groups):
+        stats = meta.row_group(rg).column(idx).statistics
+        if stats is not None and stats.has_null_count and stats.null_count > 0:
+            raise InputError(f"{fs.unstrip_protocol(path)}: column {id_column!r} has {stats.null_count} null ids; "
+                             "every row needs an id to be tracked and resumed")
+
+
+@dataclass(frozen=True)
+class OutputLayout:
+    root: str  # output path on the output filesystem
+
+    def translation(self, shard: str) -> str:
+        return f"{self.root}/translations/{shard}"
+
+    def parts(self, shard: str) -> str:
+        return f"{self.root}/_parts/{shard}"
+
+    def stats(self, shard: str) -> str:
+        return f"{self.root}/_stats/{shard}.json"
+
+
+def shard_state(fs, layout: OutputLayout, shard: Shard, id_column: str) -> tuple[bool, set]:
+    """(done, ids already in part files) for one shard."""
+    if fs.exists(layout.translation(shard.name)) and fs.exists(layout.stats(shard.name)):
+        return True, set()
+    done: set = set()
+    if fs.exists(layout.parts(shard.name)):
+        for part in fs.glob(f"{layout.parts(shard.name)}/part-*.parquet"):
+            with fs.open(part, "rb") as fh:
+                done.update(pq.read_table(fh, columns=[id_column]).column(0).to_pylist())
+    return False, done
+
+
+def make_drop_done(id_column: str, done: dict[str, set]):
+    """Ray Data stage on resume: drop rows whose (shard path, id) is already in a part file."""
+
+    def drop_done(table: pa.Table) -> pa.Table:
+        paths = table.column(PATH).to_pylist()
+        ids = table.column(id_column).to_pylist()
+        keep = [i not in done.get(p, ()) for p, i in zip(paths, ids, strict=True)]
+        return table.filter(pa.array(keep, pa.bool_()))
+
+    return drop_done
+
+
+def write_parts(table: pa.Table, output_uri: str, shard_names: dict[str, str], id_column: str,
+                storage_options: dict) -> pa.Table:
+    """Ray Data stage: write each shard's rows of this batch as one part file; return run statistics.
+
+    Part names are a hash of the ids they hold: a retried task rewrites the same
+    file instead of adding a duplicate.
+    """
+    fs, root = resolve(output_uri, storage_options)
+    layout = OutputLayout(root)
+    stats = []
+    paths = table.column(PATH)
+    for path in pc.unique(paths).to_pylist():
+        rows = table.filter(pc.equal(paths, path))
+        name = shard_names[path]
+        ids = rows.column(id_column).to_pylist()
+        digest = hashlib.sha1("\n".join(map(str, ids)).encode()).hexdigest()[:20]
+        out = rows.drop_columns([c for c in (PATH, *INTERNAL) if c in rows.column_names])
+        write_bytes_atomic(fs, f"{layout.parts(name)}/part-{digest}.parquet", table_to_parquet_bytes(out))
+        counts = status_counts(rows)
+        stats.append({
+            "shard": name,
+            "rows": rows.num_rows,
+            "source_tokens": int(pc.sum(rows.column(SRC_TOKENS)).as_py() or 0),
+            "target_tokens": int(pc.sum(rows.column(TGT_TOKENS)).as_py() or 0),
+            "padded_tokens": int(pc.sum(rows.column(PADDED)).as_py() or 0),
+            "status": json.dumps(counts, sort_keys=True),
+        })
+    return pa.Table.from_pylist(stats, schema=RUN_STATS_SCHEMA)
+
+
+RUN_STATS_SCHEMA = pa.schema([("shard", pa.string()), ("rows", pa.int64()), ("source_tokens", pa.int64()),
+                              ("target_tokens", pa.int64()), ("padded_tokens", pa.int64()),
+                              ("status", pa.string())])
+
+
+def output_fields(nbest: int, write_scores: bool) -> list[pa.Field]:
+    """Columns the translation job adds to the input's."""
+    fields = [pa.field("translation", pa.string()), pa.field(STATUS, pa.string())]
+    if write_scores or nbest > 1:
+        fields.append(pa.field("score", pa.float64()))
+    if nbest > 1:
+        fields += [pa.field("nbest_scores", pa.list_(pa.float64())), pa.field("nbest", pa.list_(pa.string()))]
+    return fields
+
+
+def commit_shard(shard: Shard, input_uri: str, output_uri: str, columns: Columns, added: list[pa.Field],
+                 metrics: tuple[str, ...], metric_options: MetricOptions, storage_options: dict) -> dict:
+    """Merge a shard's parts into translations/<shard> in input order, score it, write its stats.
+
+    Checks that every input id is there exactly once; on a mismatch the parts
+    stay for the next run and the error names the shard.
+    """
+    in_fs, _ = resolve(input_uri, storage_options)
+    out_fs, root = resolve(output_uri, storage_options)
+    layout = OutputLayout(root)
+    with in_fs.open(shard.path, "rb") as fh:
+        input_schema = pq.read_schema(fh)
+        fh.seek(0)
+        input_ids = pq.read_table(fh, columns=[columns.id]).column(0)
+    schema = pa.schema(list(input_schema) + added)
+    parts_dir = layout.parts(shard.name)
+    parts = out_fs.glob(f"{parts_dir}/part-*.parquet") if out_fs.exists(parts_dir) else []
+    tables = []
+    for part in parts:
+        with out_fs.open(part, "rb") as fh:
+            tables.append(pq.read_table(fh))
+    merged = pa.concat_tables(tables, promote_options="default") if tables else schema.empty_table()
+    positions = pc.index_in(merged.column(columns.id), value_set=input_ids)
+    if positions.null_count:
+        raise RuntimeError(f"shard {shard.name}: {positions.null_count} translated rows have ids not in the input")
+    order = pc.sort_indices(positions)
+    merged, pos = merged.take(order), positions.take(order).to_numpy(zero_copy_only=False)
+    # A retried batch can leave the same row in two parts: keep one.
+    keep = np.ones(len(pos), dtype=bool)
+    keep[1:] = pos[1:] != pos[:-1]
+    if not keep.all():
+        merged = merged.filter(pa.array(keep))
+    if merged.num_rows != len(input_ids):
+        raise RuntimeError(f"shard {shard.name}: {len(input_ids) - merged.num_rows} of {len(input_ids)} rows "
+                           "missing after translation (ids not unique within the shard?); re-run to finish it")
+    merged = merged.select(schema.names).cast(schema)
+    stats = {"shard": shard.name, "sentences": merged.num_rows, "status": status_counts(merged)}
+    if columns.reference and metrics:
+        hyps = [h or "" for h in merged.column("translation").to_pylist()]
+        refs = merged.column(columns.reference).to_pylist()
+        stats["null_references"] = sum(r is None for r in refs)
+        objs = make_metrics(metric_options)
+        stats["metrics"] = {m: sentence_stats(objs[m], hyps, [[r or "" for r in refs]]).sum(0).tolist()
+                            for m in metrics}
+    write_bytes_atomic(out_fs, layout.translation(shard.name), table_to_parquet_bytes(merged))
+    write_bytes_atomic(out_fs, layout.stats(shard.name), json.dumps(stats, sort_keys=True).encode())
+    if parts:
+        out_fs.rm(parts_dir, recursive=True)
+    return stats
+
+
+def read_shard_stats(fs, layout: OutputLayout, shard: Shard) -> dict:
+    return json.loads(fs.cat_file(layout.stats(shard.name)))
+

@@ -1,0 +1,182 @@
+"""The translation job's Ray Data stages: tokenize (CPU), translate (actor pool), detokenize (CPU).
+
+Each stage is a callable class that loads its heavy state once, checks its
+input columns, and takes and returns pyarrow tables. They run without Ray
+too: tests call them directly.
+
+Row status, in the `status` column of the output:
+    ok          translated whole
+    empty       null, empty or whitespace-only source: empty translation
+    split       longer than --max-source-tokens: translated in pieces, joined with a space
+    truncated   longer than --max-source-tokens with --long-policy truncate: only the head translated
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from model.search import DecodeConfig
+
+# Internal columns travel between stages and never reach the output.
+PIECES = "__pieces"  # list<list<int32>>: source ids per piece, each ending in EOS
+SRC_TOKENS = "__src_tokens"
+HYP_IDS = "__hyp_ids"  # list<list<int32>>: n-best target ids
+TGT_TOKENS = "__tgt_tokens"
+PADDED = "__padded"  # this row's share of padded source tokens (its batch width, per piece)
+STATUS = "status"
+INTERNAL = (PIECES, SRC_TOKENS, HYP_IDS, TGT_TOKENS, PADDED)
+
+
+def require_columns(table: pa.Table, stage: str, columns) -> None:
+    for col in columns:
+        if col not in table.column_names:
+            raise KeyError(f"{stage} stage: input has no column {col!r} (columns: {table.column_names})")
+
+
+def split_pieces(ids: list[int], max_len: int, eos_id: int, boundary_ids: frozenset[int]) -> list[list[int]]:
+    """Cut a long id list (EOS excluded) into pieces of at most max_len-1 ids, each + EOS.
+
+    Prefers to cut right after a sentence-like boundary (., ;, :, !, ?) in the
+    last third of each window, so pieces are clauses rather than arbitrary spans.
+    """
+    room = max_len - 1
+    pieces = []
+    start = 0
+    while len(ids) - start > room:
+        end = start + room
+        for cut in range(end, start + (2 * room) // 3, -1):
+            if ids[cut - 1] in boundary_ids:
+                end = cut
+                break
+        pieces.append(ids[start:end] + [eos_id])
+        start = end
+    pieces.append(ids[start:] + [eos_id])
+    return pieces
+
+
+class Tokenize:
+    """Source text -> id pieces and a status. Loads the checkpoint's SentencePiece model once."""
+
+    def __init__(self, model_uri: str, source_column: str, max_source_tokens: int, long_policy: str,
+                 storage_options: dict):
+        from model.checkpoint import load_tokenizer_only
+
+        self.tokenizer = load_tokenizer_only(model_uri, storage_options)
+        self.source_column = source_column
+        self.max_len = max_source_tokens
+        self.long_policy = long_policy
+        sp = self.tokenizer.source
+        self.eos = sp.eos_id()
+        self.boundaries = frozenset(
+            i for i in range(sp.get_piece_size()) if sp.id_to_piece(i).rstrip("▁").endswith((".", ";", ":", "!", "?"))
+        )
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        require_columns(table, "tokenize", [self.source_column])
+        texts = table.column(self.source_column).to_pylist()
+        clean = [t if isinstance(t, str) and t.strip() else "" for t in texts]
+        encoded = self.tokenizer.source.encode(clean)
+        pieces, status, n_tokens = [], [], []
+        for text, ids in zip(clean, encoded, strict=True):
+            if not text:
+                pieces.append([])
+                status.append("empty")
+            elif len(ids) + 1 <= self.max_len:
+                pieces.append([ids + [self.eos]])
+                status.append("ok")
+            elif self.long_policy == "truncate":
+                pieces.append([ids[: self.max_len - 1] + [self.eos]])
+                status.append("truncated")
+            else:
+                pieces.append(split_pieces(ids, self.max_len, self.eos, self.boundaries))
+                status.append("split")
+            n_tokens.append(len(ids) + 1 if text else 0)
+        return (table.append_column(PIECES, pa.array(pieces, pa.list_(pa.list_(pa.int32()))))
+                .append_column(STATUS, pa.array(status, pa.string()))
+                .append_column(SRC_TOKENS, pa.array(n_tokens, pa.int32())))
+
+
+class Translator:
+    """Actor: holds the model, decodes a large batch sorted by length in token-budget sub-batches."""
+
+    def __init__(self, model_uri: str, decode: DecodeConfig, max_tokens: int, precision: str,
+                 torch_threads: int, storage_options: dict):
+        import torch
+
+        from model.checkpoint import load_checkpoint
+
+        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if self.device.type == "cpu" and torch_threads:
+            torch.set_num_threads(torch_threads)
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+        if dtype == torch.float16 and self.device.type == "cpu":
+            raise ValueError("--precision fp16 needs a GPU; use bf16 or fp32 on CPU")
+        self.model = load_checkpoint(model_uri, device=self.device, dtype=dtype, storage_options=storage_options).model
+        self.decode, self.max_tokens = decode, max_tokens
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        from pipeline.decode import translate_ids
+
+        require_columns(table, "translate", [PIECES])
+        rows = table.column(PIECES).to_pylist()
+        flat = [(r, piece) for r, pieces in enumerate(rows) for piece in pieces]
+        hyps, widths, _ = translate_ids(self.model, [p for _, p in flat], self.decode, self.max_tokens, self.device)
+        n = len(rows)
+        per_row: list[list] = [[] for _ in range(n)]
+        padded = np.zeros(n, dtype=np.int64)
+        for (r, _), h, w in zip(flat, hyps, widths, strict=True):
+            per_row[r].append(h)
+            padded[r] += w
+        nbest_ids, scores, nbest_scores, tgt_tokens = [], [], [], []
+        for pieces in per_row:
+            if not pieces:
+                nbest_ids.append([[]])
+                scores.append(None)
+                nbest_scores.append([])
+            elif len(pieces) == 1:
+                nbest_ids.append([h.tokens for h in pieces[0]])
+                scores.append(pieces[0][0].score)
+                nbest_scores.append([h.score for h in pieces[0]])
+            else:  # split source: the best hypothesis of each piece, concatenated
+                nbest_ids.append([[t for p in pieces for t in p[0].tokens]])
+                scores.append(float(np.mean([p[0].score for p in pieces])))
+                nbest_scores.append([scores[-1]])
+            tgt_tokens.append(len(nbest_ids[-1][0]) + (1 if pieces else 0))
+        return (table.drop_columns([PIECES])
+                .append_column(HYP_IDS, pa.array(nbest_ids, pa.list_(pa.list_(pa.int32()))))
+                .append_column("score", pa.array(scores, pa.float64()))
+                .append_column("nbest_scores", pa.array(nbest_scores, pa.list_(pa.float64())))
+                .append_column(TGT_TOKENS, pa.array(tgt_tokens, pa.int32()))
+                .append_column(PADDED, pa.array(padded, pa.int64())))
+
+
+class Detokenize:
+    """Target ids -> text: `translation` (best) and, with n-best, the `nbest` list."""
+
+    def __init__(self, model_uri: str, nbest: int, write_scores: bool, storage_options: dict):
+        from model.checkpoint import load_tokenizer_only
+
+        self.tokenizer = load_tokenizer_only(model_uri, storage_options)
+        self.nbest, self.write_scores = nbest, write_scores
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        require_columns(table, "detokenize", [HYP_IDS, "score", "nbest_scores"])
+        nbest = table.column(HYP_IDS).to_pylist()
+        flat = [ids for row in nbest for ids in row]
+        texts = iter(self.tokenizer.decode_target(flat))
+        decoded = [[next(texts) for _ in row] for row in nbest]
+        table = table.append_column("translation", pa.array([row[0] for row in decoded], pa.string()))
+        if self.nbest > 1:
+            table = table.append_column("nbest", pa.array(decoded, pa.list_(pa.string())))
+        else:
+            table = table.drop_columns(["nbest_scores"])
+        if not self.write_scores and self.nbest == 1:
+            table = table.drop_columns(["score"])
+        return table.drop_columns([HYP_IDS])
+
+
+def status_counts(table: pa.Table) -> dict[str, int]:
+    counts = pc.value_counts(table.column(STATUS)).to_pylist() if table.num_rows else []
+    return {c["values"]: int(c["counts"]) for c in counts}
