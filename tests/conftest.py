@@ -74,3 +74,45 @@ def s3_bucket(s3_server) -> str:
     name = f"test-{uuid.uuid4().hex[:12]}"
     s3_server.filesystem().mkdir(name)
     return f"s3://{name}"
+
+
+SAMPLE = os.path.join(ROOT, "samples", "multi30k-en-de")
+
+
+@pytest.fixture(scope="session")
+def sample_corpus():
+    """The sample corpus shipped in the repo: 3 shards x 100 rows (id, source, reference, ...)."""
+    return SAMPLE
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory):
+    """A random tiny Transformer with a real SentencePiece model trained on the sample corpus."""
+    import torch
+
+    from model.checkpoint import save_checkpoint
+    from model.tokenizer import Tokenizer, train_sentencepiece
+    from pipeline.io import read_table
+    from tests.helpers import tiny_transformer
+
+    table = read_table(SAMPLE)
+    text = table.column("source").to_pylist() + table.column("reference").to_pylist()
+    tok = Tokenizer(train_sentencepiece(text, vocab_size=400))
+    torch.manual_seed(0)
+    path = str(tmp_path_factory.mktemp("ckpt") / "tiny")
+    save_checkpoint(path, tiny_transformer(tok.src_vocab_size), tok)
+    return path
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    """An in-process local Ray instance for tests that call jobs' functions directly.
+
+    address="local" so the tests never join another Ray cluster running on the machine.
+    """
+    import ray
+
+    os.environ["RAY_ADDRESS"] = "local"
+    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

@@ -1,0 +1,127 @@
+"""Input checks, part files and per-shard commits, without Ray."""
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.io import resolve
+from pipeline.metrics import MetricOptions, make_metrics, sentence_stats
+from pipeline.shards import (
+    PATH,
+    Columns,
+    InputError,
+    OutputLayout,
+    commit_shard,
+    discover_shards,
+    make_drop_done,
+    output_fields,
+    shard_state,
+    write_parts,
+)
+from pipeline.translate import PADDED, SRC_TOKENS, TGT_TOKENS
+
+
+def make_input(tmp_path, rows, name="in/s1.parquet"):
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table(rows), path)
+    return path
+
+
+def translated(table, path):
+    n = table.num_rows
+    return (table.append_column(PATH, pa.array([str(path)] * n))
+            .append_column("translation", pa.array([s.upper() for s in table.column("source").to_pylist()]))
+            .append_column("status", pa.array(["ok"] * n))
+            .append_column(SRC_TOKENS, pa.array([3] * n, pa.int32()))
+            .append_column(TGT_TOKENS, pa.array([4] * n, pa.int32()))
+            .append_column(PADDED, pa.array([5] * n, pa.int64())))
+
+
+ROWS = {"id": ["x3", "x1", "x2", "x4"], "source": ["c", "a", "b", "d"], "reference": ["C", "A", "x", "D"]}
+
+
+def test_parts_then_commit_restores_input_order_and_scores(tmp_path):
+    path = make_input(tmp_path, ROWS)
+    _, shards, columns, _ = discover_shards(str(tmp_path / "in"), "id", "source", "reference")
+    (shard,) = shards
+    assert shard.name == "s1.parquet" and shard.rows == 4 and columns.reference == "reference"
+    out = str(tmp_path / "out")
+    table = translated(pa.table(ROWS), path)
+    # two batches arrive out of order; the second batch is also retried (same part written twice)
+    for batch in (table.slice(2), table.slice(0, 2), table.slice(0, 2)):
+        stats = write_parts(batch, out, {str(path): shard.name}, "id", {})
+        assert stats.column("padded_tokens").to_pylist() == [5 * batch.num_rows]
+    assert len(list((tmp_path / "out" / "_parts" / "s1.parquet").iterdir())) == 2
+    stats = commit_shard(shard, str(tmp_path / "in"), out, columns, output_fields(1, False), ("bleu", "chrf"),
+                         MetricOptions(), {})
+    result = pq.read_table(tmp_path / "out" / "translations" / "s1.parquet")
+    assert result.column("id").to_pylist() == ROWS["id"]
+    assert result.column_names == ["id", "source", "reference", "translation", "status"]
+    assert stats["sentences"] == 4 and stats["status"] == {"ok": 4}
+    bleu = make_metrics()["bleu"]
+    expected = sentence_stats(bleu, ["C", "A", "B", "D"], [["C", "A", "x", "D"]]).sum(0).tolist()
+    assert stats["metrics"]["bleu"] == expected
+    assert not (tmp_path / "out" / "_parts" / "s1.parquet").exists()
+    fs, root = resolve(out)
+    assert shard_state(fs, OutputLayout(root), shard, "id") == (True, set())
+
+
+def test_missing_rows_keep_the_parts_and_name_the_shard(tmp_path):
+    path = make_input(tmp_path, ROWS)
+    _, (shard,), columns, _ = discover_shards(str(path), "id", "source", "reference")
+    out = str(tmp_path / "out")
+    write_parts(translated(pa.table(ROWS), path).slice(0, 3), out, {str(path): shard.name}, "id", {})
+    fs, root = resolve(out)
+    assert shard_state(fs, OutputLayout(root), shard, "id") == (False, {"x3", "x1", "x2"})
+    with pytest.raises(RuntimeError, match="s1.parquet: 1 of 4 rows missing"):
+        commit_shard(shard, str(path), out, columns, output_fields(1, False), (), MetricOptions(), {})
+    assert (tmp_path / "out" / "_parts" / "s1.parquet").exists()
+
+
+def test_drop_done_filters_by_shard_and_id(tmp_path):
+    table = pa.table({PATH: ["p1", "p1", "p2"], "id": [1, 2, 1]})
+    assert make_drop_done("id", {"p1": {1}})(table).to_pylist() == [{PATH: "p1", "id": 2}, {PATH: "p2", "id": 1}]
+
+
+def test_zero_row_shard_commits_an_empty_file(tmp_path):
+    path = make_input(tmp_path, {"id": pa.array([], pa.string()), "source": pa.array([], pa.string())})
+    _, (shard,), columns, _ = discover_shards(str(path), "id", "source", "reference")
+    assert columns.reference is None
+    stats = commit_shard(shard, str(path), str(tmp_path / "out"), columns, output_fields(1, False), ("bleu",),
+                         MetricOptions(), {})
+    result = pq.read_table(tmp_path / "out" / "translations" / "s1.parquet")
+    assert result.num_rows == 0 and result.column_names == ["id", "source", "translation", "status"]
+    assert stats == json.loads((tmp_path / "out" / "_stats" / "s1.parquet.json").read_text())
+
+
+@pytest.mark.parametrize("rows, message", [
+    ({"id": ["a"], "text": ["x"]}, "missing column 'source'"),
+    ({"id": ["a", None], "source": ["x", "y"]}, "null ids"),
+])
+def test_bad_inputs_are_named_before_any_work(tmp_path, rows, message):
+    path = make_input(tmp_path, rows)
+    with pytest.raises(InputError, match=message) as e:
+        discover_shards(str(tmp_path / "in"), "id", "source", "reference")
+    assert str(path) in str(e.value)
+
+
+def test_non_parquet_and_missing_inputs(tmp_path):
+    (tmp_path / "junk.parquet").write_text("not parquet at all")
+    with pytest.raises(InputError, match="junk.parquet: not a readable Parquet file"):
+        discover_shards(str(tmp_path / "junk.parquet"), "id", "source", "reference")
+    with pytest.raises(InputError, match="input not found"):
+        discover_shards(str(tmp_path / "nope"), "id", "source", "reference")
+
+
+def test_reference_in_some_shards_only_is_an_error(tmp_path):
+    make_input(tmp_path, {"id": ["a"], "source": ["x"], "reference": ["y"]}, "in/a.parquet")
+    make_input(tmp_path, {"id": ["b"], "source": ["x"]}, "in/b.parquet")
+    with pytest.raises(InputError, match="b.parquet: missing column 'reference'"):
+        discover_shards(str(tmp_path / "in"), "id", "source", "reference")
+
+
+def test_columns_dataclass_is_hashable():
+    assert Columns("id", "source", None) == Columns("id", "source", None)

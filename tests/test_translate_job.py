@@ -1,0 +1,126 @@
+"""The translation job end to end in a local Ray instance: bad input, resume, actor count, errors."""
+
+import json
+import os
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from sacrebleu.metrics import BLEU, CHRF, TER
+
+from jobs.translate_corpus import main as translate
+from pipeline.io import read_table
+
+FAST = ["--beam-size", "2", "--max-len-a", "0", "--max-len-b", "6", "--batch-rows", "64", "--cpus-per-actor", "1"]
+
+
+def run(tiny_checkpoint, input_uri, output, *extra):
+    return translate(["--input", input_uri, "--output", output, "--model", tiny_checkpoint, *FAST, *extra])
+
+
+def outputs(out_dir):
+    return read_table(os.path.join(out_dir, "translations"))
+
+
+@pytest.fixture(scope="module")
+def bad_corpus(tmp_path_factory):
+    """Two shards with null, empty, whitespace and over-long sources, plus a zero-row shard."""
+    root = tmp_path_factory.mktemp("bad")
+    long = " ".join(["A man in a blue shirt is standing on a ladder."] * 12)
+    pq.write_table(pa.table({"id": [1, 2, 3, 4], "source": ["A dog runs.", None, "", long],
+                             "reference": ["Ein Hund rennt.", "Nichts.", None, "Lang."], "doc": ["d1"] * 4}),
+                   root / "a.parquet")
+    pq.write_table(pa.table({"id": [5, 6], "source": ["   ", "Two girls play."], "reference": ["", "Zwei Mädchen."],
+                             "doc": ["d2", "d2"]}), root / "b.parquet")
+    pq.write_table(pa.table({"id": pa.array([], pa.int64()), "source": pa.array([], pa.string()),
+                             "reference": pa.array([], pa.string()), "doc": pa.array([], pa.string())}),
+                   root / "c.parquet")
+    return str(root)
+
+
+def test_bad_inputs_every_id_once_and_report_matches_sacrebleu(local_ray, tiny_checkpoint, bad_corpus, tmp_path,
+                                                                capsys):
+    out = str(tmp_path / "out")
+    assert run(tiny_checkpoint, bad_corpus, out, "--max-source-tokens", "32") == 0
+    table = outputs(out)
+    assert sorted(table.column("id").to_pylist()) == [1, 2, 3, 4, 5, 6]
+    status = dict(zip(table.column("id").to_pylist(), table.column("status").to_pylist(), strict=True))
+    assert status == {1: "ok", 2: "empty", 3: "empty", 4: "split", 5: "empty", 6: "ok"}
+    assert pq.read_table(os.path.join(out, "translations", "c.parquet")).num_rows == 0  # zero-row shard
+    assert pq.read_table(os.path.join(out, "translations", "a.parquet")).column("id").to_pylist() == [1, 2, 3, 4]
+
+    report = json.load(open(os.path.join(out, "report.json")))
+    run_stats = report["run"]
+    for key in ("sentences", "shards", "source_tokens", "target_tokens", "seconds", "target_tokens_per_second",
+                "padding_efficiency"):
+        assert key in run_stats
+    assert run_stats["sentences"] == 6 and run_stats["shards"] == 3
+    assert set(report["groups"]) == {"a.parquet", "b.parquet", "c.parquet"}
+    assert report["overall"]["status"] == {"empty": 3, "ok": 2, "split": 1}
+    assert report["overall"]["null_references"] == 1
+    hyps = table.column("translation").to_pylist()
+    refs = [r or "" for r in table.column("reference").to_pylist()]
+    for name, metric in (("bleu", BLEU()), ("chrf", CHRF()), ("ter", TER())):
+        expected = metric.corpus_score(hyps, [refs])
+        assert report["overall"]["scores"][name]["score"] == pytest.approx(expected.score, abs=1e-9)
+        assert report["overall"]["scores"][name]["signature"] == str(metric.get_signature())
+    assert "BLEU" in open(os.path.join(out, "report.md")).read()
+    assert "translated 6 sentences" in capsys.readouterr().out
+
+
+def test_resume_translates_only_what_is_missing(local_ray, tiny_checkpoint, sample_corpus, tmp_path):
+    out = str(tmp_path / "out")
+    assert run(tiny_checkpoint, sample_corpus, out) == 0
+    first = {n: outputs(out).to_pylist() for n in ("all",)}["all"]
+    trans = tmp_path / "out" / "translations"
+    kept = {p.name: p.stat().st_mtime_ns for p in trans.iterdir()}
+
+    # Simulate a run killed part-way: shard 1 never committed, half its rows in a part file.
+    victim = trans / "part-00001.parquet"
+    done = pq.read_table(victim).slice(0, 40)
+    victim.unlink()
+    (tmp_path / "out" / "_stats" / "part-00001.parquet.json").unlink()
+    parts = tmp_path / "out" / "_parts" / "part-00001.parquet"
+    parts.mkdir(parents=True)
+    pq.write_table(done, parts / "part-earlier.parquet")
+
+    assert run(tiny_checkpoint, sample_corpus, out) == 0
+    report = json.load(open(tmp_path / "out" / "report.json"))
+    assert report["run"]["sentences"] == 60  # only the missing rows were decoded
+    assert report["run"]["skipped_sentences"] == 240
+    assert report["overall"]["sentences"] == 300
+    for name, mtime in kept.items():
+        if name != victim.name:
+            assert (trans / name).stat().st_mtime_ns == mtime  # finished output untouched
+    assert outputs(out).to_pylist() == first  # same rows, same order, same translations
+
+    # A third run has nothing left to do.
+    assert run(tiny_checkpoint, sample_corpus, out) == 0
+    assert json.load(open(tmp_path / "out" / "report.json"))["run"]["sentences"] == 0
+
+
+def test_output_does_not_depend_on_the_number_of_actors(local_ray, tiny_checkpoint, sample_corpus, tmp_path):
+    assert run(tiny_checkpoint, sample_corpus, str(tmp_path / "one"), "--actors", "1") == 0
+    assert run(tiny_checkpoint, sample_corpus, str(tmp_path / "two"), "--actors", "2", "--batch-rows", "16") == 0
+    for shard in ("part-00000.parquet", "part-00001.parquet", "part-00002.parquet"):
+        one = pq.read_table(tmp_path / "one" / "translations" / shard)
+        two = pq.read_table(tmp_path / "two" / "translations" / shard)
+        assert one.equals(two)
+
+
+@pytest.mark.parametrize("case", ["missing column", "not parquet", "unknown model"])
+def test_bad_arguments_fail_before_decoding_with_one_line(tiny_checkpoint, sample_corpus, tmp_path, capsys, case):
+    model, input_uri = tiny_checkpoint, sample_corpus
+    extra = []
+    if case == "missing column":
+        extra = ["--source-column", "text"]
+    elif case == "not parquet":
+        (tmp_path / "x.parquet").write_text("hello")
+        input_uri = str(tmp_path / "x.parquet")
+    else:
+        model = str(tmp_path / "no-model")
+    code = translate(["--input", input_uri, "--output", str(tmp_path / "o"), "--model", model, *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: ")
+    assert {"missing column": "'text'", "not parquet": "x.parquet", "unknown model": "no-model"}[case] in err[0]
+    assert not (tmp_path / "o" / "translations").exists()

@@ -1,0 +1,110 @@
+"""The translation job's stages called directly, without Ray."""
+
+import pyarrow as pa
+import pytest
+
+from model.checkpoint import load_checkpoint
+from model.search import DecodeConfig, beam_search
+from model.tokenizer import EOS_ID
+from pipeline.translate import HYP_IDS, PIECES, Detokenize, Tokenize, Translator, split_pieces
+
+DECODE = DecodeConfig(beam_size=2, max_len_a=0.0, max_len_b=6)
+
+
+@pytest.fixture(scope="module")
+def stages(tiny_checkpoint):
+    return (Tokenize(tiny_checkpoint, "source", max_source_tokens=12, long_policy="split", storage_options={}),
+            Translator(tiny_checkpoint, DECODE, max_tokens=200, precision="fp32", torch_threads=1, storage_options={}),
+            Detokenize(tiny_checkpoint, nbest=1, write_scores=True, storage_options={}))
+
+
+LONG = "A man in a blue shirt is standing on a ladder. Two dogs run across the green grass and a girl laughs."
+TABLE = pa.table({
+    "id": ["a", "b", "c", "d", "e"],
+    "source": ["A dog runs.", None, "   ", LONG, "Two girls."],
+    "extra": [1, 2, 3, 4, 5],
+})
+
+
+def test_bad_sources_get_a_status_not_a_crash(stages):
+    tok, tr, detok = stages
+    out = detok(tr(tok(TABLE)))
+    rows = {r["id"]: r for r in out.to_pylist()}
+    assert [rows[i]["status"] for i in "abcde"] == ["ok", "empty", "empty", "split", "ok"]
+    assert rows["b"]["translation"] == "" and rows["c"]["translation"] == ""
+    assert rows["b"]["score"] is None and rows["a"]["score"] < 0
+    assert out.column("id").to_pylist() == list("abcde")  # order and pass-through columns kept
+    assert out.column("extra").to_pylist() == [1, 2, 3, 4, 5]
+    assert PIECES not in out.column_names and HYP_IDS not in out.column_names
+
+
+def test_split_pieces_fit_and_cover_the_sentence(stages):
+    tok, _, _ = stages
+    ids = tok.tokenizer.source.encode(LONG)
+    pieces = tok(TABLE).column(PIECES).to_pylist()[3]
+    assert len(pieces) > 1 and all(len(p) <= 12 and p[-1] == EOS_ID for p in pieces)
+    assert [t for p in pieces for t in p[:-1]] == ids
+
+
+def test_split_prefers_sentence_boundaries():
+    dot = 9
+    ids = [5, 5, 5, 5, 5, 5, dot, 5, 5, 5, 5, 5]
+    pieces = split_pieces(ids, max_len=9, eos_id=3, boundary_ids=frozenset({dot}))
+    assert pieces[0] == [5, 5, 5, 5, 5, 5, dot, 3]
+
+
+def test_truncate_policy(tiny_checkpoint):
+    tok = Tokenize(tiny_checkpoint, "source", max_source_tokens=8, long_policy="truncate", storage_options={})
+    out = tok(TABLE)
+    assert out.column("status").to_pylist()[3] == "truncated"
+    assert len(out.column(PIECES).to_pylist()[3]) == 1 and len(out.column(PIECES).to_pylist()[3][0]) == 8
+
+
+def test_translator_matches_plain_beam_search_in_any_batch(stages, tiny_checkpoint):
+    tok, tr, _ = stages
+    model = load_checkpoint(tiny_checkpoint).model
+    tokenized = tok(TABLE)
+    alone = beam_search(model, __import__("torch").tensor([tokenized.column(PIECES).to_pylist()[0][0]]), DECODE)
+    out = tr(tokenized)
+    assert out.column(HYP_IDS).to_pylist()[0][0] == alone[0][0].tokens
+    # the same row in a different batch (reversed order, fewer rows) decodes the same
+    out2 = tr(tokenized.take([4, 0]))
+    assert out2.column(HYP_IDS).to_pylist()[1] == out.column(HYP_IDS).to_pylist()[0]
+
+
+def test_nbest_columns(tiny_checkpoint):
+    tok = Tokenize(tiny_checkpoint, "source", 64, "split", {})
+    tr = Translator(tiny_checkpoint, DecodeConfig(beam_size=3, nbest=3, max_len_b=4), 500, "fp32", 1, {})
+    out = Detokenize(tiny_checkpoint, nbest=3, write_scores=False, storage_options={})(tr(tok(TABLE.slice(0, 1))))
+    row = out.to_pylist()[0]
+    assert len(row["nbest"]) == 3 and row["nbest"][0] == row["translation"]
+    assert row["nbest_scores"] == sorted(row["nbest_scores"], reverse=True)
+
+
+@pytest.mark.parametrize("stage, column", [(Tokenize, "source"), (Detokenize, HYP_IDS)])
+def test_missing_input_column_is_named(tiny_checkpoint, stage, column):
+    udf = (stage(tiny_checkpoint, "source", 64, "split", {}) if stage is Tokenize
+           else stage(tiny_checkpoint, 1, False, {}))
+    with pytest.raises(KeyError, match=repr(column)):
+        udf(pa.table({"other": ["x"]}))
+
+
+def test_fp16_on_cpu_is_refused(tiny_checkpoint):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("has a GPU")
+    with pytest.raises(ValueError, match="fp16 needs a GPU"):
+        Translator(tiny_checkpoint, DECODE, 100, "fp16", 1, {})
+
+
+@pytest.mark.gpu
+def test_bf16_and_fp16_decoding_on_gpu(tiny_checkpoint):
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    tokenized = Tokenize(tiny_checkpoint, "source", 64, "split", {})(TABLE)
+    for precision in ("bf16", "fp16"):
+        out = Translator(tiny_checkpoint, DECODE, 1000, precision, 1, {})(tokenized)
+        assert out.num_rows == TABLE.num_rows
