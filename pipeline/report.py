@@ -51,6 +51,13 @@ def build_report(groups: dict[str, dict], metric_options: MetricOptions, **extra
     }
 
 
+def _cell(score: dict) -> str:
+    text = f"{score['score']:.2f}"
+    if "bootstrap" in score:
+        text += f" ± {score['bootstrap']['ci95_halfwidth']:.2f}"
+    return text
+
+
 def _fmt(x) -> str:
     return f"{x:,.2f}" if isinstance(x, float) else f"{x:,}" if isinstance(x, int) else str(x)
 
@@ -67,9 +74,22 @@ def report_markdown(report: dict, title: str) -> str:
         lines += ["| | sentences | " + " | ".join(n.upper() for n in names) + " |",
                   "|---|---:|" + "---:|" * len(names)]
         rows = [("**overall**", overall)] + list(report["groups"].items())
+        rows += [(f"length {k}", v) for k, v in report.get("length_buckets", {}).items()]
         for name, entry in rows:
-            cells = [_fmt(entry["scores"][n]["score"]) if n in entry["scores"] else "" for n in names]
+            cells = [_cell(entry["scores"][n]) if n in entry["scores"] else "" for n in names]
             lines.append(f"| {name} | {entry['sentences']:,} | " + " | ".join(cells) + " |")
+        if any("bootstrap" in overall["scores"][n] for n in names):
+            lines += ["", "± is the half-width of the 95% bootstrap confidence interval."]
+        compared = [n for n in names if "compare" in overall["scores"][n]]
+        if compared:
+            col = overall["scores"][compared[0]]["compare"]["column"]
+            lines += ["", f"## Paired comparison with `{col}`", "", "| | metric | system | compared | difference |"
+                      " p-value |", "|---|---|---:|---:|---:|---:|"]
+            for name, entry in rows[: 1 + len(report["groups"])]:
+                for n in compared:
+                    c, sc = entry["scores"][n]["compare"], entry["scores"][n]["score"]
+                    lines.append(f"| {name} | {n.upper()} | {sc:.2f} | {c['score']:.2f} | {c['difference']:+.2f} | "
+                                 f"{c.get('p_value', float('nan')):.4f} |")
         lines += ["", "Signatures:", ""]
         lines += [f"- {n.upper()}: `{overall['scores'][n]['signature']}`" for n in names]
     else:

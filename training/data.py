@@ -67,6 +67,9 @@ def make_batch(pairs: list[tuple[list[int], list[int]]]) -> Batch:
     return Batch(src, tgt_in, tgt_out, int(tgt_out.ne(PAD_ID).sum()))
 
 
+DROP_REASONS = ("empty", "one_side_empty", "too_long")
+
+
 def filter_reason(src: list[int], tgt: list[int], max_len: int) -> str | None:
     """Why a training pair is dropped, or None to keep it (each reason is counted and logged)."""
     if len(src) == 0 and len(tgt) == 0:

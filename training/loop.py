@@ -25,8 +25,8 @@ from model.checkpoint import build_model, load_checkpoint, save_checkpoint
 from model.loss import label_smoothed_loss
 from model.search import DecodeConfig
 from model.tokenizer import PAD_ID, UNK_ID, load_tokenizer
-from pipeline.io import join, read_table
-from training.data import make_batch, token_batches
+from pipeline.io import join, read_table, resolve, write_bytes_atomic
+from training.data import DROP_REASONS, make_batch, token_batches
 from training.state import TrainState, inverse_sqrt_lr, load_training_state, save_training_state
 from training.validate import validation_bleu, validation_loss
 
@@ -66,9 +66,12 @@ class Trainer:
                      f"{self.state.updates_in_epoch} updates into it)")
         self.model.to(self.device)
         self.ddp = ray.train.torch.prepare_model(self.model)
-        self.dropped: Counter = Counter()
+        self.dropped: Counter = Counter()  # this epoch, this worker
+        self.dropped_last_epoch: Counter | None = None
         self.valid = self._load_valid() if self.rank == 0 and cfg.valid else None
         self.window = {"loss": 0.0, "nll": 0.0, "tokens": 0, "t0": time.time()}
+        self.since_report = [0.0, 0.0]  # label-smoothed loss sum, target tokens (this worker)
+        self.history_uri = join(cfg.output, "training_log.jsonl")
 
     def log(self, msg: str) -> None:
         if self.rank == 0:
@@ -116,6 +119,7 @@ class Trainer:
             (loss * scale).backward()
             self.window["loss"] += float(loss.detach()) * weight
             self.window["nll"] += float(nll) * weight
+            self.since_report[0] += float(loss.detach()) * weight
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_norm)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -123,6 +127,7 @@ class Trainer:
         self.state.updates_in_epoch += 1
         self.state.target_tokens += int(total_tokens)
         self.window["tokens"] += int(local_tokens)
+        self.since_report[1] += local_tokens
         return True
 
     # --- progress, validation, checkpoints -----------------------------------------
@@ -130,9 +135,10 @@ class Trainer:
         loss, nll, tokens = _all_reduce([self.window["loss"], self.window["nll"], self.window["tokens"]], self.device)
         dt = time.time() - self.window["t0"]
         lr = self.optimizer.param_groups[0]["lr"]
+        dropped = self.dropped_all_workers()
         self.log(f"step {self.state.step} | epoch {self.state.epoch + 1} | loss {loss / max(tokens, 1):.3f} | "
                  f"nll {nll / max(tokens, 1):.3f} | lr {lr:.2e} | {tokens / dt:,.0f} tgt tok/s | "
-                 f"dropped {dict(self.dropped)}")
+                 f"dropped pairs {dropped or 0}")
         self.window = {"loss": 0.0, "nll": 0.0, "tokens": 0, "t0": time.time()}
 
     def validate_and_report(self, seconds: float) -> bool:
@@ -140,8 +146,11 @@ class Trainer:
         import ray.train
 
         self.state.seconds += seconds
+        loss_sum, tokens = _all_reduce(self.since_report, self.device)
+        self.since_report = [0.0, 0.0]
         metrics = {"step": self.state.step, "epoch": self.state.epoch, "target_tokens": self.state.target_tokens,
-                   "lr": self.optimizer.param_groups[0]["lr"], "dropped": dict(self.dropped)}
+                   "lr": self.optimizer.param_groups[0]["lr"], "train_loss": loss_sum / max(tokens, 1.0),
+                   "dropped": self.dropped_all_workers()}
         stop = 0.0
         with tempfile.TemporaryDirectory() as tmp:
             checkpoint = None
@@ -153,7 +162,23 @@ class Trainer:
                 stop = float(bool(patience) and self.state.bad_validations >= patience)
             ray.train.report({k: v for k, v in metrics.items() if not isinstance(v, (list, dict))},
                              checkpoint=checkpoint)
+        if self.rank == 0:
+            self._append_history(metrics)
         return bool(_all_reduce([stop], self.device)[0])
+
+    def dropped_all_workers(self) -> dict[str, int]:
+        """Pairs filtered out in the last full epoch (the current one until one has finished)."""
+        source = self.dropped_last_epoch if self.dropped_last_epoch is not None else self.dropped
+        counts = _all_reduce([source[r] for r in DROP_REASONS], self.device)
+        return {r: int(c) for r, c in zip(DROP_REASONS, counts, strict=True) if c}
+
+    def _append_history(self, metrics: dict) -> None:
+        """<output>/training_log.jsonl: one line per validation, kept across resumes (rewritten whole:
+        object stores cannot append)."""
+        fs, path = resolve(self.history_uri, self.cfg.storage_options)
+        old = fs.cat_file(path).decode() if fs.exists(path) else ""
+        line = json.dumps({k: v for k, v in metrics.items() if k != "val_sample"}, sort_keys=True)
+        write_bytes_atomic(fs, path, (old + line + "\n").encode())
 
     def _validate(self) -> dict:
         if self.valid is None:
@@ -224,6 +249,7 @@ class Trainer:
                     t_start, last_report = time.time(), self.state.step
                 stop = stop or self.state.step >= cfg.max_steps > 0
             if epoch_done:
+                self.dropped_last_epoch, self.dropped = self.dropped, Counter()
                 self.state.epoch += 1
                 self.state.updates_in_epoch = 0
                 if not cfg.validate_every:  # validate once per epoch
@@ -232,7 +258,7 @@ class Trainer:
         if last_report != self.state.step:
             self.validate_and_report(time.time() - t_start)
         self.log(f"done: {self.state.step} steps, {self.state.epoch} epochs, best BLEU {self.state.best_bleu:.2f} "
-                 f"at step {self.state.best_step}, dropped pairs {dict(self.dropped)}")
+                 f"at step {self.state.best_step}")
 
 
 def train_worker(config: dict) -> None:
