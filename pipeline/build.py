@@ -43,6 +43,10 @@ def build_pipeline(ds, cfg, plan: PipelinePlan):
     if any(plan.done_ids.values()):
         ds = ds.map_batches(make_drop_done(plan.columns.id, plan.done_ids), batch_format="pyarrow",
                             num_cpus=cfg.cpus_per_stage)
+    # Blocks of one actor call each: the reader's blocks can hold whole files (or several), and
+    # results leave a stage block by block, so small blocks keep translations streaming to storage
+    # and bound what a killed run loses.
+    ds = ds.repartition(target_num_rows_per_block=cfg.batch_rows)
     ds = ds.map_batches(
         Tokenize,
         fn_constructor_kwargs=dict(model_uri=cfg.model, source_column=plan.columns.source,
