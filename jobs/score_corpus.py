@@ -14,7 +14,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script
 
@@ -197,7 +197,7 @@ def main(argv=None) -> int:
         "run": {"sentences": overall["sentences"], "files": len(files), "seconds": round(seconds, 2),
                 "sentences_per_second": round(overall["sentences"] / seconds, 1)},
         "config": redacted(cfg),
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }
     if cfg.sentence_scores:
         report["sentence_scores"] = write_sentence_scores(cfg, fs, files, spec)

@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run as a script
@@ -168,7 +168,7 @@ def commit_all(cfg, shards, columns, states) -> dict[str, dict]:
 def main(argv=None) -> int:
     cfg = parse_config(TranslateConfig, argv)
     if not cfg.output:
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         cfg = replace(cfg, output=os.path.join("outputs", stamp))
     cfg = with_absolute_paths(cfg, "input", "output", "model")
     print_config(cfg)
@@ -206,7 +206,7 @@ def main(argv=None) -> int:
                "metadata": model_config.get("metadata", {})},
         decode={k: getattr(cfg, k) for k in ("beam_size", "length_penalty", "alpha", "max_len_a", "max_len_b",
                                               "min_len", "nbest", "precision", "max_source_tokens", "long_policy")},
-        config=redacted(cfg), created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        config=redacted(cfg), created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     write_report(cfg.output, report, "Translation report", cfg.storage_options)
     overall = report["overall"]

@@ -7,11 +7,13 @@
 set -euo pipefail
 DATA=${DATA:-../shared/data/multi30k}
 WORK=${WORK:-work/multi30k}
-for split in train val test_2016_flickr; do
-  python jobs/prepare_corpus.py --source "$DATA/$split.en.gz" --target "$DATA/$split.de.gz" \
-    --output "$WORK/$split" --id-prefix "$split" --metadata lang_pair=en-de --overwrite
-done
-python jobs/train_tokenizer.py --input "$WORK/train" --output "$WORK/tokenizer" --vocab-size 8000
+if [ -z "${RESUME:-}" ]; then  # RESUME=1 continues the run with the same data and tokenizer
+  for split in train val test_2016_flickr; do
+    python jobs/prepare_corpus.py --source "$DATA/$split.en.gz" --target "$DATA/$split.de.gz" \
+      --output "$WORK/$split" --id-prefix "$split" --metadata lang_pair=en-de --overwrite
+  done
+  python jobs/train_tokenizer.py --input "$WORK/train" --output "$WORK/tokenizer" --vocab-size 8000
+fi
 # shellcheck disable=SC2086
 python jobs/train_model.py --train "$WORK/train" --valid "$WORK/val" --tokenizer "$WORK/tokenizer" \
   --output "$WORK/model" --name en-de ${RESUME:+--resume} \

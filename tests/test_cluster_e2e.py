@@ -52,7 +52,8 @@ def head(s3_server, tmp_path_factory):
     # clusters), with a token of the test's own in a file, as docs/operations.md tells users to do.
     token = tmp_path_factory.mktemp("auth") / "token"
     token.write_text(secrets.token_hex(32))
-    env.update(s3_server.env, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token))
+    env.update(s3_server.env, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN_PATH=str(token),
+               PATH=os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", ""))
     dash = free_port()
     start = [RAY, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={free_port()}",
              "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", f"--ray-client-server-port={free_port()}",
@@ -77,27 +78,32 @@ def corpus(s3_server, sample_corpus, tmp_path_factory):
 
 def test_submit_translate_kill_score(head, s3_server, s3_bucket, corpus, tiny_checkpoint):
     fs = s3_server.filesystem()
-    # 1. prepare: local text -> s3 Parquet, as a Ray job (credentials and endpoint from the environment)
+    # 1. prepare: local text -> s3 Parquet in a date partition, as a Ray job (endpoint and credentials
+    #    from the environment, as on a cluster with instance roles)
+    day_in = f"{s3_bucket}/docs/date=2026-11-20"
     res = head.submit("jobs/prepare_corpus.py", "--source", str(corpus / "en.txt"), "--target",
-                      str(corpus / "de.txt"), "--output", f"{s3_bucket}/in", "--rows-per-shard", "100",
+                      str(corpus / "de.txt"), "--output", day_in, "--rows-per-shard", "100",
                       "--metadata", "domain=flickr")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-    assert len(fs.glob(f"{s3_bucket[5:]}/in/*.parquet")) == 3
+    assert len(fs.glob(f"{day_in[5:]}/*.parquet")) == 3
     model = f"{s3_bucket}/models/tiny"
     save_checkpoint(model, load_checkpoint(tiny_checkpoint).model, load_checkpoint(tiny_checkpoint).tokenizer,
                     storage_options=s3_server.storage_options)
 
-    # 2. translate s3 -> s3
-    fast = ["--beam-size", "2", "--max-len-a", "0", "--max-len-b", "8", "--cpus-per-actor", "1"]
-    res = head.submit("jobs/translate_corpus.py", "--input", f"{s3_bucket}/in", "--output", f"{s3_bucket}/out",
-                      "--model", model, *fast)
+    # 2. the nightly script: translate the partition s3 -> s3 through `ray job submit`
+    fast = "--beam-size 2 --max-len-a 0 --max-len-b 8 --cpus-per-actor 1"
+    env = head.env | {"RAY_ADDRESS": head.address, "INPUT_PREFIX": f"{s3_bucket}/docs",
+                      "OUTPUT_PREFIX": f"{s3_bucket}/translations", "EXTRA_ARGS": f"--model {model} {fast}"}
+    res = subprocess.run(["bash", "scripts/nightly.sh", "2026-11-20"], env=env, cwd=ROOT, capture_output=True,
+                         text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert "translated 300 sentences" in res.stdout and "testing" not in res.stdout  # no secrets in logs
-    report = json.loads(fs.cat_file(f"{s3_bucket[5:]}/out/report.json"))
+    day_out = f"{s3_bucket}/translations/date=2026-11-20"
+    report = json.loads(fs.cat_file(f"{day_out[5:]}/report.json"))
     assert "testing" not in json.dumps(report)
-    with fs.open(f"{s3_bucket[5:]}/out/translations/part-00001.parquet", "rb") as fh:
+    with fs.open(f"{day_out[5:]}/translations/part-00001.parquet", "rb") as fh:
         assert pq.read_table(fh).num_rows == 100
-    out = read_table(f"{s3_bucket}/out/translations", storage_options=s3_server.storage_options)
+    out = read_table(f"{day_out}/translations", storage_options=s3_server.storage_options)
     ids = out.column("id").to_pylist()
     assert len(ids) == len(set(ids)) == 300
     bleu = BLEU().corpus_score(out.column("translation").to_pylist(), [out.column("reference").to_pylist()])
@@ -105,7 +111,7 @@ def test_submit_translate_kill_score(head, s3_server, s3_bucket, corpus, tiny_ch
     assert set(report["groups"]) == {"part-00000.parquet", "part-00001.parquet", "part-00002.parquet"}
 
     # 3. an actor process killed mid-run: the job still finishes with every id exactly once
-    res = head.submit("jobs/translate_corpus.py", "--input", f"{s3_bucket}/in", "--output", f"{s3_bucket}/killed",
+    res = head.submit("jobs/translate_corpus.py", "--input", day_in, "--output", f"{s3_bucket}/killed",
                       "--model", model, "--batch-rows", "5", "--beam-size", "8", "--max-len-a", "0",
                       "--max-len-b", "60", "--cpus-per-actor", "1", wait=False, job_id=(job_id := "kill-test"))
     assert res.returncode == 0, res.stderr
@@ -130,7 +136,7 @@ def test_submit_translate_kill_score(head, s3_server, s3_bucket, corpus, tiny_ch
     assert sorted(killed_out.column("id").to_pylist()) == sorted(ids)
 
     # 4. score the written translations by group, through the head as well
-    res = head.submit("jobs/score_corpus.py", "--input", f"{s3_bucket}/out/translations", "--output",
+    res = head.submit("jobs/score_corpus.py", "--input", f"{day_out}/translations", "--output",
                       f"{s3_bucket}/scores", "--group-by", "domain", "--confidence", "--bootstrap-samples", "100")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     scores = json.loads(fs.cat_file(f"{s3_bucket[5:]}/scores/report.json"))

@@ -1,0 +1,125 @@
+"""Cluster configs: valid for Ray's launcher, no Ray port open to the internet, no credentials."""
+
+import copy
+import os
+import subprocess
+import sys
+import tomllib
+
+import pytest
+import yaml
+
+from tests.conftest import ROOT
+
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+from check_cluster_config import (  # noqa: E402
+    check,
+    credential_findings,
+    exposed_ingress,
+    schema_errors,
+    start_command_problems,
+)
+
+LAUNCHER_CONFIGS = ["cluster.yaml", "deploy/gcp-cluster.yaml"]
+
+
+def load(name):
+    with open(os.path.join(ROOT, name)) as f:
+        return yaml.safe_load(f)
+
+
+@pytest.mark.parametrize("name", LAUNCHER_CONFIGS)
+def test_launcher_configs_pass_every_check(name):
+    assert check(os.path.join(ROOT, name)) == []
+
+
+@pytest.mark.parametrize("mutate", [
+    lambda c: c.update(max_worker=3),  # typo of max_workers
+    lambda c: c["available_node_types"]["gpu"].update(min_worker=0),
+    lambda c: c["provider"]["security_group"].update(IpPermission=[]),
+    lambda c: c["docker"].update(imag="rayproject/ray"),
+])
+def test_a_typo_is_caught_by_the_schema(mutate):
+    config = load("cluster.yaml")
+    mutate(config)
+    assert schema_errors(config)
+
+
+@pytest.mark.parametrize("rule", [
+    {"FromPort": 8265, "ToPort": 8265, "IpProtocol": "tcp", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]},
+    {"FromPort": 10001, "ToPort": 10001, "IpProtocol": "tcp", "Ipv6Ranges": [{"CidrIpv6": "::/0"}]},
+    {"FromPort": 6000, "ToPort": 7000, "IpProtocol": "tcp", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]},
+    {"IpProtocol": "-1", "IpRanges": [{"CidrIp": "0.0.0.0/0"}]},
+])
+def test_an_exposed_ray_port_fails(rule):
+    config = load("cluster.yaml")
+    config["provider"]["security_group"]["IpPermissions"] = [rule]
+    assert exposed_ingress(config)
+
+
+def test_private_ingress_is_fine():
+    config = load("cluster.yaml")
+    config["provider"]["security_group"]["IpPermissions"] = [
+        {"FromPort": 8265, "ToPort": 8265, "IpProtocol": "tcp", "IpRanges": [{"CidrIp": "10.0.0.0/8"}]}]
+    assert exposed_ingress(config) == []
+
+
+def test_dashboard_on_all_interfaces_or_auth_off_fails():
+    config = load("cluster.yaml")
+    bad = copy.deepcopy(config)
+    bad["head_start_ray_commands"] = [c.replace("127.0.0.1", "0.0.0.0") for c in bad["head_start_ray_commands"]]
+    assert start_command_problems(bad)
+    bad = copy.deepcopy(config)
+    bad["worker_start_ray_commands"] = [c.replace("RAY_AUTH_MODE=token ", "") for c in bad["worker_start_ray_commands"]]
+    assert start_command_problems(bad)
+
+
+@pytest.mark.parametrize("text", ["aws_access_key_id: AKIAABCDEFGHIJKLMNOP", "aws_secret_access_key: x",
+                                  "  password: hunter2", "RAY_AUTH_TOKEN=0123456789abcdef0123"])
+def test_credentials_are_found(text):
+    assert credential_findings(text)
+
+
+@pytest.mark.parametrize("name", LAUNCHER_CONFIGS + ["deploy/kuberay-rayjob.yaml", "deploy/runtime_env.yaml"])
+def test_no_credentials_in_shipped_configs(name):
+    with open(os.path.join(ROOT, name)) as f:
+        assert credential_findings(f.read()) == []
+
+
+def test_images_match_the_pinned_ray_and_python():
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        deps = tomllib.load(f)["project"]["dependencies"]
+    ray_pin = next(d for d in deps if d.startswith("ray[")).split("==")[1]
+    for name in LAUNCHER_CONFIGS:
+        assert load(name)["docker"]["image"] == f"rayproject/ray:{ray_pin}-py311-gpu"
+    with open(os.path.join(ROOT, "deploy", "Dockerfile")) as f:
+        assert f"FROM rayproject/ray:{ray_pin}-py311-gpu" in f.read()
+
+
+def test_kuberay_rayjob_manifest():
+    with open(os.path.join(ROOT, "deploy", "kuberay-rayjob.yaml")) as f:
+        docs = list(yaml.safe_load_all(f))
+    assert [d["kind"] for d in docs] == ["ServiceAccount", "RayJob"]
+    job = docs[1]
+    assert job["apiVersion"] == "ray.io/v1"
+    assert job["spec"]["entrypoint"].startswith("python jobs/translate_corpus.py ")
+    cluster = job["spec"]["rayClusterSpec"]
+    head = cluster["headGroupSpec"]["template"]["spec"]["containers"][0]
+    workers = [g["template"]["spec"]["containers"][0] for g in cluster["workerGroupSpecs"]]
+    assert {c["image"] for c in [head, *workers]} == {head["image"]}  # one image everywhere
+    assert cluster["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
+    gpu = next(g for g in cluster["workerGroupSpecs"] if g["groupName"] == "gpu")
+    assert gpu["minReplicas"] == 0 and gpu["template"]["spec"]["containers"][0]["resources"]["limits"][
+        "nvidia.com/gpu"] == "1"
+    env = {e["name"]: e for e in head["env"]}
+    assert env["RAY_AUTH_MODE"]["value"] == "token" and "secretKeyRef" in env["RAY_AUTH_TOKEN"]["valueFrom"]
+
+
+def test_nightly_script_checks_its_arguments():
+    script = os.path.join(ROOT, "scripts", "nightly.sh")
+    assert subprocess.run(["bash", "-n", script]).returncode == 0
+    res = subprocess.run(["bash", script, "20261120"], capture_output=True, text=True)
+    assert res.returncode == 2 and "YYYY-MM-DD" in res.stderr
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "INPUT_PREFIX", "OUTPUT_PREFIX")}
+    res = subprocess.run(["bash", script, "2026-11-20"], capture_output=True, text=True, env=env)
+    assert res.returncode != 0 and "RAY_ADDRESS" in res.stderr
