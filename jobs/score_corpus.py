@@ -173,6 +173,7 @@ def main(argv=None) -> int:
     from pipeline.cluster import init_ray
     from pipeline.report import write_report
     from pipeline.scoring import finalize
+    from pipeline.translate import peak_rss_mb
 
     try:
         fs, files, needed, length_column = check_columns(cfg)
@@ -195,7 +196,8 @@ def main(argv=None) -> int:
         "length_column": length_column,
         "length_buckets": {k: finalize(v, spec) for k, v in acc.kind("length").items()},
         "run": {"sentences": overall["sentences"], "files": len(files), "seconds": round(seconds, 2),
-                "sentences_per_second": round(overall["sentences"] / seconds, 1)},
+                "sentences_per_second": round(overall["sentences"] / seconds, 1),
+                "driver_peak_rss_mb": round(peak_rss_mb(), 1), "actor_peak_rss_mb": round(acc.actor_peak_rss_mb, 1)},
         "config": redacted(cfg),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }

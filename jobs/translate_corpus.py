@@ -64,6 +64,9 @@ class TranslateConfig:
     torch_threads: int = arg(0, help="torch threads per CPU actor (0: --cpus-per-actor)")
     batch_rows: int = arg(1024, help="rows per model-actor call (sorted by length inside the actor)")
     max_tokens: int = arg(12000, help="decoding token budget per sub-batch: rows x beam x (source + target)")
+    batching: str = arg("tokens", help="tokens: length-sorted token-budget sub-batches; fixed: --batch-rows "
+                        "rows in input order (the plain generate() loop; a benchmark baseline)",
+                        choices=["tokens", "fixed"])
     cpu_actors: int = arg(1, help="actors for each of the tokenize and detokenize stages")
     cpus_per_stage: float = arg(0.25, help="CPUs per task/actor of the tokenize, detokenize and write stages")
     # scoring and output
@@ -124,7 +127,8 @@ def run_pipeline(cfg, in_fs, shards, columns, states) -> dict:
     from pipeline.io import pyarrow_filesystem
 
     todo = [s for s, (done, ids) in zip(shards, states, strict=True) if not done and s.rows > len(ids)]
-    run = {"sentences": 0, "source_tokens": 0, "target_tokens": 0, "padded_source_tokens": 0}
+    run = {"sentences": 0, "source_tokens": 0, "target_tokens": 0, "padded_source_tokens": 0,
+           "actor_peak_rss_mb": 0.0}
     status: Counter = Counter()
     if todo:
         plan = PipelinePlan(output_uri=cfg.output, columns=columns, shard_names={s.path: s.name for s in todo},
@@ -136,6 +140,7 @@ def run_pipeline(cfg, in_fs, shards, columns, states) -> dict:
                 run["source_tokens"] += row["source_tokens"]
                 run["target_tokens"] += row["target_tokens"]
                 run["padded_source_tokens"] += row["padded_tokens"]
+                run["actor_peak_rss_mb"] = max(run["actor_peak_rss_mb"], row["actor_peak_rss_mb"])
                 status.update(json.loads(row["status"]))
     run["shards_translated"] = len(todo)
     run["status"] = dict(status)
@@ -178,6 +183,7 @@ def main(argv=None) -> int:
     from pipeline.metrics import MetricOptions
     from pipeline.report import build_report, write_report
     from pipeline.shards import InputError
+    from pipeline.translate import peak_rss_mb
 
     try:
         in_fs, out_fs, layout, shards, columns, model_config, states = plan_run(cfg)
@@ -199,6 +205,7 @@ def main(argv=None) -> int:
         target_tokens_per_second=round(run["target_tokens"] / seconds, 2) if seconds else 0.0,
         padding_efficiency=round(run["source_tokens"] / run["padded_source_tokens"], 4)
         if run["padded_source_tokens"] else 1.0,
+        driver_peak_rss_mb=round(peak_rss_mb(), 1),
     )
     report = build_report(
         stats, MetricOptions(), run=run,

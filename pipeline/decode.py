@@ -44,6 +44,7 @@ def translate_ids(
     max_tokens: int,
     device: torch.device | str = "cpu",
     max_rows: int | None = None,
+    fixed_rows: int = 0,
 ) -> tuple[list[list[Hypothesis]], list[int], DecodeStats]:
     """Decode id lists (each ending in EOS) and return hypotheses in the input order.
 
@@ -53,9 +54,15 @@ def translate_ids(
     accelerator memory is split in two and retried, down to single sentences.
     Also returns each sentence's padded width (its batch's longest source), whose
     sum is the padded token count.
+
+    fixed_rows > 0 instead cuts batches of that many rows in input order (no sorting,
+    no token budget): the usual `generate` loop, kept as the benchmark baseline.
     """
     lengths = [len(s) for s in src_ids]
-    batches = budget_batches(lengths, max_tokens, max_rows=max_rows, cost=decode_cost(cfg.beam_size))
+    if fixed_rows:
+        batches = [list(range(i, min(i + fixed_rows, len(lengths)))) for i in range(0, len(lengths), fixed_rows)]
+    else:
+        batches = budget_batches(lengths, max_tokens, max_rows=max_rows, cost=decode_cost(cfg.beam_size))
     results: list[list[Hypothesis] | None] = [None] * len(src_ids)
     widths = [0] * len(src_ids)
     stats = DecodeStats(sentences=len(src_ids))

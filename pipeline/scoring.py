@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from pipeline.metrics import MetricOptions, make_metrics, score_from_stats, sentence_stats, signature, stats_width
+from pipeline.translate import peak_rss_mb
 
 NULL_KEY = "<null>"
 LENGTH_BUCKETS = (10, 20, 30, 40)  # words: 1-10, 11-20, 21-30, 31-40, 41+
@@ -123,7 +124,7 @@ class ScoreBatch:
                 rows.append({
                     "kind": kind, "key": key, "sentences": int(mask.sum()),
                     "null_hypotheses": int(hyp_null[mask].sum()), "null_references": int(ref_null[mask].sum()),
-                    "null_compare": int(cmp_null[mask].sum()), "refs": len(refs),
+                    "null_compare": int(cmp_null[mask].sum()), "refs": len(refs), "peak_rss_mb": peak_rss_mb(),
                     "stats": stats[mask].sum(0).tolist(),
                     "boot": (weights[:, mask] @ stats[mask]).ravel().tolist() if weights is not None else [],
                     "cmp_stats": cmp[mask].sum(0).tolist() if cmp is not None else [],
@@ -144,7 +145,7 @@ def _row_ref_nulls(table: pa.Table, columns: tuple[str, ...]) -> np.ndarray:
 
 PARTIAL_SCHEMA = pa.schema([
     ("kind", pa.string()), ("key", pa.string()), ("sentences", pa.int64()), ("null_hypotheses", pa.int64()),
-    ("null_references", pa.int64()), ("null_compare", pa.int64()), ("refs", pa.int64()),
+    ("null_references", pa.int64()), ("null_compare", pa.int64()), ("refs", pa.int64()), ("peak_rss_mb", pa.float64()),
     ("stats", pa.list_(pa.float64())),
     ("boot", pa.list_(pa.float64())), ("cmp_stats", pa.list_(pa.float64())), ("cmp_boot", pa.list_(pa.float64())),
 ])
@@ -157,9 +158,11 @@ class Accumulator:
 
     def __init__(self):
         self.sums: dict[tuple[str, str], dict] = {}
+        self.actor_peak_rss_mb = 0.0
 
     def add(self, table: pa.Table) -> None:
         for row in table.to_pylist():
+            self.actor_peak_rss_mb = max(self.actor_peak_rss_mb, row["peak_rss_mb"])
             acc = self.sums.setdefault((row["kind"], row["key"]), {c: 0 for c in COUNTS} | {"refs": 0})
             for c in COUNTS:
                 acc[c] += row[c]

@@ -25,8 +25,9 @@ SRC_TOKENS = "__src_tokens"
 HYP_IDS = "__hyp_ids"  # list<list<int32>>: n-best target ids
 TGT_TOKENS = "__tgt_tokens"
 PADDED = "__padded"  # this row's share of padded source tokens (its batch width, per piece)
+PEAK_RSS = "__peak_rss_mb"  # the model actor's peak resident memory so far
 STATUS = "status"
-INTERNAL = (PIECES, SRC_TOKENS, HYP_IDS, TGT_TOKENS, PADDED)
+INTERNAL = (PIECES, SRC_TOKENS, HYP_IDS, TGT_TOKENS, PADDED, PEAK_RSS)
 
 
 def require_columns(table: pa.Table, stage: str, columns) -> None:
@@ -102,7 +103,7 @@ class Translator:
     """Actor: holds the model, decodes a large batch sorted by length in token-budget sub-batches."""
 
     def __init__(self, model_uri: str, decode: DecodeConfig, max_tokens: int, precision: str,
-                 torch_threads: int, storage_options: dict):
+                 torch_threads: int, storage_options: dict, fixed_rows: int = 0):
         import torch
 
         from model.checkpoint import load_checkpoint
@@ -114,7 +115,7 @@ class Translator:
         if dtype == torch.float16 and self.device.type == "cpu":
             raise ValueError("--precision fp16 needs a GPU; use bf16 or fp32 on CPU")
         self.model = load_checkpoint(model_uri, device=self.device, dtype=dtype, storage_options=storage_options).model
-        self.decode, self.max_tokens = decode, max_tokens
+        self.decode, self.max_tokens, self.fixed_rows = decode, max_tokens, fixed_rows
 
     def __call__(self, table: pa.Table) -> pa.Table:
         from pipeline.decode import translate_ids
@@ -122,7 +123,8 @@ class Translator:
         require_columns(table, "translate", [PIECES])
         rows = table.column(PIECES).to_pylist()
         flat = [(r, piece) for r, pieces in enumerate(rows) for piece in pieces]
-        hyps, widths, _ = translate_ids(self.model, [p for _, p in flat], self.decode, self.max_tokens, self.device)
+        hyps, widths, _ = translate_ids(self.model, [p for _, p in flat], self.decode, self.max_tokens, self.device,
+                                        fixed_rows=self.fixed_rows)
         n = len(rows)
         per_row: list[list] = [[] for _ in range(n)]
         padded = np.zeros(n, dtype=np.int64)
@@ -149,7 +151,8 @@ class Translator:
                 .append_column("score", pa.array(scores, pa.float64()))
                 .append_column("nbest_scores", pa.array(nbest_scores, pa.list_(pa.float64())))
                 .append_column(TGT_TOKENS, pa.array(tgt_tokens, pa.int32()))
-                .append_column(PADDED, pa.array(padded, pa.int64())))
+                .append_column(PADDED, pa.array(padded, pa.int64()))
+                .append_column(PEAK_RSS, pa.array([peak_rss_mb()] * n, pa.float64())))
 
 
 class Detokenize:
@@ -175,6 +178,13 @@ class Detokenize:
         if not self.write_scores and self.nbest == 1:
             table = table.drop_columns(["score"])
         return table.drop_columns([HYP_IDS])
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (Linux reports kilobytes)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def status_counts(table: pa.Table) -> dict[str, int]:

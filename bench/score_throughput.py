@@ -1,0 +1,112 @@
+"""Scoring throughput and memory on a large generated table, checked against sacreBLEU.
+
+    python bench/score_throughput.py --rows 1000000 --out bench/results/score_cpu.json
+
+Generates a table of repeated and shuffled Multi30k sentences (the shipped sample; reference =
+the German side, hypothesis = the German side with random word drops and swaps) in 20 groups,
+scores it with jobs/score_corpus.py at 1/10 of the rows and at all of them, and reports rows/s
+and the peak memory of the driver and of the scoring actors, which must not grow with the rows.
+Then scores the same rows with sacreBLEU's own corpus_score and records whether they are equal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import pyarrow as pa  # noqa: E402
+import pyarrow.parquet as pq  # noqa: E402
+
+from pipeline.io import read_table  # noqa: E402
+
+GROUPS = 20
+
+
+def damaged(text: str, rng: random.Random) -> str:
+    words = [w for w in text.split() if rng.random() > 0.1]
+    if len(words) > 2 and rng.random() < 0.3:
+        i = rng.randrange(len(words) - 1)
+        words[i], words[i + 1] = words[i + 1], words[i]
+    return " ".join(words)
+
+
+def make_table(path: str, rows: int, files: int, seed: int) -> None:
+    sample = read_table(os.path.join(ROOT, "samples", "multi30k-en-de"))
+    refs, src = sample.column("reference").to_pylist(), sample.column("source").to_pylist()
+    rng = random.Random(seed)
+    os.makedirs(path, exist_ok=True)
+    per = -(-rows // files)
+    for f in range(files):
+        n = min(per, rows - f * per)
+        picks = [rng.randrange(len(refs)) for _ in range(n)]
+        pq.write_table(pa.table({
+            "id": [f"r{f}-{i}" for i in range(n)],
+            "source": [src[j] for j in picks],
+            "reference": [refs[j] for j in picks],
+            "translation": [damaged(refs[j], rng) for j in picks],
+            "group": [f"g{rng.randrange(GROUPS):02d}" for _ in range(n)],
+        }), os.path.join(path, f"part-{f:03d}.parquet"), row_group_size=50_000)
+
+
+def run_job(table: str, out: str, metrics: str, actors: int) -> dict:
+    """One run of the job in its own process, so its memory figures are its own."""
+    argv = [sys.executable, os.path.join(ROOT, "jobs", "score_corpus.py"), "--input", table, "--output", out,
+            "--group-by", "group", "--metrics", metrics, "--charts=false", "--actors", str(actors)]
+    subprocess.run(argv, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "RAY_ADDRESS": "local"})
+    with open(os.path.join(out, "report.json")) as f:
+        report = json.load(f)
+    run = report["run"]
+    return {"rows": run["sentences"], "seconds": run["seconds"], "rows_per_second": run["sentences_per_second"],
+            "driver_peak_rss_mb": run["driver_peak_rss_mb"], "actor_peak_rss_mb": run["actor_peak_rss_mb"],
+            "scores": {m: s["score"] for m, s in report["overall"]["scores"].items()}}
+
+
+def sacrebleu_reference(table: str, metrics: str) -> dict:
+    from sacrebleu.metrics import BLEU, CHRF, TER
+
+    t = read_table(table, ["reference", "translation"])
+    hyps, refs = t.column("translation").to_pylist(), t.column("reference").to_pylist()
+    classes = {"bleu": BLEU, "chrf": CHRF, "ter": TER}
+    out = {}
+    for m in metrics.split(","):
+        t0 = time.time()
+        out[m] = {"score": classes[m]().corpus_score(hyps, [refs]).score, "seconds": round(time.time() - t0, 1)}
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--rows", type=int, default=1_000_000)
+    p.add_argument("--files", type=int, default=20)
+    p.add_argument("--metrics", default="bleu,chrf", help="TER is ~50x slower per sentence; add it if you wait")
+    p.add_argument("--actors", type=int, default=2)
+    p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "score_cpu.json"))
+    args = p.parse_args()
+    results = {"config": vars(args), "cpus": os.cpu_count()}
+    with tempfile.TemporaryDirectory() as tmp:
+        small, large = os.path.join(tmp, "small"), os.path.join(tmp, "large")
+        make_table(small, args.rows // 10, max(2, args.files // 10), seed=1)
+        make_table(large, args.rows, args.files, seed=2)
+        results["tenth"] = run_job(small, os.path.join(tmp, "s1"), args.metrics, args.actors)
+        results["full"] = run_job(large, os.path.join(tmp, "s2"), args.metrics, args.actors)
+        results["sacrebleu_full"] = sacrebleu_reference(large, args.metrics)
+    results["equal_to_sacrebleu"] = all(results["full"]["scores"][m] == results["sacrebleu_full"][m]["score"]
+                                        for m in args.metrics.split(","))
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(results, f, indent=2)
+    print(json.dumps(results, indent=2))
+    return 0 if results["equal_to_sacrebleu"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
