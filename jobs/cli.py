@@ -43,10 +43,19 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows defaults, except empty ones ('', [], {}) which say nothing."""
+
+    def _get_help_string(self, action):
+        if action.default in ("", [], {}, None):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser(cls, description: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=description or (cls.__doc__ or "").strip(),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):

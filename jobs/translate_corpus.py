@@ -32,10 +32,10 @@ DEFAULT_MODEL = os.path.join(ROOT, "models", "multi30k-en-de")
 class TranslateConfig:
     """Translate the `source` column of Parquet shards; write translations, report.json and report.md."""
 
-    input: str = arg(SAMPLE_INPUT, help="Parquet file, directory/prefix or glob on any fsspec filesystem "
-                     "(default: the sample corpus shipped in the repo)")
-    output: str = arg("", help="output directory/prefix (default: ./outputs/<UTC timestamp>/)")
-    model: str = arg(DEFAULT_MODEL, help="checkpoint directory at any URI (default: the shipped model)")
+    input: str = arg(SAMPLE_INPUT, help="Parquet file, directory/prefix or glob on any fsspec filesystem; "
+                     "defaults to the sample corpus shipped in the repo")
+    output: str = arg("", help="output directory/prefix; empty means ./outputs/<UTC timestamp>/")
+    model: str = arg(DEFAULT_MODEL, help="checkpoint directory at any URI; defaults to the shipped model")
     id_column: str = arg("id", help="unique row id column (string or integer)")
     source_column: str = arg("source", help="text to translate")
     reference_column: str = arg("reference", help="reference translations; scored when present")

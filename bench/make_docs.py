@@ -1,0 +1,204 @@
+"""Turn benchmark JSON (bench/results/) and the shipped model's card data into the docs' tables.
+
+    python bench/make_docs.py
+
+Writes docs/performance.md and docs/results.md, and replaces the generated blocks of README.md
+(<!-- figures:start/end -->) and docs/operations.md (<!-- sizing:start/end -->). Nothing in those
+tables is typed by hand; re-run after any benchmark.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+import os
+import re
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "bench", "results")
+MODEL = os.path.join(ROOT, "models", "multi30k-en-de", "config.json")
+# On-demand list prices, USD per hour, us-east-1 (AWS price list, 2026): for the cost estimates only.
+PRICES = {"g5.xlarge (1x A10G)": 1.006, "g6.xlarge (1x L4)": 0.805, "m6i.2xlarge (8 vCPU)": 0.384}
+TRANSLATE_CMD = "python bench/translate_throughput.py --sentences 3000 --scale 10"
+SCORE_CMD = "python bench/score_throughput.py --rows 1000000"
+
+
+def load(pattern: str) -> list[tuple[str, dict]]:
+    out = []
+    for path in sorted(glob.glob(os.path.join(RESULTS, pattern))):
+        with open(path) as f:
+            out.append((os.path.relpath(path, ROOT), json.load(f)))
+    return out
+
+
+def machine(r: dict) -> str:
+    m = r["machine"]
+    return f"{m['gpu']}" if m.get("gpu") else f"{m['cpus']} CPU cores ({m['processor']}), no GPU"
+
+
+def translate_section() -> tuple[list[str], list[str]]:
+    lines, summary = [], []
+    for path, r in load("translate_*.json"):
+        cfg = r["config"]
+        lines += [f"### {machine(r)} (`{path}`)", "",
+                  f"Model `{os.path.relpath(cfg['model'], ROOT)}`, beam {cfg['beam_size']}, {cfg['actors']} actor(s) x "
+                  f"{cfg['cpus_per_actor']:g} CPUs; corpus of {cfg['sentences']:,} sentences built from the sample "
+                  f"(1-4 sentences joined, so lengths vary). Command: `{TRANSLATE_CMD}`.", "",
+                  "| batching | sentences | sentences/s | target tokens/s | padding efficiency | driver peak MB | "
+                  "actor peak MB |", "|---|---:|---:|---:|---:|---:|---:|"]
+        runs = [("fixed_batches_input_order", f"fixed {cfg['fixed_rows']} rows, input order"),
+                ("token_budget_sorted", "length-sorted token budget (default)")]
+        runs += [(k, f"token budget, corpus x{k.rsplit('x', 1)[1]}")
+                 for k in r if k.startswith("token_budget_sorted_x")]
+        for key, label in runs:
+            x = r[key]
+            lines.append(f"| {label} | {x['sentences']:,} | {x['sentences_per_second']:.1f} | "
+                         f"{x['target_tokens_per_second']:.0f} | {x['padding_efficiency']:.3f} | "
+                         f"{x['driver_peak_rss_mb']:.0f} | {x['actor_peak_rss_mb']:.0f} |")
+        lines += ["", f"Length-sorted token-budget batches: **{r['speedup_target_tokens_per_second']:.2f}x** the "
+                  "target tokens/s of fixed batches in input order.", ""]
+        best = r["token_budget_sorted"]
+        summary.append(f"- Translation on {machine(r)}: {best['sentences_per_second']:.1f} sentences/s, "
+                       f"{best['target_tokens_per_second']:.0f} target tokens/s, padding efficiency "
+                       f"{best['padding_efficiency']:.2f}; {r['speedup_target_tokens_per_second']:.2f}x fixed "
+                       f"input-order batches (`{TRANSLATE_CMD}`)")
+    return lines, summary
+
+
+def score_section() -> tuple[list[str], list[str]]:
+    lines, summary = [], []
+    for path, r in load("score_*.json"):
+        cfg = r["config"]
+        lines += [f"### {r['cpus']} CPU cores (`{path}`)", "",
+                  f"Metrics {cfg['metrics']}, 20 groups, {cfg['actors']} scoring actors. Command: `{SCORE_CMD}`.", "",
+                  "| rows | seconds | rows/s | driver peak MB | actor peak MB |", "|---:|---:|---:|---:|---:|"]
+        for key in ("tenth", "full"):
+            x = r[key]
+            lines.append(f"| {x['rows']:,} | {x['seconds']:.1f} | {x['rows_per_second']:,.0f} | "
+                         f"{x['driver_peak_rss_mb']:.0f} | {x['actor_peak_rss_mb']:.0f} |")
+        ref = r["sacrebleu_full"]
+        lines += ["", "Equal to sacreBLEU's `corpus_score` on the same rows: **"
+                  + ("yes" if r["equal_to_sacrebleu"] else "NO") + "** ("
+                  + ", ".join(f"{m} {r['full']['scores'][m]:.4f} vs {ref[m]['score']:.4f}, sacreBLEU alone "
+                              f"{ref[m]['seconds']:.0f} s" for m in ref) + ").", ""]
+        summary.append(f"- Scoring {r['full']['rows']:,} rows on {r['cpus']} CPU cores: "
+                       f"{r['full']['rows_per_second']:,.0f} rows/s, peak memory "
+                       f"{r['full']['actor_peak_rss_mb']:.0f} MB per actor at {r['full']['rows']:,} rows vs "
+                       f"{r['tenth']['actor_peak_rss_mb']:.0f} MB at {r['tenth']['rows']:,}; equal to sacreBLEU: "
+                       f"{'yes' if r['equal_to_sacrebleu'] else 'no'} (`{SCORE_CMD}`)")
+    return lines, summary
+
+
+def model_summary() -> list[str]:
+    if not os.path.exists(MODEL):
+        return []
+    with open(MODEL) as f:
+        meta = json.load(f)["metadata"]
+    ev = meta["evaluation"]
+    test, val = ev["test_2016_flickr"], ev["val"]
+    return [f"- Shipped model `models/multi30k-en-de`: sacreBLEU **{test['bleu']['score']:.2f}** on "
+            f"test_2016_flickr (val {val['bleu']['score']:.2f}), chrF {test['chrf']['score']:.2f}, beam 5, "
+            f"`{test['bleu']['signature']}`; trained in {meta['training']['seconds'] / 3600:.1f} h on "
+            f"{meta['training']['hardware'].split(';')[0]} (card: `models/multi30k-en-de/README.md`)"]
+
+
+def architectures() -> tuple[list[str], list[str]]:
+    found = load("architectures.json")
+    if not found:
+        return ["No results yet: run `bash bench/train_architectures.sh`."], []
+    path, r = found[0]
+    lines = ["# Seed architectures on Multi30k En-De", "",
+             f"Generated by `python bench/make_docs.py` from `{path}` (written by `bash bench/train_architectures.sh`,"
+             " which trains each model with `jobs/train_model.py` on the same data and joint 8k SentencePiece"
+             " vocabulary, and evaluates it with `jobs/translate_corpus.py`). sacreBLEU on "
+             f"{r['test_set']}, beam {r['beam_size']}, detokenized output against the raw references.", "",
+             "| model | parameters | test BLEU | test chrF | training | updates | hardware |",
+             "|---|---:|---:|---:|---:|---:|---|"]
+    for row in r["rows"]:
+        lines.append(f"| {row['title']} | {row['parameters'] / 1e6:.1f} M | {row['test_bleu']:.2f} | "
+                     f"{row['test_chrf']:.2f} | {row['training_hours']:.2f} h | {row['updates']:,} | "
+                     f"{row['hardware']} |")
+    lines += ["", f"BLEU signature: `{r['rows'][0]['bleu_signature']}`", ""]
+    summary = ["- Seed architectures (test BLEU): " + ", ".join(f"{row['name']} {row['test_bleu']:.1f}"
+                                                             for row in r["rows"]) + " (docs/results.md)"]
+    return lines, summary
+
+
+def sizing() -> list[str]:
+    lines = []
+    for path, r in load("translate_*.json"):
+        x = r["token_budget_sorted"]
+        per_hour = x["sentences_per_second"] * 3600
+        if r["machine"].get("gpu"):
+            lines += [f"Measured on {machine(r)} (`{path}`): **{per_hour:,.0f} sentences per GPU-hour** "
+                      f"(beam {r['config']['beam_size']}, the shipped model).", ""]
+            for name, price in PRICES.items():
+                if "A10G" in name or "L4" in name:
+                    lines.append(f"- {name} at ${price}/h: ${price / per_hour * 1e6:,.2f} per million sentences")
+            continue
+        cores = r["machine"]["cpus"]
+        per_core_hour = per_hour / cores
+        lines += [f"Measured on {machine(r)} (`{path}`), beam {r['config']['beam_size']}, the shipped model: "
+                  f"{per_hour:,.0f} sentences/hour, i.e. {per_core_hour:,.0f} sentences per core-hour.", "",
+                  "| nightly volume | window | CPU cores needed | m6i.2xlarge nodes | cost per night | "
+                  "cost per million |",
+                  "|---:|---:|---:|---:|---:|---:|"]
+        price = PRICES["m6i.2xlarge (8 vCPU)"]
+        for volume in (1_000_000, 10_000_000):
+            window = 6
+            need = volume / (per_core_hour * window)
+            nodes = math.ceil(need / 8)
+            lines.append(f"| {volume:,} | {window} h | {need:,.0f} | {nodes} | ${nodes * price * window:,.0f} | "
+                         f"${price / (per_core_hour * 8) * 1e6:,.0f} |")
+        lines += ["", "CPU figures scale the measured per-core rate linearly (actors are independent); they are an "
+                  "upper bound on cost: a GPU actor is far cheaper per sentence."]
+    if not any(r["machine"].get("gpu") for _, r in load("translate_*.json")):
+        lines += ["", "**Sentences per GPU-hour: not measured yet** (the machine that produced these figures has "
+                  "no GPU). On one GPU node: `python bench/translate_throughput.py --actors 1 --cpus-per-actor 2 "
+                  "--batch-rows 4096 --out bench/results/translate_gpu.json`, then `python bench/make_docs.py`: "
+                  "this section then gives sentences per GPU-hour and the cost per million sentences at "
+                  + ", ".join(f"{k} ${v}/h" for k, v in PRICES.items() if "x" in k.split()[1]) + ". For a "
+                  "nightly volume V in a window of W hours, GPU actors = ceil(V / (rate x W)); set "
+                  "`--max-actors` to that and `max_workers` of the gpu node type at least as high."]
+    return lines or ["No translation benchmark yet: run `" + TRANSLATE_CMD + "`, then `python bench/make_docs.py`."]
+
+
+def replace_block(path: str, name: str, body: list[str]) -> None:
+    with open(path) as f:
+        text = f.read()
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    new = start + "\n" + "\n".join(body).strip() + "\n" + end
+    text, n = re.subn(re.escape(start) + r".*?" + re.escape(end), lambda _: new, text, flags=re.S)
+    if n != 1:
+        raise SystemExit(f"{path}: no {start} ... {end} block")
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def main() -> int:
+    t_lines, t_summary = translate_section()
+    s_lines, s_summary = score_section()
+    a_lines, a_summary = architectures()
+    perf = ["# Performance", "",
+            "Generated by `python bench/make_docs.py` from `bench/results/*.json`; do not edit by hand.", "",
+            "## Translation throughput and memory", ""] + (t_lines or [f"Not measured yet: `{TRANSLATE_CMD}`.", ""])
+    perf += ["## Scoring throughput and memory", ""] + (s_lines or [f"Not measured yet: `{SCORE_CMD}`.", ""])
+    with open(os.path.join(ROOT, "docs", "performance.md"), "w") as f:
+        f.write("\n".join(perf).rstrip() + "\n")
+    with open(os.path.join(ROOT, "docs", "results.md"), "w") as f:
+        f.write("\n".join(a_lines).rstrip() + "\n")
+    figures = model_summary() + a_summary + t_summary + s_summary
+    figures = figures or ["Not measured yet: see docs/performance.md."]
+    figures += ["", "Details, machines and commands: [docs/performance.md](docs/performance.md), "
+                "[docs/results.md](docs/results.md); sizing and cost: "
+                "[docs/operations.md](docs/operations.md#5-sizing-and-cost)."]
+    replace_block(os.path.join(ROOT, "README.md"), "figures", figures)
+    replace_block(os.path.join(ROOT, "docs", "operations.md"), "sizing", sizing())
+    print("wrote docs/performance.md, docs/results.md, README.md figures, docs/operations.md sizing")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

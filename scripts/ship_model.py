@@ -1,0 +1,137 @@
+"""Pick, evaluate and package the default model: models/multi30k-en-de/ with its model card.
+
+    python scripts/ship_model.py --run work/multi30k/model --data work/multi30k
+
+Candidates are the run's best/ (best greedy validation BLEU during training) and average/ (mean of
+the last checkpoints). Both are decoded with beam search on the validation set; the better one on
+validation is shipped (the test set is never used to choose). Its test score is then measured, and
+the weights are stored as fp16 (halves the size; decoding loads them as fp32). The card records
+the exact commands, the data, the scores with their signatures, size, hardware and training time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+import torch  # noqa: E402
+
+from bench.evaluate import evaluate  # noqa: E402
+from model.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+
+PUBLISHED = 41.0  # text-only Transformer baselines on test_2016_flickr En->De (brief)
+
+
+def card(meta: dict, params: int, size_mb: float) -> str:
+    val, test = meta["evaluation"]["val"], meta["evaluation"]["test_2016_flickr"]
+    tr = meta["training"]
+    sig = test["bleu"]["signature"]
+    gap = PUBLISHED - test["bleu"]["score"]
+    lines = [
+        "# multi30k-en-de: English to German Transformer (Multi30k)",
+        "",
+        "The default model of `jobs/translate_corpus.py`. Trained with this repository's jobs only.",
+        "",
+        "## Scores (sacreBLEU, detokenized output against the raw references, beam 5)",
+        "",
+        "| set | sentences | BLEU | chrF | TER |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name, ev in (("val", val), ("test_2016_flickr", test)):
+        lines.append(f"| {name} | {ev['sentences']:,} | {ev['bleu']['score']:.2f} | {ev['chrf']['score']:.2f} | "
+                     f"{ev['ter']['score']:.2f} |")
+    lines += [
+        "",
+        f"BLEU signature: `{sig}`  ",
+        f"chrF signature: `{test['chrf']['signature']}`  ",
+        f"TER signature: `{test['ter']['signature']}`",
+        "",
+        f"Published text-only Transformer baselines reach about {PUBLISHED:.0f} BLEU on test_2016_flickr; this "
+        f"model is {gap:+.1f} BLEU from that{' (above it)' if gap < 0 else ''}. " + meta["gap_note"],
+        "",
+        "## Model",
+        "",
+        f"- Transformer, {params:,} parameters, weights stored as fp16 ({size_mb:.1f} MB on disk in all)",
+        f"- Config: `{json.dumps(meta['model_config'], sort_keys=True)}`",
+        f"- Shipped checkpoint: `{meta['chosen']}` of the training run, chosen on validation BLEU "
+        f"({meta['candidates']})",
+        "- Joint SentencePiece unigram vocabulary of 8,000 pieces, trained on the training split",
+        "",
+        "## Data",
+        "",
+        "Multi30k Task 1 (Elliott et al., 2016): English image descriptions with German translations, raw text,"
+        " one sentence per line: train 29,000 pairs, val 1,014, test_2016_flickr 1,000. Training used train only;"
+        " checkpoint selection used val; test was decoded once, at the end.",
+        "",
+        "## Training",
+        "",
+        f"- Hardware: {tr['hardware']}",
+        f"- Training time: {tr['seconds'] / 3600:.2f} h wall clock ({tr['step']:,} updates, {tr['epochs']} epochs, "
+        f"{tr['target_tokens']:,} target tokens)",
+        "- Commands (from the repository root, `scripts/train_default_model.sh`):",
+        "",
+        "```bash",
+        *meta["commands"],
+        "```",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", default=os.path.join(ROOT, "work", "multi30k", "model"))
+    p.add_argument("--data", default=os.path.join(ROOT, "work", "multi30k"))
+    p.add_argument("--to", default=os.path.join(ROOT, "models", "multi30k-en-de"))
+    p.add_argument("--hardware", default="2 vCPU (AMD EPYC, AVX512-BF16) VM, 24 GB RAM, no GPU; 1 Ray Train "
+                   "worker with 2 torch threads, bf16 autocast")
+    p.add_argument("--gap-note", default="")
+    args = p.parse_args()
+
+    val, test = os.path.join(args.data, "val"), os.path.join(args.data, "test_2016_flickr")
+    scores = {}
+    for kind in ("best", "average"):
+        path = os.path.join(args.run, kind)
+        if os.path.exists(os.path.join(path, "config.json")):
+            scores[kind] = evaluate(path, val)["overall"]["scores"]
+            print(f"{kind}: val BLEU {scores[kind]['bleu']['score']:.2f}")
+    chosen = max(scores, key=lambda k: scores[k]["bleu"]["score"])
+    ckpt = load_checkpoint(os.path.join(args.run, chosen))
+    test_eval = evaluate(os.path.join(args.run, chosen), test)["overall"]
+    val_eval = {"sentences": 1014, **scores[chosen]}
+    tr = ckpt.metadata.get("training", {})
+    with open(os.path.join(ROOT, "scripts", "train_default_model.sh")) as f:
+        commands = [line.rstrip() for line in f if not line.startswith("#")]
+    meta = {
+        "name": "multi30k-en-de",
+        "model_config": ckpt.config["model"],
+        "chosen": chosen,
+        "candidates": ", ".join(f"{k} {v['bleu']['score']:.2f}" for k, v in scores.items()),
+        "evaluation": {"val": val_eval, "test_2016_flickr": {"sentences": test_eval["sentences"],
+                                                              **test_eval["scores"]}},
+        "training": {"hardware": args.hardware, "seconds": tr.get("seconds", 0.0), "step": tr.get("step", 0),
+                     "epochs": tr.get("epoch", 0), "target_tokens": tr.get("target_tokens", 0)},
+        "commands": commands,
+        "gap_note": args.gap_note,
+        "train_config": ckpt.metadata.get("train_config", {}),
+    }
+    if os.path.exists(args.to):
+        shutil.rmtree(args.to)
+    params = sum(p.numel() for p in ckpt.model.parameters())
+    save_checkpoint(args.to, ckpt.model, ckpt.tokenizer, card="placeholder\n", metadata=meta,
+                    weights_dtype=torch.float16)
+    size_mb = sum(os.path.getsize(os.path.join(args.to, f)) for f in os.listdir(args.to)) / 1e6
+    # The card goes in last, with the final size; save again so config.json records its hash.
+    save_checkpoint(args.to, ckpt.model, ckpt.tokenizer, card=card(meta, params, size_mb), metadata=meta,
+                    weights_dtype=torch.float16)
+    print(f"shipped {chosen} to {args.to}: test BLEU {test_eval['scores']['bleu']['score']:.2f}, {size_mb:.1f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
