@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script
 
 from jobs.cli import arg, parse_config, print_config, redacted, with_absolute_paths  # noqa: E402
+from pipeline.metrics import parse_metrics  # noqa: E402
 
 BLEU_TOKENIZERS = ["13a", "intl", "zh", "ja-mecab", "ko-mecab", "char", "flores101", "flores200", "none"]
 
@@ -53,15 +54,14 @@ class ScoreConfig:
     storage_options: dict = arg({}, help="JSON options for fsspec (e.g. endpoint_url); never logged")
 
     def __post_init__(self):
-        unknown = set(self.metric_names) - {"bleu", "chrf", "ter"}
-        if unknown or not self.metric_names:
-            raise ValueError(f"--metrics must be a non-empty subset of bleu,chrf,ter (got {self.metrics!r})")
+        if not parse_metrics(self.metrics):
+            raise ValueError("--metrics must name at least one of bleu, chrf, ter")
         if self.bootstrap_samples < 2:
             raise ValueError("--bootstrap-samples must be >= 2")
 
     @property
     def metric_names(self) -> tuple[str, ...]:
-        return tuple(m.strip() for m in self.metrics.split(",") if m.strip())
+        return parse_metrics(self.metrics)
 
     @property
     def groups(self) -> tuple[str, ...]:
@@ -70,23 +70,10 @@ class ScoreConfig:
 
 def check_columns(cfg: ScoreConfig) -> tuple[object, list[str], list[str], str | None]:
     """List the input and check every named column from the Parquet footers, before any work."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    import pyarrow.parquet as pq
-
-    from pipeline.io import list_parquet_files
+    from pipeline.io import list_parquet_files, read_footers
 
     fs, files = list_parquet_files(cfg.input, cfg.storage_options)
-
-    def schema(path):
-        try:
-            with fs.open(path, "rb") as fh:
-                return pq.read_schema(fh)
-        except Exception as e:  # pyarrow raises several types for a non-Parquet file
-            raise ValueError(f"{fs.unstrip_protocol(path)}: not a readable Parquet file ({e})") from None
-
-    with ThreadPoolExecutor(16) as pool:
-        schemas = list(pool.map(schema, files))
+    schemas = [m.schema.to_arrow_schema() for m in read_footers(fs, files)]
     required = [cfg.hypothesis_column, *cfg.reference_column, *cfg.groups]
     required += [c for c in (cfg.compare_column, cfg.id_column) if c]
     for path, s in zip(files, schemas, strict=True):

@@ -23,6 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run as a script
 
 from jobs.cli import arg, parse_config, print_config, redacted, with_absolute_paths  # noqa: E402
+from pipeline.metrics import parse_metrics  # noqa: E402
 
 SAMPLE_INPUT = os.path.join(ROOT, "samples", "multi30k-en-de")
 DEFAULT_MODEL = os.path.join(ROOT, "models", "multi30k-en-de")
@@ -77,15 +78,13 @@ class TranslateConfig:
     def __post_init__(self):
         if self.nbest > self.beam_size:
             raise ValueError("--nbest cannot exceed --beam-size")
-        unknown = set(self.metric_names) - {"bleu", "chrf", "ter"}
-        if unknown:
-            raise ValueError(f"unknown metric(s) {sorted(unknown)}; choose from bleu, chrf, ter")
+        parse_metrics(self.metrics)
         if self.max_source_tokens < 2:
             raise ValueError("--max-source-tokens must be >= 2")
 
     @property
     def metric_names(self) -> tuple[str, ...]:
-        return tuple(m.strip() for m in self.metrics.split(",") if m.strip())
+        return parse_metrics(self.metrics)
 
 
 def resolve_hardware(cfg: TranslateConfig) -> TranslateConfig:

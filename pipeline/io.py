@@ -80,6 +80,25 @@ def _hidden(root: str, path: str) -> bool:
     return any(part.startswith((".", "_")) for part in rel.split("/"))
 
 
+class InputError(ValueError):
+    """Bad input found before any work: the message names the file (and the column)."""
+
+
+def read_footers(fs, files: list[str]) -> list[pq.FileMetaData]:
+    """Parquet footers (schema, row counts, statistics) of many files, read in parallel."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def footer(path):
+        try:
+            with fs.open(path, "rb") as fh:
+                return pq.read_metadata(fh)
+        except Exception as e:  # pyarrow raises several types for a non-Parquet file
+            raise InputError(f"{fs.unstrip_protocol(path)}: not a readable Parquet file ({e})") from None
+
+    with ThreadPoolExecutor(16) as pool:
+        return list(pool.map(footer, files))
+
+
 def read_table(uri: str, columns: list[str] | None = None, storage_options: dict | None = None) -> pa.Table:
     """Read a small Parquet dataset (file, directory or glob) into one table."""
     fs, files = list_parquet_files(uri, storage_options)

@@ -30,6 +30,15 @@ class MetricOptions:
     ter_case_sensitive: bool = False
 
 
+def parse_metrics(text: str) -> tuple[str, ...]:
+    """'bleu, chrf' -> ('bleu', 'chrf'); unknown names raise ValueError."""
+    names = tuple(m.strip() for m in text.split(",") if m.strip())
+    unknown = sorted(set(names) - set(METRICS))
+    if unknown:
+        raise ValueError(f"unknown metric(s) {unknown}; choose from {', '.join(METRICS)}")
+    return names
+
+
 def make_metrics(opts: MetricOptions = MetricOptions(), n_refs: int = 1) -> dict:
     """Fresh metric objects. `n_refs` is recorded in the signatures."""
     metrics = {

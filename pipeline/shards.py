@@ -18,7 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import posixpath
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +25,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.io import list_parquet_files, resolve, table_to_parquet_bytes, write_bytes_atomic
+from pipeline.io import (
+    InputError,
+    list_parquet_files,
+    read_footers,
+    resolve,
+    table_to_parquet_bytes,
+    write_bytes_atomic,
+)
 from pipeline.metrics import MetricOptions, make_metrics, sentence_stats
 from pipeline.translate import INTERNAL, PADDED, PEAK_RSS, SRC_TOKENS, STATUS, TGT_TOKENS, status_counts
 
@@ -47,10 +53,6 @@ class Columns:
     reference: str | None  # None when the input has no reference column
 
 
-class InputError(ValueError):
-    """Bad input found before any decoding: the message names the file and the column."""
-
-
 def discover_shards(uri: str, id_column: str, source_column: str, reference_column: str,
                     storage_options: dict | None = None) -> tuple[object, list[Shard], Columns, pa.Schema]:
     """List input Parquet files and check them from their footers alone (no data read)."""
@@ -63,15 +65,7 @@ def discover_shards(uri: str, id_column: str, source_column: str, reference_colu
     if any(c in root for c in "*?["):
         base = posixpath.commonpath([posixpath.dirname(f) for f in files])
 
-    def footer(path):
-        try:
-            with fs.open(path, "rb") as fh:
-                return pq.read_metadata(fh)
-        except Exception as e:  # pyarrow raises several types for a non-Parquet file
-            raise InputError(f"{fs.unstrip_protocol(path)}: not a readable Parquet file ({e})") from None
-
-    with ThreadPoolExecutor(16) as pool:
-        metas = list(pool.map(footer, files))
+    metas = read_footers(fs, files)
     schema = metas[0].schema.to_arrow_schema()
     has_ref = []
     for path, meta in zip(files, metas, strict=True):
