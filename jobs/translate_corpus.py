@@ -23,6 +23,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run as a script
 
 from jobs.cli import arg, parse_config, print_config, redacted, with_absolute_paths  # noqa: E402
+from pipeline.io import absolute_uri  # noqa: E402
 from pipeline.metrics import parse_metrics  # noqa: E402
 
 SAMPLE_INPUT = os.path.join(ROOT, "samples", "multi30k-en-de")
@@ -37,6 +38,8 @@ class TranslateConfig:
                      "defaults to the sample corpus shipped in the repo")
     output: str = arg("", help="output directory/prefix; empty means ./outputs/<UTC timestamp>/")
     model: str = arg(DEFAULT_MODEL, help="checkpoint directory at any URI; defaults to the shipped model")
+    ensemble: list[str] = arg([], help="more checkpoints (same vocabulary) to decode with --model as an ensemble "
+                              "that averages their log-probabilities (repeatable)")
     id_column: str = arg("id", help="unique row id column (string or integer)")
     source_column: str = arg("source", help="text to translate")
     reference_column: str = arg("reference", help="reference translations; scored when present")
@@ -109,6 +112,8 @@ def plan_run(cfg: TranslateConfig):
     in_fs, shards, columns, _ = discover_shards(cfg.input, cfg.id_column, cfg.source_column,
                                                 cfg.reference_column, cfg.storage_options)
     model_config = read_config(cfg.model, cfg.storage_options)
+    for uri in cfg.ensemble:
+        read_config(uri, cfg.storage_options)
     out_fs, out_root = resolve(cfg.output, cfg.storage_options)
     if cfg.overwrite and out_fs.exists(out_root):
         out_fs.rm(out_root, recursive=True)
@@ -175,6 +180,7 @@ def main(argv=None) -> int:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         cfg = replace(cfg, output=os.path.join("outputs", stamp))
     cfg = with_absolute_paths(cfg, "input", "output", "model")
+    cfg = replace(cfg, ensemble=[absolute_uri(u) for u in cfg.ensemble])
     print_config(cfg)
 
     from model.checkpoint import CheckpointError
@@ -209,7 +215,7 @@ def main(argv=None) -> int:
     report = build_report(
         stats, MetricOptions(), run=run,
         model={"uri": cfg.model, "arch": model_config["arch"], "config": model_config["model"],
-               "metadata": model_config.get("metadata", {})},
+               "metadata": model_config.get("metadata", {}), "ensemble": cfg.ensemble},
         decode={k: getattr(cfg, k) for k in ("beam_size", "length_penalty", "alpha", "max_len_a", "max_len_b",
                                               "min_len", "nbest", "precision", "max_source_tokens", "long_policy")},
         config=redacted(cfg), created=datetime.now(UTC).isoformat(timespec="seconds"),

@@ -116,6 +116,7 @@ def beam_search(model, src: torch.Tensor, cfg: DecodeConfig) -> list[list[Hypoth
     scores[:, 1:] = float("-inf")  # all beams start identical: keep only the first
     history = torch.full((B0 * K, 1), bos, dtype=torch.long, device=device)
     finished: list[list[Hypothesis]] = [[] for _ in range(B0)]
+    n_finished = torch.zeros(B0, dtype=torch.long, device=device)
     beam_range = torch.arange(K, device=device)
 
     for step in range(int(max_len.max()) + 1):
@@ -131,6 +132,7 @@ def beam_search(model, src: torch.Tensor, cfg: DecodeConfig) -> list[list[Hypoth
         for b, j in ends.nonzero().tolist():
             sent = int(alive[b])
             if len(finished[sent]) < K:
+                n_finished[sent] += 1
                 row = b * K + int(cand_beams[b, j])
                 raw = float(cand_scores[b, j])
                 finished[sent].append(
@@ -141,8 +143,7 @@ def beam_search(model, src: torch.Tensor, cfg: DecodeConfig) -> list[list[Hypoth
                     )
                 )
 
-        done = torch.tensor([len(finished[int(s)]) >= K for s in alive], device=device)
-        done |= max_len[alive] <= step
+        done = (n_finished[alive] >= K) | (max_len[alive] <= step)
         keep = (~done).nonzero().squeeze(1)  # (B',)
         if keep.numel() == 0:
             break

@@ -60,7 +60,8 @@ def build_pipeline(ds, cfg, plan: PipelinePlan):
         Translator,
         fn_constructor_kwargs=dict(model_uri=cfg.model, decode=decode, max_tokens=cfg.max_tokens,
                                    precision=cfg.precision, torch_threads=cfg.torch_threads, storage_options=so,
-                                   fixed_rows=cfg.batch_rows if cfg.batching == "fixed" else 0),
+                                   fixed_rows=cfg.batch_rows if cfg.batching == "fixed" else 0,
+                                   ensemble_uris=tuple(cfg.ensemble)),
         # Each call gets a large batch; the actor sorts it by length and cuts token-budget sub-batches.
         batch_size=cfg.batch_rows, batch_format="pyarrow", compute=actor_pool(cfg),
         num_gpus=cfg.gpus_per_actor or None, num_cpus=cfg.cpus_per_actor,

@@ -103,10 +103,12 @@ class Translator:
     """Actor: holds the model, decodes a large batch sorted by length in token-budget sub-batches."""
 
     def __init__(self, model_uri: str, decode: DecodeConfig, max_tokens: int, precision: str,
-                 torch_threads: int, storage_options: dict, fixed_rows: int = 0):
+                 torch_threads: int, storage_options: dict, fixed_rows: int = 0,
+                 ensemble_uris: tuple[str, ...] = ()):
         import torch
 
         from model.checkpoint import load_checkpoint
+        from model.search import Ensemble
 
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         if self.device.type == "cpu" and torch_threads:
@@ -114,7 +116,13 @@ class Translator:
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
         if dtype == torch.float16 and self.device.type == "cpu":
             raise ValueError("--precision fp16 needs a GPU; use bf16 or fp32 on CPU")
-        self.model = load_checkpoint(model_uri, device=self.device, dtype=dtype, storage_options=storage_options).model
+        ckpts = [load_checkpoint(uri, device=self.device, dtype=dtype, storage_options=storage_options)
+                 for uri in (model_uri, *ensemble_uris)]
+        for uri, c in zip(ensemble_uris, ckpts[1:], strict=True):
+            if c.tokenizer.target_bytes != ckpts[0].tokenizer.target_bytes:
+                raise ValueError(f"ensemble member {uri} has another target vocabulary than {model_uri}")
+        # Several checkpoints: average their log-probabilities at every step (Sutskever et al. 2014 used 5).
+        self.model = ckpts[0].model if len(ckpts) == 1 else Ensemble([c.model for c in ckpts])
         self.decode, self.max_tokens, self.fixed_rows = decode, max_tokens, fixed_rows
 
     def __call__(self, table: pa.Table) -> pa.Table:

@@ -108,3 +108,11 @@ def test_bf16_and_fp16_decoding_on_gpu(tiny_checkpoint):
     for precision in ("bf16", "fp16"):
         out = Translator(tiny_checkpoint, DECODE, 1000, precision, 1, {})(tokenized)
         assert out.num_rows == TABLE.num_rows
+
+
+def test_an_ensemble_of_the_same_model_translates_like_the_model(stages, tiny_checkpoint):
+    tok, tr, _ = stages
+    ens = Translator(tiny_checkpoint, DECODE, max_tokens=200, precision="fp32", torch_threads=1, storage_options={},
+                     ensemble_uris=(tiny_checkpoint,))
+    tokenized = tok(TABLE)
+    assert ens(tokenized).column(HYP_IDS).to_pylist() == tr(tokenized).column(HYP_IDS).to_pylist()
