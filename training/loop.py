@@ -53,7 +53,8 @@ class Trainer:
             torch.set_num_threads(cfg.torch_threads)
         torch.manual_seed(cfg.seed)
         self.tokenizer = load_tokenizer(cfg.tokenizer, cfg.storage_options)
-        self.model = build_model(arch, model_config)
+        # On the device before the optimizer exists, so restored optimizer state lands there too.
+        self.model = build_model(arch, model_config).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-9,
                                           weight_decay=cfg.weight_decay)
         self.state = TrainState()
@@ -64,7 +65,6 @@ class Trainer:
                 self.state = load_training_state(d, self.optimizer)
             self.log(f"resumed from step {self.state.step} (epoch {self.state.epoch + 1}, "
                      f"{self.state.updates_in_epoch} updates into it)")
-        self.model.to(self.device)
         self.ddp = ray.train.torch.prepare_model(self.model)
         self.dropped: Counter = Counter()  # this epoch, this worker
         self.dropped_last_epoch: Counter | None = None
