@@ -5,6 +5,7 @@ Shared by the translation actors and by validation during training.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -66,9 +67,9 @@ def translate_ids(
     results: list[list[Hypothesis] | None] = [None] * len(src_ids)
     widths = [0] * len(src_ids)
     stats = DecodeStats(sentences=len(src_ids))
-    pending = list(batches)
+    pending = deque(batches)
     while pending:
-        idx = pending.pop()
+        idx = pending.popleft()
         src = pad_batch([src_ids[i] for i in idx], PAD_ID)
         try:
             hyps = search(model, src.to(device), cfg)
@@ -77,7 +78,7 @@ def translate_ids(
                 raise
             torch.cuda.empty_cache()
             half = len(idx) // 2
-            pending += [idx[:half], idx[half:]]
+            pending.extendleft([idx[half:], idx[:half]])
             continue
         stats.batches += 1
         stats.source_tokens += sum(lengths[i] for i in idx)
