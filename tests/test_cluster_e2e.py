@@ -86,6 +86,18 @@ def test_submit_translate_kill_score(head, s3_server, s3_bucket, corpus, tiny_ch
                       "--metadata", "domain=flickr")
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert len(fs.glob(f"{day_in[5:]}/*.parquet")) == 3
+    # 1b. tokenizer and a few Ray Train steps (2 CPU workers, DDP) as Ray jobs, checkpoints on S3
+    res = head.submit("jobs/train_tokenizer.py", "--input", day_in, "--output", f"{s3_bucket}/tok",
+                      "--vocab-size", "300")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    res = head.submit("jobs/train_model.py", "--train", day_in, "--valid", day_in, "--valid-max-sentences", "8",
+                      "--tokenizer", f"{s3_bucket}/tok", "--output", f"{s3_bucket}/trained", "--layers", "1",
+                      "--d-model", "32", "--heads", "2", "--ff-dim", "64", "--num-workers", "2",
+                      "--cpus-per-worker", "0.5", "--data-cpus", "0.25", "--torch-threads", "1", "--max-steps", "6",
+                      "--validate-every", "3", "--log-every", "2", "--max-tokens", "400", "--warmup", "2")
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "[train] step 2 " in res.stdout and "validation step 6" in res.stdout  # readable progress
+    assert fs.exists(f"{s3_bucket[5:]}/trained/last/config.json")
     model = f"{s3_bucket}/models/tiny"
     save_checkpoint(model, load_checkpoint(tiny_checkpoint).model, load_checkpoint(tiny_checkpoint).tokenizer,
                     storage_options=s3_server.storage_options)
