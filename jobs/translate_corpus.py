@@ -90,6 +90,11 @@ class TranslateConfig:
         return parse_metrics(self.metrics)
 
 
+# Flags that change what is written; a resumed run must use the same values (hardware flags may change).
+FINGERPRINT_FIELDS = ("beam_size", "length_penalty", "alpha", "max_len_a", "max_len_b", "min_len", "nbest",
+                      "write_scores", "precision", "max_source_tokens", "long_policy", "metrics")
+
+
 def resolve_hardware(cfg: TranslateConfig) -> TranslateConfig:
     """Fill the automatic hardware flags from the cluster's resources."""
     import ray
@@ -107,17 +112,21 @@ def plan_run(cfg: TranslateConfig):
     """Inspect input, model and output before any decoding; errors name what is wrong."""
     from model.checkpoint import read_config
     from pipeline.io import resolve
-    from pipeline.shards import OutputLayout, discover_shards, shard_state
+    from pipeline.shards import OutputLayout, claim_output, discover_shards, shard_state
 
     in_fs, shards, columns, _ = discover_shards(cfg.input, cfg.id_column, cfg.source_column,
                                                 cfg.reference_column, cfg.storage_options)
     model_config = read_config(cfg.model, cfg.storage_options)
-    for uri in cfg.ensemble:
-        read_config(uri, cfg.storage_options)
+    members = [read_config(uri, cfg.storage_options) for uri in cfg.ensemble]
     out_fs, out_root = resolve(cfg.output, cfg.storage_options)
     if cfg.overwrite and out_fs.exists(out_root):
         out_fs.rm(out_root, recursive=True)
     layout = OutputLayout(out_root)
+    claim_output(out_fs, layout, {
+        "model_weights": [c["files"]["model.safetensors"] for c in [model_config, *members]],
+        "columns": [columns.id, columns.source, columns.reference],
+        **{k: getattr(cfg, k) for k in FINGERPRINT_FIELDS},
+    })
     with ThreadPoolExecutor(16) as pool:
         states = list(pool.map(lambda s: shard_state(out_fs, layout, s, columns.id), shards))
     return in_fs, out_fs, layout, shards, columns, model_config, states

@@ -104,6 +104,27 @@ class OutputLayout:
     def stats(self, shard: str) -> str:
         return f"{self.root}/_stats/{shard}.json"
 
+    @property
+    def run_file(self) -> str:
+        return f"{self.root}/_run.json"
+
+
+def claim_output(fs, layout: OutputLayout, fingerprint: dict) -> None:
+    """Record what produces this output; refuse to resume into output made with other settings.
+
+    Resuming mixes rows from several runs, so they must come from the same model, decoding
+    settings and columns (hardware settings may differ).
+    """
+    if fs.exists(layout.run_file):
+        previous = json.loads(fs.cat_file(layout.run_file))
+        changed = sorted(k for k in set(previous) | set(fingerprint) if previous.get(k) != fingerprint.get(k))
+        if changed:
+            where = fs.unstrip_protocol(layout.root)
+            raise InputError(f"{where} was produced with other settings ({', '.join(changed)}); "
+                             "pass --overwrite or choose another --output")
+        return
+    write_bytes_atomic(fs, layout.run_file, json.dumps(fingerprint, indent=2, sort_keys=True).encode())
+
 
 def shard_state(fs, layout: OutputLayout, shard: Shard, id_column: str) -> tuple[bool, set]:
     """(done, ids already in part files) for one shard."""

@@ -97,6 +97,8 @@ def test_resume_translates_only_what_is_missing(local_ray, tiny_checkpoint, samp
     # A third run has nothing left to do.
     assert run(tiny_checkpoint, sample_corpus, out) == 0
     assert json.load(open(tmp_path / "out" / "report.json"))["run"]["sentences"] == 0
+    # Resuming with other decoding settings would mix outputs: refused before any work.
+    assert run(tiny_checkpoint, sample_corpus, out, "--beam-size", "3") == 2
 
 
 def test_output_does_not_depend_on_the_number_of_actors(local_ray, tiny_checkpoint, sample_corpus, tmp_path):
