@@ -1,0 +1,31 @@
+"""Job flags come from the config dataclasses; the generated reference stays in step with them."""
+
+import os
+import sys
+
+import pytest
+
+from jobs.cli import parse_config, redacted
+from jobs.translate_corpus import TranslateConfig
+from tests.conftest import ROOT
+
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+from make_cli_docs import render  # noqa: E402
+
+
+def test_docs_cli_md_is_up_to_date():
+    with open(os.path.join(ROOT, "docs", "cli.md")) as f:
+        assert f.read() == render(), "run: python scripts/make_cli_docs.py"
+
+
+def test_flags_types_lists_and_booleans():
+    cfg = parse_config(TranslateConfig, ["--beam-size", "3", "--write-scores", "--ensemble", "a", "--ensemble", "b",
+                                         "--storage-options", '{"key": "AKIA", "secret": "s3cr3t"}'])
+    assert cfg.beam_size == 3 and cfg.write_scores is True and cfg.ensemble == ["a", "b"]
+    assert parse_config(TranslateConfig, ["--write-scores=false"]).write_scores is False
+    assert redacted(cfg)["storage_options"] == {"key": "***", "secret": "***"}
+
+
+def test_invalid_values_exit_with_a_message():
+    with pytest.raises(SystemExit, match="--nbest cannot exceed --beam-size"):
+        parse_config(TranslateConfig, ["--nbest", "9", "--beam-size", "2"])
