@@ -119,7 +119,10 @@ def local_ray():
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked `gpu` are skipped on machines without CUDA."""
+    """End-to-end tests first: they end with `ray stop`, which stops every Ray process on the machine,
+    so they must not run while the in-process `local_ray` instance of other tests is up.
+    Tests marked `gpu` are skipped on machines without CUDA."""
+    items.sort(key=lambda item: 0 if "e2e" in item.keywords else 1)
     import torch
 
     if torch.cuda.is_available():
