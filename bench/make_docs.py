@@ -21,8 +21,17 @@ RESULTS = os.path.join(ROOT, "bench", "results")
 MODEL = os.path.join(ROOT, "models", "multi30k-en-de", "config.json")
 # On-demand list prices, USD per hour, us-east-1 (AWS price list, 2026): for the cost estimates only.
 PRICES = {"g5.xlarge (1x A10G)": 1.006, "g6.xlarge (1x L4)": 0.805, "m6i.2xlarge (8 vCPU)": 0.384}
-TRANSLATE_CMD = "python bench/translate_throughput.py --sentences 3000 --scale 10"
-SCORE_CMD = "python bench/score_throughput.py --rows 1000000"
+TRANSLATE_CMD = "python bench/translate_throughput.py"
+SCORE_CMD = "python bench/score_throughput.py"
+
+
+def command(script: str, cfg: dict, keys: tuple[str, ...]) -> str:
+    """The command line that reproduces a result, from the config stored with it."""
+    return " ".join([script] + [f"--{k.replace('_', '-')} {cfg[k]}" for k in keys if k in cfg])
+
+
+TRANSLATE_KEYS = ("sentences", "scale", "shards", "beam_size", "batch_rows", "fixed_rows", "actors", "cpus_per_actor")
+SCORE_KEYS = ("rows", "files", "metrics", "actors")
 
 
 def load(pattern: str) -> list[tuple[str, dict]]:
@@ -45,7 +54,8 @@ def translate_section() -> tuple[list[str], list[str]]:
         lines += [f"### {machine(r)} (`{path}`)", "",
                   f"Model `{os.path.relpath(cfg['model'], ROOT)}`, beam {cfg['beam_size']}, {cfg['actors']} actor(s) x "
                   f"{cfg['cpus_per_actor']:g} CPUs; corpus of {cfg['sentences']:,} sentences built from the sample "
-                  f"(1-4 sentences joined, so lengths vary). Command: `{TRANSLATE_CMD}`.", "",
+                  f"(1-4 sentences joined, so lengths vary). Command: "
+                  f"`{command(TRANSLATE_CMD, cfg, TRANSLATE_KEYS)}`.", "",
                   "| batching | sentences | sentences/s | target tokens/s | padding efficiency | driver peak MB | "
                   "actor peak MB |", "|---|---:|---:|---:|---:|---:|---:|"]
         runs = [("fixed_batches_input_order", f"fixed {cfg['fixed_rows']} rows, input order"),
@@ -63,7 +73,7 @@ def translate_section() -> tuple[list[str], list[str]]:
         summary.append(f"- Translation on {machine(r)}: {best['sentences_per_second']:.1f} sentences/s, "
                        f"{best['target_tokens_per_second']:.0f} target tokens/s, padding efficiency "
                        f"{best['padding_efficiency']:.2f}; {r['speedup_target_tokens_per_second']:.2f}x fixed "
-                       f"input-order batches (`{TRANSLATE_CMD}`)")
+                       f"input-order batches (`{command(TRANSLATE_CMD, cfg, TRANSLATE_KEYS)}`)")
     return lines, summary
 
 
@@ -72,7 +82,8 @@ def score_section() -> tuple[list[str], list[str]]:
     for path, r in load("score_*.json"):
         cfg = r["config"]
         lines += [f"### {r['cpus']} CPU cores (`{path}`)", "",
-                  f"Metrics {cfg['metrics']}, 20 groups, {cfg['actors']} scoring actors. Command: `{SCORE_CMD}`.", "",
+                  f"Metrics {cfg['metrics']}, 20 groups, {cfg['actors']} scoring actors. Command: "
+                  f"`{command(SCORE_CMD, cfg, SCORE_KEYS)}`.", "",
                   "| rows | seconds | rows/s | driver peak MB | actor peak MB |", "|---:|---:|---:|---:|---:|"]
         for key in ("tenth", "full"):
             x = r[key]
@@ -87,7 +98,7 @@ def score_section() -> tuple[list[str], list[str]]:
                        f"{r['full']['rows_per_second']:,.0f} rows/s, peak memory "
                        f"{r['full']['actor_peak_rss_mb']:.0f} MB per actor at {r['full']['rows']:,} rows vs "
                        f"{r['tenth']['actor_peak_rss_mb']:.0f} MB at {r['tenth']['rows']:,}; equal to sacreBLEU: "
-                       f"{'yes' if r['equal_to_sacrebleu'] else 'no'} (`{SCORE_CMD}`)")
+                       f"{'yes' if r['equal_to_sacrebleu'] else 'no'} (`{command(SCORE_CMD, cfg, SCORE_KEYS)}`)")
     return lines, summary
 
 
@@ -96,6 +107,8 @@ def model_summary() -> list[str]:
         return []
     with open(MODEL) as f:
         meta = json.load(f)["metadata"]
+    if "evaluation" not in meta:  # an interim snapshot, not yet evaluated by scripts/ship_model.py
+        return ["- Shipped model: an interim snapshot; its scores come with the final model."]
     ev = meta["evaluation"]
     test, val = ev["test_2016_flickr"], ev["val"]
     return [f"- Shipped model `models/multi30k-en-de`: sacreBLEU **{test['bleu']['score']:.2f}** on "
