@@ -42,6 +42,7 @@ class TrainConfig:
     heads: int = arg(8, help="Transformer attention heads")
     ff_dim: int = arg(2048, help="Transformer feed-forward dimension")
     attn_dropout: float = arg(0.0, help="Transformer attention dropout")
+    activation_dropout: float = arg(0.0, help="Transformer dropout inside the feed-forward block")
     cell: str = arg("lstm", help="RNN cell", choices=["lstm", "gru"])
     attention: str = arg("bahdanau", help="RNN attention",
                          choices=["none", "bahdanau", "luong_dot", "luong_general"])
@@ -100,7 +101,8 @@ class TrainConfig:
                       tie_output=self.tie_output)
         if self.arch == "transformer":
             return "transformer", dict(common, d_model=self.d_model, n_heads=self.heads, enc_layers=self.layers,
-                                       dec_layers=self.layers, ff_dim=self.ff_dim, attn_dropout=self.attn_dropout)
+                                       dec_layers=self.layers, ff_dim=self.ff_dim, attn_dropout=self.attn_dropout,
+                                       activation_dropout=self.activation_dropout)
         return "rnn", dict(common, cell=self.cell, attention=self.attention, emb_dim=self.emb_dim,
                            hidden_dim=self.hidden_dim, num_layers=self.layers, bidirectional=self.bidirectional,
                            reverse_source=self.reverse_source)

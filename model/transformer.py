@@ -36,8 +36,9 @@ class TransformerConfig:
     enc_layers: int = 6
     dec_layers: int = 6
     ff_dim: int = 2048
-    dropout: float = 0.1
-    attn_dropout: float = 0.0
+    dropout: float = 0.1  # embeddings and residual connections
+    attn_dropout: float = 0.0  # attention weights
+    activation_dropout: float = 0.0  # inside the feed-forward block (fairseq/Marian default: none)
     # One embedding table for both sides needs a joint vocabulary.
     share_embeddings: bool = True
     tie_output: bool = True
@@ -129,7 +130,7 @@ class EncoderLayer(nn.Module):
         super().__init__()
         self.self_attn = MultiHeadAttention(cfg.d_model, cfg.n_heads, cfg.attn_dropout)
         self.self_norm = nn.LayerNorm(cfg.d_model)
-        self.ffn = FeedForward(cfg.d_model, cfg.ff_dim, cfg.dropout)
+        self.ffn = FeedForward(cfg.d_model, cfg.ff_dim, cfg.activation_dropout)
         self.ffn_norm = nn.LayerNorm(cfg.d_model)
         self.dropout = nn.Dropout(cfg.dropout)
 
@@ -146,7 +147,7 @@ class DecoderLayer(nn.Module):
         self.self_norm = nn.LayerNorm(cfg.d_model)
         self.cross_attn = MultiHeadAttention(cfg.d_model, cfg.n_heads, cfg.attn_dropout)
         self.cross_norm = nn.LayerNorm(cfg.d_model)
-        self.ffn = FeedForward(cfg.d_model, cfg.ff_dim, cfg.dropout)
+        self.ffn = FeedForward(cfg.d_model, cfg.ff_dim, cfg.activation_dropout)
         self.ffn_norm = nn.LayerNorm(cfg.d_model)
         self.dropout = nn.Dropout(cfg.dropout)
 
