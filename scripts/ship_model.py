@@ -5,7 +5,8 @@
 Candidates are the run's best/ (best greedy validation BLEU during training) and average/ (mean of
 the last checkpoints). Both are decoded with beam search on the validation set; the better one on
 validation is shipped (the test set is never used to choose). Its test score is then measured, and
-the weights are stored as fp16 (halves the size; decoding loads them as fp32). The card records
+the weights are stored as fp32 when that fits the 30 MB budget, else as fp16 (halves the size; decoding
+loads them as fp32; the scores are then those of the fp32 weights). The card records
 the exact commands, the data, the scores with their signatures, size, hardware and training time.
 """
 
@@ -28,7 +29,7 @@ from model.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 PUBLISHED = 41.0  # text-only Transformer baselines on test_2016_flickr En->De (brief)
 
 
-def card(meta: dict, params: int, size_mb: float) -> str:
+def card(meta: dict, params: int, size_mb: float, dtype: str) -> str:
     val, test = meta["evaluation"]["val"], meta["evaluation"]["test_2016_flickr"]
     tr = meta["training"]
     sig = test["bleu"]["signature"]
@@ -57,7 +58,7 @@ def card(meta: dict, params: int, size_mb: float) -> str:
         "",
         "## Model",
         "",
-        f"- Transformer, {params:,} parameters, weights stored as fp16 ({size_mb:.1f} MB on disk in all)",
+        f"- Transformer, {params:,} parameters, weights stored as {dtype} ({size_mb:.1f} MB on disk in all)",
         f"- Config: `{json.dumps(meta['model_config'], sort_keys=True)}`",
         f"- Shipped checkpoint: `{meta['chosen']}` of the training run, chosen on validation BLEU "
         f"({meta['candidates']})",
@@ -71,7 +72,7 @@ def card(meta: dict, params: int, size_mb: float) -> str:
         "",
         "## Training",
         "",
-        f"- Hardware: {tr['hardware']}",
+        f"- Hardware: {tr['hardware']}; autocast {meta['train_config'].get('autocast', '?')}",
         f"- Training time: {tr['seconds'] / 3600:.2f} h wall clock ({tr['step']:,} updates, {tr['epochs']} epochs, "
         f"{tr['target_tokens']:,} target tokens)",
         "- Commands (from the repository root, `scripts/train_default_model.sh`):",
@@ -89,7 +90,7 @@ def main() -> int:
     p.add_argument("--data", default=os.path.join(ROOT, "work", "multi30k"))
     p.add_argument("--to", default=os.path.join(ROOT, "models", "multi30k-en-de"))
     p.add_argument("--hardware", default="2 vCPU (AMD EPYC, AVX512-BF16) VM, 24 GB RAM, no GPU; 1 Ray Train "
-                   "worker with 2 torch threads, bf16 autocast")
+                   "worker with 2 torch threads")
     p.add_argument("--gap-note", default="")
     args = p.parse_args()
 
@@ -123,12 +124,14 @@ def main() -> int:
     if os.path.exists(args.to):
         shutil.rmtree(args.to)
     params = sum(p.numel() for p in ckpt.model.parameters())
-    save_checkpoint(args.to, ckpt.model, ckpt.tokenizer, card="placeholder\n", metadata=meta,
-                    weights_dtype=torch.float16)
+    # fp32 keeps the shipped weights exactly those that were scored; fp16 only when fp32 would not fit.
+    dtype = torch.float32 if params * 4 < 25e6 else torch.float16
+    dtype_name = "fp32" if dtype == torch.float32 else "fp16"
+    save_checkpoint(args.to, ckpt.model, ckpt.tokenizer, card="placeholder\n", metadata=meta, weights_dtype=dtype)
     size_mb = sum(os.path.getsize(os.path.join(args.to, f)) for f in os.listdir(args.to)) / 1e6
     # The card goes in last, with the final size; save again so config.json records its hash.
-    save_checkpoint(args.to, ckpt.model, ckpt.tokenizer, card=card(meta, params, size_mb), metadata=meta,
-                    weights_dtype=torch.float16)
+    save_checkpoint(args.to, ckpt.model, ckpt.tokenizer, card=card(meta, params, size_mb, dtype_name), metadata=meta,
+                    weights_dtype=dtype)
     print(f"shipped {chosen} to {args.to}: test BLEU {test_eval['scores']['bleu']['score']:.2f}, {size_mb:.1f} MB")
     return 0
 

@@ -20,6 +20,6 @@ fi
 python jobs/train_model.py --train "$WORK/train" --valid "$WORK/val" --tokenizer "$WORK/tokenizer" \
   --output "${OUT:-$WORK/model-tiny}" --name en-de ${RESUME:+--resume} \
   --arch transformer --layers 4 --d-model 128 --heads 4 --ff-dim 256 --dropout 0.3 \
-  --label-smoothing 0.1 --lr 5e-3 --warmup 2000 --max-tokens 4096 --max-steps 8000 --max-epochs 100 \
+  --label-smoothing 0.1 --lr 5e-3 --warmup 2000 --max-tokens 4096 --max-steps 4600 --max-epochs 100 \
   --validate-every 0 --patience 10 --keep-checkpoints 10 --average-last 10 --autocast fp32 --torch-threads 2 \
   ${EXTRA:-}

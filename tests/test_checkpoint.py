@@ -128,3 +128,20 @@ def test_config_that_does_not_fit_the_weights(saved):
     (saved / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="model.safetensors"):
         load_checkpoint(str(saved))
+
+
+def test_average_cli_writes_the_mean_of_the_weights(tmp_path, tokenizer):
+    from training.average import main as average_main
+
+    models = [tiny_transformer(tokenizer.src_vocab_size) for _ in range(2)]
+    for i, m in enumerate(models):
+        torch.manual_seed(i)
+        for p in m.parameters():
+            torch.nn.init.normal_(p)
+        save_checkpoint(str(tmp_path / f"c{i}"), m, tokenizer, metadata={"training": {"step": 10 * (i + 1)}})
+    assert average_main([str(tmp_path / "c0"), str(tmp_path / "c1"), "--output", str(tmp_path / "avg")]) == 0
+    avg = load_checkpoint(str(tmp_path / "avg"))
+    for k, v in avg.model.state_dict().items():
+        expected = (models[0].state_dict()[k] + models[1].state_dict()[k]) / 2
+        assert torch.allclose(v, expected, atol=1e-6), k
+    assert avg.metadata["averaged_steps"] == [10, 20]

@@ -25,6 +25,34 @@ def average_checkpoints(ray_checkpoints) -> Checkpoint:
     for rc in ray_checkpoints:
         with rc.as_directory() as d:
             loaded.append(load_checkpoint(d))
+    return average_loaded(loaded)
+
+
+def average_loaded(loaded: list[Checkpoint]) -> Checkpoint:
     base = loaded[-1]
     base.model.load_state_dict(average_state_dicts([c.model.state_dict() for c in loaded]))
     return base
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m training.average CKPT_DIR... --output DIR: average model directories at any URI
+    (e.g. the Ray Train checkpoints of a run that was stopped before it wrote average/)."""
+    import argparse
+
+    from model.checkpoint import save_checkpoint
+
+    p = argparse.ArgumentParser(description=main.__doc__)
+    p.add_argument("checkpoints", nargs="+", help="model directories sharing one architecture and vocabulary")
+    p.add_argument("--output", required=True)
+    args = p.parse_args(argv)
+    loaded = [load_checkpoint(uri) for uri in args.checkpoints]
+    base = average_loaded(loaded)
+    metadata = {**base.metadata, "averaged_from": args.checkpoints,
+                "averaged_steps": [c.metadata.get("training", {}).get("step") for c in loaded]}
+    save_checkpoint(args.output, base.model, base.tokenizer, metadata=metadata)
+    print(f"averaged {len(loaded)} checkpoints into {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
