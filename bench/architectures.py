@@ -28,11 +28,23 @@ ROWS = [
 ]
 
 
+def val_bleu_by_epoch(run: str) -> dict[str, float]:
+    """Greedy validation BLEU after each epoch, from the run's training log (to compare at equal epochs)."""
+    path = os.path.join(run, "training_log.jsonl")
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        entries = [json.loads(line) for line in f if line.strip()]
+    return {str(e["epoch"]): round(e["val_bleu"], 2) for e in entries if e.get("val_bleu") is not None}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--work", default=os.path.join(ROOT, "work", "multi30k"))
     p.add_argument("--hardware", default="2 vCPU (AMD EPYC) VM, no GPU; 1 Ray Train worker, 2 torch threads, "
                    "bf16 autocast")
+    p.add_argument("--transformer-run", default=os.path.join(ROOT, "work", "multi30k", "model"),
+                   help="the shipped model's training run (for its validation curve)")
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "architectures.json"))
     args = p.parse_args()
     test = os.path.join(args.work, "test_2016_flickr")
@@ -56,6 +68,8 @@ def main() -> int:
             "updates": training.get("step"), "epochs": training.get("epoch"),
             "hardware": ckpt.metadata.get("training", {}).get("hardware", args.hardware),
             "val_bleu_greedy": ckpt.metadata.get("validation", {}).get("val_bleu"),
+            "val_bleu_by_epoch": val_bleu_by_epoch(args.transformer_run if name == "transformer"
+                                                   else os.path.dirname(path)),
         })
         print(f"{name}: test BLEU {rows[-1]['test_bleu']:.2f}")
     os.makedirs(os.path.dirname(args.out), exist_ok=True)

@@ -72,7 +72,7 @@ def main() -> int:
     p.add_argument("--shards", type=int, default=6)
     p.add_argument("--model", default=os.path.join(ROOT, "models", "multi30k-en-de"))
     p.add_argument("--beam-size", type=int, default=5)
-    p.add_argument("--batch-rows", type=int, default=256, help="rows per actor call; also the fixed batch size")
+    p.add_argument("--batch-rows", type=int, default=1024, help="rows per actor call (the job's default)")
     p.add_argument("--fixed-rows", type=int, default=32, help="batch size of the fixed-batch baseline")
     p.add_argument("--actors", type=int, default=1)
     p.add_argument("--cpus-per-actor", type=float, default=2)

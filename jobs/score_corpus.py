@@ -158,9 +158,9 @@ def main(argv=None) -> int:
     cfg = with_absolute_paths(parse_config(ScoreConfig, argv), "input", "output")
     print_config(cfg)
     from pipeline.cluster import init_ray
+    from pipeline.memory import peak_rss_mb
     from pipeline.report import write_report
     from pipeline.scoring import finalize
-    from pipeline.translate import peak_rss_mb
 
     try:
         fs, files, needed, length_column = check_columns(cfg)

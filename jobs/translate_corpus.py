@@ -194,10 +194,10 @@ def main(argv=None) -> int:
 
     from model.checkpoint import CheckpointError
     from pipeline.cluster import init_ray
+    from pipeline.memory import peak_rss_mb
     from pipeline.metrics import MetricOptions
     from pipeline.report import build_report, write_report
     from pipeline.shards import InputError
-    from pipeline.translate import peak_rss_mb
 
     try:
         in_fs, out_fs, layout, shards, columns, model_config, states = plan_run(cfg)

@@ -18,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from model.search import DecodeConfig
+from pipeline.memory import peak_rss_mb
 
 # Internal columns travel between stages and never reach the output.
 PIECES = "__pieces"  # list<list<int32>>: source ids per piece, each ending in EOS
@@ -186,13 +187,6 @@ class Detokenize:
         if not self.write_scores and self.nbest == 1:
             table = table.drop_columns(["score"])
         return table.drop_columns([HYP_IDS])
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory (Linux reports kilobytes)."""
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def status_counts(table: pa.Table) -> dict[str, int]:

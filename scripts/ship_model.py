@@ -6,7 +6,8 @@ Candidates are the run's best/ (best greedy validation BLEU during training) and
 the last checkpoints). Both are decoded with beam search on the validation set; the better one on
 validation is shipped (the test set is never used to choose). Its test score is then measured, and
 the weights are stored as fp32 when that fits the 30 MB budget, else as fp16 (halves the size; decoding
-loads them as fp32; the scores are then those of the fp32 weights). The card records
+loads them as fp32). The shipped directory itself is then decoded on val and test, so the card's scores
+are those of the weights users get (the fp32 scores are recorded beside them). The card records
 the exact commands, the data, the scores with their signatures, size, hardware and training time.
 """
 
@@ -39,7 +40,8 @@ def card(meta: dict, params: int, size_mb: float, dtype: str) -> str:
         "",
         "The default model of `jobs/translate_corpus.py`. Trained with this repository's jobs only.",
         "",
-        "## Scores (sacreBLEU, detokenized output against the raw references, beam 5)",
+        f"## Scores of the shipped {dtype} weights (sacreBLEU, detokenized output against the raw references, "
+        "beam 5)",
         "",
         "| set | sentences | BLEU | chrF | TER |",
         "|---|---:|---:|---:|---:|",
@@ -53,6 +55,9 @@ def card(meta: dict, params: int, size_mb: float, dtype: str) -> str:
         f"chrF signature: `{test['chrf']['signature']}`  ",
         f"TER signature: `{test['ter']['signature']}`",
         "",
+        *([f"Before rounding to fp16 (the fp32 checkpoint of the run): val BLEU {meta['evaluation_fp32']['val']:.2f}, "
+           f"test_2016_flickr BLEU {meta['evaluation_fp32']['test_2016_flickr']:.2f}.", ""]
+          if "evaluation_fp32" in meta else []),
         f"Published text-only Transformer baselines reach about {PUBLISHED:.0f} BLEU on test_2016_flickr; this "
         f"model is {gap:+.1f} BLEU from that{' (above it)' if gap < 0 else ''}. " + meta["gap_note"],
         "",
@@ -129,10 +134,17 @@ def main() -> int:
     dtype_name = "fp32" if dtype == torch.float32 else "fp16"
     save_checkpoint(args.to, ckpt.model, ckpt.tokenizer, card="placeholder\n", metadata=meta, weights_dtype=dtype)
     size_mb = sum(os.path.getsize(os.path.join(args.to, f)) for f in os.listdir(args.to)) / 1e6
+    if dtype != torch.float32:  # score what ships, not what was trained
+        meta["evaluation_fp32"] = {"val": val_eval["bleu"]["score"],
+                                   "test_2016_flickr": test_eval["scores"]["bleu"]["score"]}
+        shipped_val, shipped_test = (evaluate(args.to, d)["overall"] for d in (val, test))
+        meta["evaluation"] = {name: {"sentences": ev["sentences"], **ev["scores"]}
+                              for name, ev in (("val", shipped_val), ("test_2016_flickr", shipped_test))}
     # The card goes in last, with the final size; save again so config.json records its hash.
     save_checkpoint(args.to, ckpt.model, ckpt.tokenizer, card=card(meta, params, size_mb, dtype_name), metadata=meta,
                     weights_dtype=dtype)
-    print(f"shipped {chosen} to {args.to}: test BLEU {test_eval['scores']['bleu']['score']:.2f}, {size_mb:.1f} MB")
+    shipped = meta["evaluation"]["test_2016_flickr"]["bleu"]["score"]
+    print(f"shipped {chosen} ({dtype_name}) to {args.to}: test BLEU {shipped:.2f}, {size_mb:.1f} MB")
     return 0
 
 

@@ -20,6 +20,6 @@ fi
 python jobs/train_model.py --train "$WORK/train" --valid "$WORK/val" --tokenizer "$WORK/tokenizer" \
   --output "${OUT:-$WORK/model}" --name en-de ${RESUME:+--resume} \
   --arch transformer --layers 3 --d-model 256 --heads 4 --ff-dim 1024 --dropout 0.3 --attn-dropout 0.1 \
-  --activation-dropout 0.3 --label-smoothing 0.1 --lr 1e-3 --warmup 1000 --max-tokens 4096 --max-epochs 30 \
+  --activation-dropout 0.3 --label-smoothing 0.1 --lr 1e-3 --warmup 1000 --max-tokens 4096 --max-epochs 38 \
   --validate-every 0 --patience 8 --keep-checkpoints 5 --average-last 5 --autocast bf16 --torch-threads 2 \
   ${EXTRA:-}
