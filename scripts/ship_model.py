@@ -59,7 +59,7 @@ def card(meta: dict, params: int, size_mb: float, dtype: str) -> str:
            f"test_2016_flickr BLEU {meta['evaluation_fp32']['test_2016_flickr']:.2f}.", ""]
           if "evaluation_fp32" in meta else []),
         f"Published text-only Transformer baselines reach about {PUBLISHED:.0f} BLEU on test_2016_flickr; this "
-        f"model is {gap:+.1f} BLEU from that{' (above it)' if gap < 0 else ''}. " + meta["gap_note"],
+        f"model is {abs(gap):.1f} BLEU {'below' if gap >= 0 else 'above'} that. " + meta["gap_note"],
         "",
         "## Model",
         "",
