@@ -89,11 +89,16 @@ def score_section() -> tuple[list[str], list[str]]:
             x = r[key]
             lines.append(f"| {x['rows']:,} | {x['seconds']:.1f} | {x['rows_per_second']:,.0f} | "
                          f"{x['driver_peak_rss_mb']:.0f} | {x['actor_peak_rss_mb']:.0f} |")
-        ref = r["sacrebleu_full"]
-        lines += ["", "Equal to sacreBLEU's `corpus_score` on the same rows: **"
-                  + ("yes" if r["equal_to_sacrebleu"] else "NO") + "** ("
-                  + ", ".join(f"{m} {r['full']['scores'][m]:.4f} vs {ref[m]['score']:.4f}, sacreBLEU alone "
-                              f"{ref[m]['seconds']:.0f} s" for m in ref) + ").", ""]
+        lines += ["", "Equal to sacreBLEU on the same rows, to the last digit: **"
+                  + ("yes" if r["equal_to_sacrebleu"] else "NO") + "**.", "",
+                  "| rows | metric | this job | sacreBLEU | sacreBLEU method | sacreBLEU seconds | sacreBLEU peak MB |",
+                  "|---:|---|---:|---:|---|---:|---:|"]
+        for key in ("tenth", "full"):
+            for m, ref in r.get(f"sacrebleu_{key}", {}).items():
+                lines.append(f"| {r[key]['rows']:,} | {m} | {r[key]['scores'][m]:.6f} | {ref['score']:.6f} | "
+                             f"{ref.get('method', 'corpus_score on all rows')} | {ref['seconds']:.0f} | "
+                             f"{ref.get('peak_rss_mb', float('nan')):,.0f} |")
+        lines.append("")
         summary.append(f"- Scoring {r['full']['rows']:,} rows on {r['cpus']} CPU cores: "
                        f"{r['full']['rows_per_second']:,.0f} rows/s, peak memory "
                        f"{r['full']['actor_peak_rss_mb']:.0f} MB per actor at {r['full']['rows']:,} rows vs "
