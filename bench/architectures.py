@@ -65,7 +65,8 @@ def main() -> int:
             "test_chrf": result["overall"]["scores"]["chrf"]["score"],
             "bleu_signature": result["overall"]["scores"]["bleu"]["signature"],
             "training_hours": round(training.get("seconds", 0.0) / 3600, 2),
-            "updates": training.get("step"), "epochs": training.get("epoch"),
+            "updates": training.get("step"),
+            "epochs": training.get("epoch", training.get("epochs")),  # the shipped card says "epochs"
             "hardware": ckpt.metadata.get("training", {}).get("hardware", args.hardware),
             "val_bleu_greedy": ckpt.metadata.get("validation", {}).get("val_bleu"),
             "val_bleu_by_epoch": val_bleu_by_epoch(args.transformer_run if name == "transformer"
