@@ -69,6 +69,7 @@ def run_job(table: str, out: str, metrics: str, actors: int) -> dict:
     run = report["run"]
     return {"rows": run["sentences"], "seconds": run["seconds"], "rows_per_second": run["sentences_per_second"],
             "driver_peak_rss_mb": run["driver_peak_rss_mb"], "actor_peak_rss_mb": run["actor_peak_rss_mb"],
+            "actor_peak_private_mb": run["actor_peak_private_mb"],
             "scores": {m: s["score"] for m, s in report["overall"]["scores"].items()}}
 
 

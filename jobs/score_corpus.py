@@ -184,7 +184,8 @@ def main(argv=None) -> int:
         "length_buckets": {k: finalize(v, spec) for k, v in acc.kind("length").items()},
         "run": {"sentences": overall["sentences"], "files": len(files), "seconds": round(seconds, 2),
                 "sentences_per_second": round(overall["sentences"] / seconds, 1),
-                "driver_peak_rss_mb": round(peak_rss_mb(), 1), "actor_peak_rss_mb": round(acc.actor_peak_rss_mb, 1)},
+                "driver_peak_rss_mb": round(peak_rss_mb(), 1), "actor_peak_rss_mb": round(acc.actor_peak_rss_mb, 1),
+                "actor_peak_private_mb": round(acc.actor_peak_private_mb, 1)},
         "config": redacted(cfg),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }

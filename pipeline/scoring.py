@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from pipeline.memory import peak_rss_mb
+from pipeline.memory import peak_rss_mb, private_mb
 from pipeline.metrics import MetricOptions, make_metrics, score_from_stats, sentence_stats, signature, stats_width
 
 NULL_KEY = "<null>"
@@ -90,6 +90,7 @@ class ScoreBatch:
     def __init__(self, spec: ScoreSpec):
         self.spec = spec
         self.metrics = make_metrics(spec.options)
+        self.peak_private_mb = 0.0
 
     def _stats(self, hyps, refs) -> np.ndarray:
         return np.concatenate([sentence_stats(self.metrics[m], hyps, refs) for m in self.spec.metrics], axis=1)
@@ -102,6 +103,8 @@ class ScoreBatch:
         cmp = None
         if spec.compare:
             cmp = self._stats(texts(table, spec.compare)[0], refs)
+        # Sampled where the batch's texts and statistics are all alive: this call's high point.
+        self.peak_private_mb = max(self.peak_private_mb, private_mb())
         weights = None
         if spec.bootstrap:
             # Seeded by the batch's content, so a re-run (or a retried task) draws the same weights.
@@ -125,6 +128,7 @@ class ScoreBatch:
                     "kind": kind, "key": key, "sentences": int(mask.sum()),
                     "null_hypotheses": int(hyp_null[mask].sum()), "null_references": int(ref_null[mask].sum()),
                     "null_compare": int(cmp_null[mask].sum()), "refs": len(refs), "peak_rss_mb": peak_rss_mb(),
+                    "peak_private_mb": self.peak_private_mb,
                     "stats": stats[mask].sum(0).tolist(),
                     "boot": (weights[:, mask] @ stats[mask]).ravel().tolist() if weights is not None else [],
                     "cmp_stats": cmp[mask].sum(0).tolist() if cmp is not None else [],
@@ -146,6 +150,7 @@ def _row_ref_nulls(table: pa.Table, columns: tuple[str, ...]) -> np.ndarray:
 PARTIAL_SCHEMA = pa.schema([
     ("kind", pa.string()), ("key", pa.string()), ("sentences", pa.int64()), ("null_hypotheses", pa.int64()),
     ("null_references", pa.int64()), ("null_compare", pa.int64()), ("refs", pa.int64()), ("peak_rss_mb", pa.float64()),
+    ("peak_private_mb", pa.float64()),
     ("stats", pa.list_(pa.float64())),
     ("boot", pa.list_(pa.float64())), ("cmp_stats", pa.list_(pa.float64())), ("cmp_boot", pa.list_(pa.float64())),
 ])
@@ -159,10 +164,12 @@ class Accumulator:
     def __init__(self):
         self.sums: dict[tuple[str, str], dict] = {}
         self.actor_peak_rss_mb = 0.0
+        self.actor_peak_private_mb = 0.0
 
     def add(self, table: pa.Table) -> None:
         for row in table.to_pylist():
             self.actor_peak_rss_mb = max(self.actor_peak_rss_mb, row["peak_rss_mb"])
+            self.actor_peak_private_mb = max(self.actor_peak_private_mb, row["peak_private_mb"])
             acc = self.sums.setdefault((row["kind"], row["key"]), {c: 0 for c in COUNTS} | {"refs": 0})
             for c in COUNTS:
                 acc[c] += row[c]
