@@ -92,17 +92,22 @@ def score_section() -> tuple[list[str], list[str]]:
         lines += [f"### {r['cpus']} CPU cores (`{path}`)", "",
                   f"Metrics {cfg['metrics']}, 20 groups, {cfg['actors']} scoring actors. Command: "
                   f"`{command(SCORE_CMD, cfg, SCORE_KEYS)}`.", "",
-                  "| rows | seconds | rows/s | driver peak MB | actor peak RSS MB | actor peak private MB |",
-                  "|---:|---:|---:|---:|---:|---:|"]
+                  "| rows | seconds | rows/s | driver peak MB | actor peak RSS MB | actor peak private MB | "
+                  "actor private MB, first call -> last call | calls per actor |",
+                  "|---:|---:|---:|---:|---:|---:|---|---|"]
         for key in ("tenth", "full"):
             x = r[key]
             private = x.get("actor_peak_private_mb")
+            trace = (f"{x['actor_private_mb_first_call']:.0f} -> {x['actor_private_mb_last_call']:.0f}"
+                     if "actor_private_mb_last_call" in x else "-")
             lines.append(f"| {x['rows']:,} | {x['seconds']:.1f} | {x['rows_per_second']:,.0f} | "
                          f"{x['driver_peak_rss_mb']:.0f} | {x['actor_peak_rss_mb']:.0f} | "
-                         f"{'-' if private is None else f'{private:.0f}'} |")
+                         f"{'-' if private is None else f'{private:.0f}'} | {trace} | "
+                         f"{', '.join(map(str, x.get('actor_calls', []))) or '-'} |")
         lines += ["", "Actor peak RSS counts the pages of Ray's shared-memory object store that the actor has read "
-                  "(blocks are read zero-copy), so it climbs with the rows that stream through; the private figure "
-                  "(Linux RssAnon at each call's high point) is the actor's own memory.", ""]
+                  "(blocks are read zero-copy); the private figure (Linux RssAnon at each call's high point) is the "
+                  "actor's own memory, and its first and last call show whether it grows as rows stream through "
+                  "(largest over the actors).", ""]
         lines += ["", "Equal to sacreBLEU on the same rows, to the last digit: **"
                   + ("yes" if r["equal_to_sacrebleu"] else "NO") + "**.", "",
                   "| rows | metric | this job | sacreBLEU | sacreBLEU method | sacreBLEU seconds | sacreBLEU peak MB |",

@@ -70,6 +70,7 @@ def run_job(table: str, out: str, metrics: str, actors: int) -> dict:
     return {"rows": run["sentences"], "seconds": run["seconds"], "rows_per_second": run["sentences_per_second"],
             "driver_peak_rss_mb": run["driver_peak_rss_mb"], "actor_peak_rss_mb": run["actor_peak_rss_mb"],
             "actor_peak_private_mb": run["actor_peak_private_mb"],
+            **{k: run[k] for k in ("actor_private_mb_first_call", "actor_private_mb_last_call", "actor_calls")},
             "scores": {m: s["score"] for m, s in report["overall"]["scores"].items()}}
 
 

@@ -98,18 +98,37 @@ def make_spec(cfg: ScoreConfig, length_column: str | None):
                      options=options, bootstrap=bootstrap, seed=cfg.seed)
 
 
-def score(cfg: ScoreConfig, fs, files, needed, spec):
-    import ray
+def read_blocks(cfg: ScoreConfig, fs, files, columns: list[str] | None = None):
+    """The input as blocks of one actor call each.
+
+    The reader packs row groups into ~128 MiB blocks and an actor takes a whole block, so a
+    300,000-row table was a single block, scored by one actor while the others idled. Cutting it
+    into blocks of --batch-rows spreads the calls over every actor (a streaming split, not a shuffle).
+    """
     import ray.data
 
     from pipeline.io import pyarrow_filesystem
-    from pipeline.scoring import Accumulator, ScoreBatch
+
+    ds = ray.data.read_parquet(files, filesystem=pyarrow_filesystem(fs))
+    if columns:
+        ds = ds.select_columns(columns)
+    return ds.repartition(target_num_rows_per_block=cfg.batch_rows)
+
+
+def actor_pool(cfg: ScoreConfig):
+    """A fixed pool: --actors, or one per cluster CPU but one (left to reading and the driver)."""
+    import ray
 
     actors = cfg.actors or max(1, int(ray.cluster_resources().get("CPU", 1)) - 1)
-    ds = ray.data.read_parquet(files, filesystem=pyarrow_filesystem(fs)).select_columns(needed)
+    return ray.data.ActorPoolStrategy(size=actors)
+
+
+def score(cfg: ScoreConfig, fs, files, needed, spec):
+    from pipeline.scoring import Accumulator, ScoreBatch
+
+    ds = read_blocks(cfg, fs, files, needed)
     ds = ds.map_batches(ScoreBatch, fn_constructor_kwargs={"spec": spec}, batch_size=cfg.batch_rows,
-                        batch_format="pyarrow", compute=ray.data.ActorPoolStrategy(min_size=1, max_size=actors),
-                        num_cpus=1)
+                        batch_format="pyarrow", compute=actor_pool(cfg), num_cpus=1)
     acc = Accumulator()
     for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
         acc.add(batch)
@@ -117,17 +136,15 @@ def score(cfg: ScoreConfig, fs, files, needed, spec):
 
 
 def write_sentence_scores(cfg: ScoreConfig, fs, files, spec) -> str:
-    import ray.data
-
     from pipeline.io import join, pyarrow_filesystem, resolve
     from pipeline.sentence_scores import SentenceScores
 
     out_fs, out = resolve(join(cfg.output, "sentence_scores"), cfg.storage_options)
     if out_fs.exists(out):
         out_fs.rm(out, recursive=True)
-    ds = ray.data.read_parquet(files, filesystem=pyarrow_filesystem(fs))
-    ds = ds.map_batches(SentenceScores, fn_constructor_kwargs={"spec": spec}, batch_format="pyarrow",
-                        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=2), batch_size=cfg.batch_rows)
+    ds = read_blocks(cfg, fs, files).map_batches(SentenceScores, fn_constructor_kwargs={"spec": spec},
+                                                 batch_format="pyarrow", compute=actor_pool(cfg),
+                                                 batch_size=cfg.batch_rows, num_cpus=1)
     ds.write_parquet(out, filesystem=pyarrow_filesystem(out_fs))
     return join(cfg.output, "sentence_scores")
 
@@ -185,7 +202,7 @@ def main(argv=None) -> int:
         "run": {"sentences": overall["sentences"], "files": len(files), "seconds": round(seconds, 2),
                 "sentences_per_second": round(overall["sentences"] / seconds, 1),
                 "driver_peak_rss_mb": round(peak_rss_mb(), 1), "actor_peak_rss_mb": round(acc.actor_peak_rss_mb, 1),
-                "actor_peak_private_mb": round(acc.actor_peak_private_mb, 1)},
+                "actor_peak_private_mb": round(acc.actor_peak_private_mb, 1), **acc.actor_memory()},
         "config": redacted(cfg),
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
     }

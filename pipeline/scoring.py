@@ -16,6 +16,7 @@ paired bootstrap test of `--paired-bs`).
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,6 +92,7 @@ class ScoreBatch:
         self.spec = spec
         self.metrics = make_metrics(spec.options)
         self.peak_private_mb = 0.0
+        self.calls = 0
 
     def _stats(self, hyps, refs) -> np.ndarray:
         return np.concatenate([sentence_stats(self.metrics[m], hyps, refs) for m in self.spec.metrics], axis=1)
@@ -104,7 +106,9 @@ class ScoreBatch:
         if spec.compare:
             cmp = self._stats(texts(table, spec.compare)[0], refs)
         # Sampled where the batch's texts and statistics are all alive: this call's high point.
-        self.peak_private_mb = max(self.peak_private_mb, private_mb())
+        now_private_mb = private_mb()
+        self.peak_private_mb = max(self.peak_private_mb, now_private_mb)
+        self.calls += 1
         weights = None
         if spec.bootstrap:
             # Seeded by the batch's content, so a re-run (or a retried task) draws the same weights.
@@ -128,7 +132,8 @@ class ScoreBatch:
                     "kind": kind, "key": key, "sentences": int(mask.sum()),
                     "null_hypotheses": int(hyp_null[mask].sum()), "null_references": int(ref_null[mask].sum()),
                     "null_compare": int(cmp_null[mask].sum()), "refs": len(refs), "peak_rss_mb": peak_rss_mb(),
-                    "peak_private_mb": self.peak_private_mb,
+                    "peak_private_mb": self.peak_private_mb, "actor": os.getpid(), "call": self.calls,
+                    "private_mb": now_private_mb,
                     "stats": stats[mask].sum(0).tolist(),
                     "boot": (weights[:, mask] @ stats[mask]).ravel().tolist() if weights is not None else [],
                     "cmp_stats": cmp[mask].sum(0).tolist() if cmp is not None else [],
@@ -150,7 +155,7 @@ def _row_ref_nulls(table: pa.Table, columns: tuple[str, ...]) -> np.ndarray:
 PARTIAL_SCHEMA = pa.schema([
     ("kind", pa.string()), ("key", pa.string()), ("sentences", pa.int64()), ("null_hypotheses", pa.int64()),
     ("null_references", pa.int64()), ("null_compare", pa.int64()), ("refs", pa.int64()), ("peak_rss_mb", pa.float64()),
-    ("peak_private_mb", pa.float64()),
+    ("peak_private_mb", pa.float64()), ("actor", pa.int64()), ("call", pa.int64()), ("private_mb", pa.float64()),
     ("stats", pa.list_(pa.float64())),
     ("boot", pa.list_(pa.float64())), ("cmp_stats", pa.list_(pa.float64())), ("cmp_boot", pa.list_(pa.float64())),
 ])
@@ -165,11 +170,15 @@ class Accumulator:
         self.sums: dict[tuple[str, str], dict] = {}
         self.actor_peak_rss_mb = 0.0
         self.actor_peak_private_mb = 0.0
+        # Per actor (process id): {call number: private MB at that call's high point}. Whether an
+        # actor's own memory is bounded shows as its last calls sitting at its first call's level.
+        self.actor_calls: dict[int, dict[int, float]] = {}
 
     def add(self, table: pa.Table) -> None:
         for row in table.to_pylist():
             self.actor_peak_rss_mb = max(self.actor_peak_rss_mb, row["peak_rss_mb"])
             self.actor_peak_private_mb = max(self.actor_peak_private_mb, row["peak_private_mb"])
+            self.actor_calls.setdefault(row["actor"], {})[row["call"]] = row["private_mb"]
             acc = self.sums.setdefault((row["kind"], row["key"]), {c: 0 for c in COUNTS} | {"refs": 0})
             for c in COUNTS:
                 acc[c] += row[c]
@@ -178,6 +187,13 @@ class Accumulator:
                 if row[v]:
                     vec = np.asarray(row[v], dtype=np.float64)
                     acc[v] = acc[v] + vec if v in acc else vec
+
+    def actor_memory(self) -> dict:
+        """Private MB at each actor's first and last call (the largest over actors), and calls per actor."""
+        calls = [dict(sorted(c.items())) for c in self.actor_calls.values()]
+        return {"actor_private_mb_first_call": round(max((next(iter(c.values())) for c in calls), default=0.0), 1),
+                "actor_private_mb_last_call": round(max((list(c.values())[-1] for c in calls), default=0.0), 1),
+                "actor_calls": [len(c) for c in calls]}
 
     def kind(self, kind: str) -> dict[str, dict]:
         return {key: acc for (k, key), acc in sorted(self.sums.items()) if k == kind}

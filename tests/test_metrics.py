@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from sacrebleu.metrics import BLEU, CHRF, TER
 
+import pipeline.metrics
 from pipeline.metrics import MetricOptions, make_metrics, score_from_stats, sentence_stats
 
 HYPS = ["Ein Mann fährt Fahrrad.", "", "Zwei Hunde spielen im Schnee!", "Ünïcödé — ça marche?", "ok"]
@@ -49,3 +50,27 @@ def test_summed_statistics_equal_corpus_score(case, opt, name):
     # the printed score, as sacreBLEU prints it, is the same too
     assert metric._compute_score_from_stats(summed).format(score_only=True) == theirs.format(score_only=True)
     assert str(metric.get_signature()) == str(ref_metric.get_signature())
+
+
+@pytest.mark.parametrize("name", ["bleu", "chrf", "ter"])
+def test_chunked_statistics_equal_one_call(name, monkeypatch):
+    """sacreBLEU is called in row chunks (to bound the heap); the per-sentence rows must not change."""
+    hyps, refs = HYPS * 3, [REF1 * 3, REF2 * 3]
+    metric = make_metrics(MetricOptions(), n_refs=2)[name]
+    whole = np.asarray(metric._extract_corpus_statistics(hyps, refs), dtype=np.float64)
+    monkeypatch.setattr(pipeline.metrics, "STATS_CHUNK_ROWS", 4)  # 15 rows: chunks of 4, 4, 4, 3
+    assert np.array_equal(sentence_stats(metric, hyps, refs), whole)
+
+
+def test_tokenizer_caches_are_emptied_after_each_call():
+    """sacreBLEU's process-wide tokenizer caches must not carry lines from one batch to the next."""
+    from sacrebleu.tokenizers.tokenizer_13a import Tokenizer13a
+    from sacrebleu.tokenizers.tokenizer_ter import TercomTokenizer
+
+    metrics = make_metrics(MetricOptions(ter_normalized=True))
+    metrics["bleu"].tokenizer("a line that fills the cache")
+    assert Tokenizer13a.__call__.cache_info().currsize > 0
+    for m in metrics.values():
+        sentence_stats(m, HYPS, [REF1])
+    assert Tokenizer13a.__call__.cache_info().currsize == 0
+    assert TercomTokenizer.__call__.cache_info().currsize == 0

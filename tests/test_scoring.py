@@ -137,9 +137,12 @@ def test_score_job_end_to_end_local(local_ray, tmp_path, capsys):
     code = score_main(["--input", str(tmp_path / "*.parquet"), "--output", str(out), "--hypothesis-column", "hyp",
                        "--reference-column", "ref", "--reference-column", "ref2", "--group-by", "g",
                        "--source-column", "src", "--confidence", "--bootstrap-samples", "200", "--sentence-scores",
-                       "--chrf-plus"])
+                       "--chrf-plus", "--batch-rows", "2", "--actors", "2"])
     assert code == 0
     report = json.loads((out / "report.json").read_text())
+    # the 6 rows arrive as blocks of --batch-rows, one actor call each, whichever actor takes them
+    assert sum(report["run"]["actor_calls"]) == 3 and len(report["run"]["actor_calls"]) <= 2
+    assert 0 < report["run"]["actor_private_mb_first_call"] <= report["run"]["actor_peak_private_mb"]
     expected = BLEU().corpus_score(clean("hyp"), [clean("ref"), clean("ref2")])
     assert report["overall"]["scores"]["bleu"]["score"] == expected.score
     chrf_pp = CHRF(word_order=2)
@@ -152,6 +155,14 @@ def test_score_job_end_to_end_local(local_ray, tmp_path, capsys):
     sentences = pq.read_table(out / "sentence_scores")
     assert sentences.num_rows == 6 and "sentence_bleu" in sentences.column_names
     assert "±" in (out / "report.md").read_text()
+
+
+def test_actor_memory_is_tracked_per_actor_and_call():
+    acc = run(spec())
+    memory = acc.actor_memory()
+    assert memory["actor_calls"] == [2]  # one actor (this process), two calls
+    assert 0 < memory["actor_private_mb_first_call"] <= acc.actor_peak_private_mb
+    assert 0 < memory["actor_private_mb_last_call"] <= acc.actor_peak_private_mb
 
 
 def test_missing_column_is_one_line_before_work(tmp_path, capsys):
