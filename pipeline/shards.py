@@ -34,7 +34,16 @@ from pipeline.io import (
     write_bytes_atomic,
 )
 from pipeline.metrics import MetricOptions, make_metrics, sentence_stats
-from pipeline.translate import INTERNAL, PADDED, PEAK_RSS, SRC_TOKENS, STATUS, TGT_TOKENS, status_counts
+from pipeline.translate import (
+    DECODE_SECONDS,
+    INTERNAL,
+    PADDED,
+    PEAK_RSS,
+    SRC_TOKENS,
+    STATUS,
+    TGT_TOKENS,
+    status_counts,
+)
 
 PATH = "path"  # the column Ray's read_parquet(include_paths=True) adds
 
@@ -176,6 +185,7 @@ def write_parts(table: pa.Table, output_uri: str, shard_names: dict[str, str], i
             "target_tokens": int(pc.sum(rows.column(TGT_TOKENS)).as_py() or 0),
             "padded_tokens": int(pc.sum(rows.column(PADDED)).as_py() or 0),
             "actor_peak_rss_mb": float(pc.max(rows.column(PEAK_RSS)).as_py() or 0.0),
+            "decode_seconds": float(pc.sum(rows.column(DECODE_SECONDS)).as_py() or 0.0),
             "status": json.dumps(counts, sort_keys=True),
         })
     return pa.Table.from_pylist(stats, schema=RUN_STATS_SCHEMA)
@@ -183,7 +193,8 @@ def write_parts(table: pa.Table, output_uri: str, shard_names: dict[str, str], i
 
 RUN_STATS_SCHEMA = pa.schema([("shard", pa.string()), ("rows", pa.int64()), ("source_tokens", pa.int64()),
                               ("target_tokens", pa.int64()), ("padded_tokens", pa.int64()),
-                              ("actor_peak_rss_mb", pa.float64()), ("status", pa.string())])
+                              ("actor_peak_rss_mb", pa.float64()), ("decode_seconds", pa.float64()),
+                              ("status", pa.string())])
 
 
 def output_fields(nbest: int, write_scores: bool) -> list[pa.Field]:

@@ -13,6 +13,8 @@ Row status, in the `status` column of the output:
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -27,8 +29,11 @@ HYP_IDS = "__hyp_ids"  # list<list<int32>>: n-best target ids
 TGT_TOKENS = "__tgt_tokens"
 PADDED = "__padded"  # this row's share of padded source tokens (its batch width, per piece)
 PEAK_RSS = "__peak_rss_mb"  # the model actor's peak resident memory so far
+# This row's share of its model-actor call's wall time: summed, the seconds actors spent decoding,
+# which (unlike the run's seconds) leaves out start-up, model loading and waiting for input.
+DECODE_SECONDS = "__decode_seconds"
 STATUS = "status"
-INTERNAL = (PIECES, SRC_TOKENS, HYP_IDS, TGT_TOKENS, PADDED, PEAK_RSS)
+INTERNAL = (PIECES, SRC_TOKENS, HYP_IDS, TGT_TOKENS, PADDED, PEAK_RSS, DECODE_SECONDS)
 
 
 def require_columns(table: pa.Table, stage: str, columns) -> None:
@@ -114,11 +119,19 @@ class Translator:
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         if self.device.type == "cpu" and torch_threads:
             torch.set_num_threads(torch_threads)
-        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+        # int8 loads fp32 weights and quantizes the linear layers (a CPU-only path).
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32}[precision]
         if dtype == torch.float16 and self.device.type == "cpu":
             raise ValueError("--precision fp16 needs a GPU; use bf16 or fp32 on CPU")
+        if precision == "int8" and self.device.type != "cpu":
+            raise ValueError("--precision int8 is for CPU actors; on GPUs use bf16 or fp16")
         ckpts = [load_checkpoint(uri, device=self.device, dtype=dtype, storage_options=storage_options)
                  for uri in (model_uri, *ensemble_uris)]
+        if precision == "int8":
+            from model.quantize import quantize_int8
+
+            for c in ckpts:
+                c.model = quantize_int8(c.model)
         for uri, c in zip(ensemble_uris, ckpts[1:], strict=True):
             if c.tokenizer.target_bytes != ckpts[0].tokenizer.target_bytes:
                 raise ValueError(f"ensemble member {uri} has another target vocabulary than {model_uri}")
@@ -130,6 +143,7 @@ class Translator:
         from pipeline.decode import translate_ids
 
         require_columns(table, "translate", [PIECES])
+        started = time.perf_counter()
         rows = table.column(PIECES).to_pylist()
         flat = [(r, piece) for r, pieces in enumerate(rows) for piece in pieces]
         hyps, widths, _ = translate_ids(self.model, [p for _, p in flat], self.decode, self.max_tokens, self.device,
@@ -161,7 +175,9 @@ class Translator:
                 .append_column("nbest_scores", pa.array(nbest_scores, pa.list_(pa.float64())))
                 .append_column(TGT_TOKENS, pa.array(tgt_tokens, pa.int32()))
                 .append_column(PADDED, pa.array(padded, pa.int64()))
-                .append_column(PEAK_RSS, pa.array([peak_rss_mb()] * n, pa.float64())))
+                .append_column(PEAK_RSS, pa.array([peak_rss_mb()] * n, pa.float64()))
+                .append_column(DECODE_SECONDS, pa.array([(time.perf_counter() - started) / max(n, 1)] * n,
+                                                        pa.float64())))
 
 
 class Detokenize:

@@ -20,7 +20,7 @@ from pipeline.shards import (
     shard_state,
     write_parts,
 )
-from pipeline.translate import PADDED, PEAK_RSS, SRC_TOKENS, TGT_TOKENS
+from pipeline.translate import DECODE_SECONDS, PADDED, PEAK_RSS, SRC_TOKENS, TGT_TOKENS
 
 
 def make_input(tmp_path, rows, name="in/s1.parquet"):
@@ -38,7 +38,8 @@ def translated(table, path):
             .append_column(SRC_TOKENS, pa.array([3] * n, pa.int32()))
             .append_column(TGT_TOKENS, pa.array([4] * n, pa.int32()))
             .append_column(PADDED, pa.array([5] * n, pa.int64()))
-            .append_column(PEAK_RSS, pa.array([100.0] * n, pa.float64())))
+            .append_column(PEAK_RSS, pa.array([100.0] * n, pa.float64()))
+            .append_column(DECODE_SECONDS, pa.array([0.01] * n, pa.float64())))
 
 
 ROWS = {"id": ["x3", "x1", "x2", "x4"], "source": ["c", "a", "b", "d"], "reference": ["C", "A", "x", "D"]}

@@ -55,6 +55,9 @@ def test_bad_inputs_every_id_once_and_report_matches_sacrebleu(local_ray, tiny_c
                 "padding_efficiency"):
         assert key in run_stats
     assert run_stats["sentences"] == 6 and run_stats["shards"] == 3
+    # actors' decoding time: positive, and within the run's wall time (one actor here)
+    assert 0 < run_stats["actor_decode_seconds"] <= run_stats["seconds"]
+    assert run_stats["sentences_per_actor_second"] >= run_stats["sentences_per_second"]
     assert set(report["groups"]) == {"a.parquet", "b.parquet", "c.parquet"}
     assert report["overall"]["status"] == {"empty": 3, "ok": 2, "split": 1}
     assert report["overall"]["null_references"] == 1

@@ -116,3 +116,37 @@ def test_an_ensemble_of_the_same_model_translates_like_the_model(stages, tiny_ch
                      ensemble_uris=(tiny_checkpoint,))
     tokenized = tok(TABLE)
     assert ens(tokenized).column(HYP_IDS).to_pylist() == tr(tokenized).column(HYP_IDS).to_pylist()
+
+
+def test_int8_decoding_translates_like_fp32_with_the_shipped_model():
+    """int8 linear layers (CPU): the shipped model's translations of sample sentences barely move."""
+    import os
+
+    import sacrebleu
+
+    from pipeline.io import read_table
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    model, sample = os.path.join(root, "models", "multi30k-en-de"), read_table(os.path.join(root, "samples",
+                                                                                             "multi30k-en-de"))
+    table = pa.table({"id": list(range(100)), "source": sample.column("source").to_pylist()[:100]})
+    refs = sample.column("reference").to_pylist()[:100]
+    decode = DecodeConfig(beam_size=5)
+    tokenized = Tokenize(model, "source", 256, "split", {})(table)
+    detok = Detokenize(model, nbest=1, write_scores=False, storage_options={})
+    out = {p: detok(Translator(model, decode, 12000, p, 2, {})(tokenized)).column("translation").to_pylist()
+           for p in ("fp32", "int8")}
+    same = sum(a == b for a, b in zip(out["fp32"], out["int8"], strict=True))
+    bleu = {p: sacrebleu.corpus_bleu(t, [refs]).score for p, t in out.items()}
+    assert same >= 70, same  # most sentences come out identical
+    assert abs(bleu["int8"] - bleu["fp32"]) < 1.5, bleu
+    assert bleu["int8"] > 30, bleu
+
+
+def test_int8_is_refused_on_gpu_actors():
+    from jobs.translate_corpus import TranslateConfig, hardware_for
+
+    cfg = TranslateConfig(input="x", output="y", precision="int8")
+    assert hardware_for(cfg, gpus=0).precision == "int8"
+    with pytest.raises(ValueError, match="int8 is for CPU actors"):
+        hardware_for(cfg, gpus=1)
