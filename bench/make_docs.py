@@ -211,8 +211,9 @@ def sizing() -> list[str]:
         per_core_hour = per_hour / cores
         lines += [f"Measured on {machine(r)} (`{path}`), beam {r['config']['beam_size']}, the shipped model: "
                   f"{per_hour:,.0f} sentences per hour of one decoding actor on {cores:g} CPUs, i.e. "
-                  f"{per_core_hour:,.0f} sentences per core-hour (the actor's steady rate; a job's start-up "
-                  "adds a few seconds per run, not per sentence).", "",
+                  f"{per_core_hour:,.0f} sentences per core-hour (the actor's steady rate: the tokenize and write "
+                  "stages need CPUs beside the actors, about one per node, and a job's start-up adds seconds per "
+                  "run, not per sentence).", "",
                   "| nightly volume | window | CPU cores needed | m6i.2xlarge nodes | cost per night | "
                   "cost per million |",
                   "|---:|---:|---:|---:|---:|---:|"]
