@@ -253,6 +253,10 @@ def main(argv=None) -> int:
     print(f"translated {run['sentences']:,} sentences ({skipped:,} already done) in {len(shards)} shards "
           f"in {seconds:.1f} s ({run['target_tokens_per_second']:,.0f} target tokens/s, padding efficiency "
           f"{run['padding_efficiency']:.2f})")
+    if run["actor_decode_seconds"]:
+        # The run's time includes Ray's and the actors' start-up; this is the rate a running actor keeps.
+        print(f"decoding: {run['sentences_per_actor_second']:,.1f} sentences per actor-second "
+              f"({run['actor_decode_seconds']:.1f} actor-seconds, {cfg.precision}, beam {cfg.beam_size})")
     if bleu:
         print(f"BLEU {bleu['score']:.2f} on {overall['sentences']:,} sentences ({bleu['signature']})")
     print(f"output: {cfg.output}/translations/  report: {cfg.output}/report.json")
