@@ -134,7 +134,9 @@ def score_section() -> tuple[list[str], list[str]]:
                              f"{ref.get('method', 'corpus_score on all rows')} | {ref['seconds']:.0f} | "
                              f"{ref.get('peak_rss_mb', float('nan')):,.0f} |")
         lines.append("")
-        summary.append(f"- Scoring {r['full']['rows']:,} rows on {r['cpus']} CPU cores: "
+        names = {"bleu": "BLEU", "chrf": "chrF", "ter": "TER"}
+        scored = " + ".join(names.get(m, m) for m in cfg["metrics"].split(","))
+        summary.append(f"- Scoring {r['full']['rows']:,} rows ({scored}) on {r['cpus']} CPU cores: "
                        f"{r['full']['rows_per_second']:,.0f} rows/s, peak private memory per actor "
                        f"{r['full'].get('actor_peak_private_mb', float('nan')):.0f} MB at {r['full']['rows']:,} rows "
                        f"vs {r['tenth'].get('actor_peak_private_mb', float('nan')):.0f} MB at "

@@ -63,7 +63,8 @@ def head(s3_server, tmp_path_factory):
     try:
         yield Head(env, f"http://127.0.0.1:{dash}")
     finally:
-        subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=180)
+        # Plain `ray stop`: SIGTERM, then SIGKILL for whatever is left after its grace period.
+        subprocess.run([RAY, "stop"], env=env, capture_output=True, timeout=180)
 
 
 @pytest.fixture(scope="module")
