@@ -99,6 +99,8 @@ def sacrebleu_main(table: str, metric: str, chunk_rows: int) -> int:
 
     from sacrebleu.metrics import BLEU, CHRF, TER
 
+    from pipeline.sacrebleu_api import corpus_statistics, score_from_statistics
+
     t0 = time.time()
     t = read_table(table, ["reference", "translation"])
     hyps, refs = t.column("translation").to_pylist(), t.column("reference").to_pylist()
@@ -108,10 +110,10 @@ def sacrebleu_main(table: str, metric: str, chunk_rows: int) -> int:
     else:
         total = None
         for i in range(0, len(hyps), chunk_rows):
-            stats = m._extract_corpus_statistics(hyps[i:i + chunk_rows], [refs[i:i + chunk_rows]])
+            stats = corpus_statistics(m, hyps[i:i + chunk_rows], [refs[i:i + chunk_rows]])
             part = [sum(col) for col in zip(*stats, strict=True)]
             total = part if total is None else [a + b for a, b in zip(total, part, strict=True)]
-        score = m._compute_score_from_stats(total).score
+        score = score_from_statistics(m, total).score
         method = f"sacreBLEU statistics in chunks of {chunk_rows:,} rows, summed"
     print(json.dumps({"score": score, "method": method, "rows": len(hyps), "seconds": round(time.time() - t0, 1),
                       "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}))

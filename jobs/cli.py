@@ -2,8 +2,10 @@
 
 Every job has one frozen dataclass; its fields are the flags (`max_tokens`
 -> `--max-tokens`), its defaults are the defaults, and each field's
-`metadata["help"]` is the help string. The resolved config is printed at
-start and stored with every output, with secrets redacted.
+`metadata["help"]` is the help string. A field holding a library config
+(the translation job's `DecodeConfig`) contributes that config's fields as
+flags, so a setting is declared once, where it is used. The resolved config
+is printed at start and stored with every output, with secrets redacted.
 """
 
 from __future__ import annotations
@@ -16,15 +18,7 @@ import types
 import typing
 from typing import Any
 
-SECRET_FIELDS = ("storage_options",)
-
-
-def arg(default: Any = dataclasses.MISSING, help: str = "", **extra) -> Any:  # noqa: A002
-    """A dataclass field with a help string (and optional argparse extras such as choices)."""
-    if isinstance(default, (list, dict)):
-        value = default
-        return dataclasses.field(default_factory=lambda: type(value)(value), metadata={"help": help, **extra})
-    return dataclasses.field(default=default, metadata={"help": help, **extra})
+from model.flags import arg, redacted  # noqa: F401  (re-exported: jobs declare and print configs with them)
 
 
 def _base_type(tp):
@@ -52,14 +46,27 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+def _is_config(tp) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def _leaf_fields(cls):
+    """(field, type) of every flag of `cls`, nested config dataclasses expanded in place."""
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        tp = _base_type(hints[f.name])
+        if _is_config(tp):
+            yield from _leaf_fields(tp)
+        else:
+            yield f, tp
+
+
 def build_parser(cls, description: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=description or (cls.__doc__ or "").strip(),
         formatter_class=_HelpFormatter,
     )
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        tp = _base_type(hints[f.name])
+    for f, tp in _leaf_fields(cls):
         flag = "--" + f.name.replace("_", "-")
         kw: dict[str, Any] = {"help": f.metadata.get("help", " ") or " ", "dest": f.name}
         if "choices" in f.metadata:
@@ -87,17 +94,26 @@ def build_parser(cls, description: str | None = None) -> argparse.ArgumentParser
     return parser
 
 
-def parse_config(cls, argv: list[str] | None = None, description: str | None = None):
-    """Parse argv into `cls`; list flags given on the command line replace the default list."""
-    args = vars(build_parser(cls, description).parse_args(sys.argv[1:] if argv is None else argv))
+def _build(cls, args: dict):
+    hints = typing.get_type_hints(cls)
     values = {}
     for f in dataclasses.fields(cls):
+        tp = _base_type(hints[f.name])
+        if _is_config(tp):
+            values[f.name] = _build(tp, args)
+            continue
         value = args[f.name]
         if value is None and f.default_factory is not dataclasses.MISSING:
             value = f.default_factory()
         values[f.name] = value
+    return cls(**values)
+
+
+def parse_config(cls, argv: list[str] | None = None, description: str | None = None):
+    """Parse argv into `cls`; list flags given on the command line replace the default list."""
+    args = vars(build_parser(cls, description).parse_args(sys.argv[1:] if argv is None else argv))
     try:
-        return cls(**values)
+        return _build(cls, args)
     except ValueError as e:
         raise SystemExit(f"error: {e}") from None
 
@@ -107,15 +123,6 @@ def with_absolute_paths(cfg, *names: str):
     from pipeline.io import absolute_uri
 
     return dataclasses.replace(cfg, **{n: absolute_uri(getattr(cfg, n)) for n in names})
-
-
-def redacted(cfg) -> dict:
-    """The config as a dict, safe to print and store: secrets replaced by their keys only."""
-    out = dataclasses.asdict(cfg)
-    for name in SECRET_FIELDS:
-        if out.get(name):
-            out[name] = {k: "***" for k in out[name]}
-    return out
 
 
 def print_config(cfg) -> None:

@@ -115,7 +115,7 @@ def read_blocks(cfg: ScoreConfig, fs, files, columns: list[str] | None = None):
     return ds.repartition(target_num_rows_per_block=cfg.batch_rows)
 
 
-def actor_pool(cfg: ScoreConfig):
+def scoring_actor_pool(cfg: ScoreConfig):
     """A fixed pool: --actors, or one per cluster CPU but one (left to reading and the driver)."""
     import ray
 
@@ -128,7 +128,7 @@ def score(cfg: ScoreConfig, fs, files, needed, spec):
 
     ds = read_blocks(cfg, fs, files, needed)
     ds = ds.map_batches(ScoreBatch, fn_constructor_kwargs={"spec": spec}, batch_size=cfg.batch_rows,
-                        batch_format="pyarrow", compute=actor_pool(cfg), num_cpus=1)
+                        batch_format="pyarrow", compute=scoring_actor_pool(cfg), num_cpus=1)
     acc = Accumulator()
     for batch in ds.iter_batches(batch_format="pyarrow", batch_size=None):
         acc.add(batch)
@@ -143,7 +143,7 @@ def write_sentence_scores(cfg: ScoreConfig, fs, files, spec) -> str:
     if out_fs.exists(out):
         out_fs.rm(out, recursive=True)
     ds = read_blocks(cfg, fs, files).map_batches(SentenceScores, fn_constructor_kwargs={"spec": spec},
-                                                 batch_format="pyarrow", compute=actor_pool(cfg),
+                                                 batch_format="pyarrow", compute=scoring_actor_pool(cfg),
                                                  batch_size=cfg.batch_rows, num_cpus=1)
     ds.write_parquet(out, filesystem=pyarrow_filesystem(out_fs))
     return join(cfg.output, "sentence_scores")
@@ -175,7 +175,7 @@ def main(argv=None) -> int:
     cfg = with_absolute_paths(parse_config(ScoreConfig, argv), "input", "output")
     print_config(cfg)
     from pipeline.cluster import init_ray
-    from pipeline.memory import peak_rss_mb
+    from pipeline.process_memory import peak_rss_mb
     from pipeline.report import write_report
     from pipeline.scoring import finalize
 

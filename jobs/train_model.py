@@ -20,7 +20,7 @@ from dataclasses import dataclass
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script
 
 from jobs.cli import arg, parse_config, print_config, with_absolute_paths  # noqa: E402
-from pipeline.io import join, pyarrow_filesystem, resolve  # noqa: E402
+from pipeline.io import is_local, join, pyarrow_filesystem, resolve  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -111,7 +111,7 @@ class TrainConfig:
 def storage(cfg: TrainConfig) -> tuple[str, object | None]:
     """Ray Train storage_path (+ filesystem for remote URIs: then the path is bucket/prefix)."""
     fs, path = resolve(join(cfg.output, "ray"), cfg.storage_options)
-    if "file" in (fs.protocol if isinstance(fs.protocol, tuple) else (fs.protocol,)):
+    if is_local(fs):
         return os.path.abspath(path), None
     return path, pyarrow_filesystem(fs)
 

@@ -18,15 +18,14 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
-import fsspec
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 
 from model.rnn import RNNConfig, RNNSeq2Seq
-from model.tokenizer import Tokenizer
+from model.storage import resolve
+from model.tokenizer import Tokenizer, tokenizer_from_files
 from model.transformer import Transformer, TransformerConfig
+from model.weights import WeightsError, read_safetensors
 
 FORMAT = "nmt-batch-checkpoint"
 VERSION = 1
@@ -60,11 +59,6 @@ def build_model(arch: str, model_config: dict) -> torch.nn.Module:
     return cls(cfg_cls(**model_config))
 
 
-def _fs(uri: str, storage_options: dict | None):
-    fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
-    return fs, path.rstrip("/")
-
-
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
@@ -87,17 +81,11 @@ def save_checkpoint(
     storage_options: dict | None = None,
 ) -> None:
     """Write a self-contained checkpoint directory at `uri` (created if missing)."""
-    fs, root = _fs(uri, storage_options)
+    fs, root = resolve(uri, storage_options)
     fs.makedirs(root, exist_ok=True)
     state = {k: (v.to(weights_dtype) if v.is_floating_point() else v) for k, v in unique_state(model).items()}
-    files = {WEIGHTS: save_safetensors(state)}
-    if tokenizer.joint:
-        files["spm.model"] = tokenizer.source_bytes
-        spm_files = {"source": "spm.model", "target": "spm.model"}
-    else:
-        files["source.spm"] = tokenizer.source_bytes
-        files["target.spm"] = tokenizer.target_bytes
-        spm_files = {"source": "source.spm", "target": "target.spm"}
+    tokenizer_files, layout = tokenizer.files()
+    files = {WEIGHTS: save_safetensors(state), **tokenizer_files}
     files[CARD] = (card or default_card(model, metadata or {})).encode()
     for name, data in files.items():
         fs.pipe_file(f"{root}/{name}", data)
@@ -106,7 +94,7 @@ def save_checkpoint(
         "version": VERSION,
         "arch": model.arch,
         "model": asdict(model.cfg),
-        "tokenizer": spm_files,
+        "tokenizer": layout,
         "files": {name: _sha256(data) for name, data in files.items()},
         "metadata": metadata or {},
     }
@@ -122,7 +110,7 @@ def _read(fs, root: str, name: str, uri: str) -> bytes:
 
 
 def read_config(uri: str, storage_options: dict | None = None) -> dict:
-    fs, root = _fs(uri, storage_options)
+    fs, root = resolve(uri, storage_options)
     raw = _read(fs, root, CONFIG, uri)
     try:
         config = json.loads(raw)
@@ -147,14 +135,10 @@ def _read_verified(fs, root: str, name: str, config: dict, uri: str) -> bytes:
 
 
 def _load_weights(data: bytes, uri: str) -> dict[str, torch.Tensor]:
-    if data[:1] == b"\x80" or data[:2] == b"PK":
-        raise CheckpointError(
-            f"checkpoint {uri}: {WEIGHTS} is a pickle/torch.save file, not safetensors; refusing to load it"
-        )
     try:
-        return load_safetensors(data)
-    except (SafetensorError, ValueError) as e:
-        raise CheckpointError(f"checkpoint {uri}: {WEIGHTS} is not a valid safetensors file ({e})") from None
+        return read_safetensors(data, f"checkpoint {uri}: {WEIGHTS}")
+    except WeightsError as e:
+        raise CheckpointError(str(e)) from None
 
 
 def load_checkpoint(
@@ -165,7 +149,7 @@ def load_checkpoint(
 ) -> Checkpoint:
     """Rebuild model and tokenizer from a checkpoint directory; model is in eval mode."""
     config = read_config(uri, storage_options)
-    fs, root = _fs(uri, storage_options)
+    fs, root = resolve(uri, storage_options)
     tokenizer = _load_tokenizer(fs, root, config, uri)
     state = _load_weights(_read_verified(fs, root, WEIGHTS, config, uri), uri)
     try:
@@ -191,14 +175,12 @@ def load_checkpoint(
 
 
 def _load_tokenizer(fs, root: str, config: dict, uri: str) -> Tokenizer:
-    spm = config["tokenizer"]
     try:
-        source = _read_verified(fs, root, spm["source"], config, uri)
-        target = _read_verified(fs, root, spm["target"], config, uri)
+        return tokenizer_from_files(config["tokenizer"], lambda name: _read_verified(fs, root, name, config, uri))
+    except CheckpointError:
+        raise
     except (KeyError, TypeError) as e:
         raise CheckpointError(f"checkpoint {uri}: malformed tokenizer entry in {CONFIG} ({e})") from None
-    try:
-        return Tokenizer(source, None if spm["target"] == spm["source"] else target)
     except (RuntimeError, ValueError) as e:
         raise CheckpointError(f"checkpoint {uri}: bad SentencePiece model ({e})") from None
 
@@ -206,7 +188,7 @@ def _load_tokenizer(fs, root: str, config: dict, uri: str) -> Tokenizer:
 def load_tokenizer_only(uri: str, storage_options: dict | None = None) -> Tokenizer:
     """The checkpoint's tokenizer without its weights (for CPU tokenize/detokenize stages)."""
     config = read_config(uri, storage_options)
-    fs, root = _fs(uri, storage_options)
+    fs, root = resolve(uri, storage_options)
     return _load_tokenizer(fs, root, config, uri)
 
 

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.state import select_rows
+from model.rows import select_rows
 
 ATTENTIONS = ("none", "bahdanau", "luong_dot", "luong_general")
 

@@ -15,21 +15,26 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from model.state import select_rows
+from model.flags import arg
+from model.rows import select_rows
 
 LENGTH_PENALTIES = ("none", "average", "gnmt")
 
 
 @dataclass(frozen=True)
 class DecodeConfig:
-    beam_size: int = 5
+    """Every search setting, declared once: the translation job's flags, its resume fingerprint and its
+    report are generated from these fields, and training validation decodes with the same defaults."""
+
+    beam_size: int = arg(5, help="beam size (1: greedy)")
     # Maximum target length (EOS excluded) = max_len_a * source_length + max_len_b.
-    max_len_a: float = 1.5
-    max_len_b: int = 10
-    min_len: int = 1  # EOS is forbidden before this many target tokens
-    length_penalty: str = "average"  # "none", "average" (score / len**alpha) or "gnmt"
-    alpha: float = 1.0
-    nbest: int = 1
+    max_len_a: float = arg(1.5, help="max target length = a * source length + b")
+    max_len_b: int = arg(10, help="max target length = a * source length + b")
+    min_len: int = arg(1, help="minimum target length (EOS is forbidden before it)")
+    length_penalty: str = arg("average", help="hypothesis length normalization: none, average "
+                              "(score / length**alpha, fairseq) or gnmt (Wu et al. 2016)", choices=LENGTH_PENALTIES)
+    alpha: float = arg(1.0, help="length penalty exponent")
+    nbest: int = arg(1, help="hypotheses per sentence; > 1 adds `nbest` and `nbest_scores` columns")
 
     def __post_init__(self):
         if self.beam_size < 1:
@@ -219,11 +224,9 @@ class Ensemble:
             raise ValueError("an ensemble needs at least one model")
         first = models[0].cfg
         for m in models[1:]:
-            if (m.cfg.tgt_vocab_size, _special_ids(m)) != (
-                first.tgt_vocab_size,
-                _special_ids(models[0]),
-            ):
-                raise ValueError("ensemble members must share the target vocabulary and special ids")
+            if (m.cfg.src_vocab_size, m.cfg.tgt_vocab_size, _special_ids(m)) != (
+                first.src_vocab_size, first.tgt_vocab_size, _special_ids(models[0])):
+                raise ValueError("ensemble members must share the source and target vocabularies and special ids")
         self.models = list(models)
         self.cfg = first
 

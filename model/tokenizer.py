@@ -9,12 +9,14 @@ local file.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 from collections.abc import Iterable, Sequence
 
-import fsspec
 import sentencepiece as spm
+
+from model.storage import resolve
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 
@@ -64,8 +66,20 @@ def _processor(model_bytes: bytes) -> spm.SentencePieceProcessor:
     return sp
 
 
+SENTENCE_END = (".", ";", ":", "!", "?")
+
+
 class Tokenizer:
-    """Source and target SentencePiece models (the same one for a joint vocabulary)."""
+    """Source and target SentencePiece models (the same one for a joint vocabulary); ids are the
+    models' own piece ids.
+
+    The interface the pipeline and the search rely on (other tokenizers, such as the Marian one
+    in `model.marian`, provide the same): special ids, `source_ids`, `encode_source`,
+    `encode_target`, `decode_target`, `sentence_end_ids`, and `files()` for saving.
+    """
+
+    kind = "sentencepiece"
+    pad_id, unk_id, bos_id, eos_id = PAD_ID, UNK_ID, BOS_ID, EOS_ID
 
     def __init__(self, source_model: bytes, target_model: bytes | None = None):
         self.source_bytes = source_model
@@ -82,9 +96,13 @@ class Tokenizer:
     def tgt_vocab_size(self) -> int:
         return self.target.get_piece_size()
 
+    def source_ids(self, texts: Sequence[str]) -> list[list[int]]:
+        """Source ids without EOS (the pipeline splits long ones before adding it)."""
+        return self.source.encode(list(texts))
+
     def encode_source(self, texts: Sequence[str]) -> list[list[int]]:
         """Source ids with EOS appended (the encoder's end-of-sentence marker)."""
-        return [ids + [EOS_ID] for ids in self.source.encode(list(texts))]
+        return [ids + [self.eos_id] for ids in self.source_ids(texts)]
 
     def encode_target(self, texts: Sequence[str]) -> list[list[int]]:
         """Target ids without BOS/EOS; training adds them for teacher forcing."""
@@ -93,22 +111,38 @@ class Tokenizer:
     def decode_target(self, ids: Sequence[Sequence[int]]) -> list[str]:
         return self.target.decode([list(x) for x in ids])
 
-    def source_pieces(self, text: str) -> list[str]:
-        return self.source.encode(text, out_type=str)
+    def sentence_end_ids(self) -> frozenset[int]:
+        """Source ids of pieces that end a sentence or clause: preferred places to cut a long source."""
+        sp = self.source
+        return frozenset(i for i in range(sp.get_piece_size()) if sp.id_to_piece(i).rstrip("▁").endswith(SENTENCE_END))
+
+    def vocab_fingerprint(self) -> tuple[str, str]:
+        """(source, target) hashes of what maps text to ids on each side: models decoded together
+        (an ensemble) must agree on both."""
+        return hashlib.sha256(self.source_bytes).hexdigest(), hashlib.sha256(self.target_bytes).hexdigest()
+
+    def files(self) -> tuple[dict[str, bytes], dict]:
+        """(file name -> bytes, layout): what to write to save this tokenizer, and the layout entry
+        that `tokenizer_from_files` reads it back with."""
+        if self.joint:
+            return {"spm.model": self.source_bytes}, {"source": "spm.model", "target": "spm.model"}
+        return ({"source.spm": self.source_bytes, "target.spm": self.target_bytes},
+                {"source": "source.spm", "target": "target.spm"})
+
+
+def tokenizer_from_files(layout: dict, read) -> Tokenizer:
+    """Rebuild a tokenizer from a layout written by `files()`; `read(name) -> bytes` fetches a file."""
+    source = read(layout["source"])
+    target = None if layout["target"] == layout["source"] else read(layout["target"])
+    return Tokenizer(source, target)
 
 
 def save_tokenizer(tokenizer: Tokenizer, uri: str, info: dict | None = None,
                    storage_options: dict | None = None) -> None:
     """Write spm.model (joint) or source.spm + target.spm, then tokenizer.json naming them."""
-    fs, root = fsspec.core.url_to_fs(uri, **(storage_options or {}))
-    root = root.rstrip("/")
+    fs, root = resolve(uri, storage_options)
     fs.makedirs(root, exist_ok=True)
-    if tokenizer.joint:
-        files = {"spm.model": tokenizer.source_bytes}
-        layout = {"source": "spm.model", "target": "spm.model"}
-    else:
-        files = {"source.spm": tokenizer.source_bytes, "target.spm": tokenizer.target_bytes}
-        layout = {"source": "source.spm", "target": "target.spm"}
+    files, layout = tokenizer.files()
     for name, data in files.items():
         fs.pipe_file(f"{root}/{name}", data)
     meta = {**(info or {}), **layout, "joint": tokenizer.joint,
@@ -119,12 +153,9 @@ def save_tokenizer(tokenizer: Tokenizer, uri: str, info: dict | None = None,
 
 def load_tokenizer(uri: str, storage_options: dict | None = None) -> Tokenizer:
     """Load a directory written by `save_tokenizer` (or the train_tokenizer job)."""
-    fs, root = fsspec.core.url_to_fs(uri, **(storage_options or {}))
-    root = root.rstrip("/")
+    fs, root = resolve(uri, storage_options)
     try:
         info = json.loads(fs.cat_file(f"{root}/tokenizer.json"))
     except FileNotFoundError:
         raise FileNotFoundError(f"tokenizer not found: {uri.rstrip('/')}/tokenizer.json") from None
-    source = fs.cat_file(f"{root}/{info['source']}")
-    target = None if info["target"] == info["source"] else fs.cat_file(f"{root}/{info['target']}")
-    return Tokenizer(source, target)
+    return tokenizer_from_files(info, lambda name: fs.cat_file(f"{root}/{name}"))

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.state import select_rows
+from model.rows import select_rows
 
 
 @dataclass(frozen=True)
@@ -55,13 +55,13 @@ class TransformerConfig:
 
 @dataclass
 class TransformerMemory:
-    """Encoder output plus each decoder layer's cross-attention keys/values.
+    """What decoding needs of the encoder: each decoder layer's cross-attention keys/values.
 
     The cross-attention projections depend only on the source, so they are
-    computed once here rather than at every decoding step.
+    computed once here rather than at every decoding step; the encoder's
+    output itself is not needed after that.
     """
 
-    states: torch.Tensor  # (B, S, D)
     pad_mask: torch.Tensor  # (B, S) True at real tokens
     cross_k: tuple[torch.Tensor, ...]  # per layer (B, H, S, d)
     cross_v: tuple[torch.Tensor, ...]
@@ -86,6 +86,29 @@ def sinusoidal_positions(length: int, dim: int, offset: int = 0) -> torch.Tensor
     if dim % 2:
         table = F.pad(table, (0, 1))
     return table
+
+
+class PositionCache:
+    """The sinusoidal table computed once per device and dtype, grown when a longer input arrives.
+
+    Decoding asks for one row per step; rebuilding the table on the CPU and copying it to the
+    device at every step cost more than the lookup. A plain attribute, not a buffer: it is
+    derived from the config, so it is never saved with the weights.
+    """
+
+    def __init__(self, dim: int):
+        self.dim = dim
+        self.tables: dict[tuple, torch.Tensor] = {}
+
+    def rows(self, start: int, length: int, like: torch.Tensor) -> torch.Tensor:
+        """(length, D) positions start .. start+length-1, on `like`'s device and dtype."""
+        key = (like.device, like.dtype)
+        table = self.tables.get(key)
+        if table is None or table.size(0) < start + length:
+            size = max(start + length, 2 * (table.size(0) if table is not None else 0), 256)
+            table = sinusoidal_positions(size, self.dim).to(like)
+            self.tables[key] = table
+        return table[start:start + length]
 
 
 class MultiHeadAttention(nn.Module):
@@ -176,6 +199,7 @@ class Transformer(nn.Module):
             self.output.weight = self.tgt_embed.weight
         self.dropout = nn.Dropout(cfg.dropout)
         self.embed_scale = math.sqrt(cfg.d_model)
+        self.positions = PositionCache(cfg.d_model)
         self._init_weights()
 
     def _init_weights(self):
@@ -195,8 +219,7 @@ class Transformer(nn.Module):
 
     def _embed(self, table: nn.Embedding, tokens: torch.Tensor, offset: int = 0) -> torch.Tensor:
         x = table(tokens) * self.embed_scale  # (B, L, D)
-        pos = sinusoidal_positions(tokens.size(1), self.cfg.d_model, offset).to(x)
-        return self.dropout(x + pos)
+        return self.dropout(x + self.positions.rows(offset, tokens.size(1), x))
 
     # --- decoding interface -------------------------------------------------
     def encode(self, src: torch.Tensor) -> TransformerMemory:
@@ -208,16 +231,17 @@ class Transformer(nn.Module):
             x = layer(x, attn_mask)
         cross = [layer.cross_attn.project_kv(x) for layer in self.decoder]
         return TransformerMemory(
-            states=x,
             pad_mask=pad_mask,
             cross_k=tuple(k for k, _ in cross),
             cross_v=tuple(v for _, v in cross),
         )
 
     def init_state(self, memory: TransformerMemory) -> TransformerState:
-        B = memory.states.size(0)
+        B = memory.pad_mask.size(0)
         H, d = self.cfg.n_heads, self.cfg.d_model // self.cfg.n_heads
-        empty = memory.states.new_zeros(B, H, 0, d)
+        # The embeddings' dtype is the compute dtype (linear layers may be int8-quantized modules).
+        weight = self.src_embed.weight
+        empty = weight.new_zeros(B, H, 0, d)
         n = self.cfg.dec_layers
         return TransformerState(self_k=(empty,) * n, self_v=(empty,) * n, step=0)
 

@@ -27,11 +27,6 @@ def pad_batch(
     return out
 
 
-def padded_cost(lengths: Sequence[int]) -> int:
-    """Tokens a batch occupies once padded: rows x longest row."""
-    return len(lengths) * max(lengths, default=0)
-
-
 def budget_batches(
     lengths: Sequence[int],
     max_tokens: int,
@@ -65,7 +60,6 @@ def least_padding_batches(
     lengths: Sequence[int],
     max_tokens: int,
     overhead: float,
-    max_rows: int | None = None,
     cost: Callable[[int, int], int] | None = None,
 ) -> list[list[int]]:
     """Like `budget_batches`, but cut where it wastes least: the partition of the sorted items into
@@ -87,7 +81,7 @@ def least_padding_batches(
     for j in range(1, n + 1):
         longest = int(s[j - 1])
         # Most rows a batch ending at item j may hold: cost grows with rows, so binary search.
-        lo, hi = 1, min(j, max_rows or j)
+        lo, hi = 1, j
         while lo < hi:
             mid = (lo + hi + 1) // 2
             lo, hi = (mid, hi) if cost(mid, longest) <= max_tokens else (lo, mid - 1)
@@ -102,9 +96,3 @@ def least_padding_batches(
         j = int(cut[j])
     return batches[::-1]
 
-
-def padding_efficiency(batches: Sequence[Sequence[int]], lengths: Sequence[int]) -> float:
-    """Real tokens / padded tokens over a set of batches (1.0 means no padding)."""
-    real = sum(lengths[i] for b in batches for i in b)
-    padded = sum(padded_cost([lengths[i] for i in b]) for b in batches)
-    return real / padded if padded else 1.0

@@ -11,70 +11,80 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from model.search import DecodeConfig
+from pipeline.settings import ComputeConfig, TranslationSettings
 from pipeline.shards import Columns, make_drop_done, write_parts
 from pipeline.translate import Detokenize, Tokenize, Translator
 
 
 @dataclass(frozen=True)
+class ModelSpec:
+    """Which model the actors load: URIs, not weights (Ray re-runs actor constructors on restart)."""
+
+    uri: str
+    ensemble: tuple[str, ...] = ()
+    storage_options: dict | None = None
+
+
+@dataclass(frozen=True)
 class PipelinePlan:
-    """What this run has to do, decided by the driver before any decoding."""
+    """What this run has to do and with what, decided by the driver before any decoding."""
 
     output_uri: str
     columns: Columns
     shard_names: dict  # input path -> shard name
     done_ids: dict  # input path -> ids already translated (resume)
+    model: ModelSpec
+    translation: TranslationSettings  # resolved: no "auto" values
+    compute: ComputeConfig  # resolved
 
 
-def actor_pool(cfg):
+def model_actor_pool(compute: ComputeConfig):
     import ray.data
 
-    if cfg.actors:
-        return ray.data.ActorPoolStrategy(size=cfg.actors)
-    return ray.data.ActorPoolStrategy(min_size=cfg.min_actors, max_size=cfg.max_actors)
+    if compute.actors:
+        return ray.data.ActorPoolStrategy(size=compute.actors)
+    return ray.data.ActorPoolStrategy(min_size=compute.min_actors, max_size=compute.max_actors)
 
 
-def build_pipeline(ds, cfg, plan: PipelinePlan):
-    """ds: rows of the pending input shards, with Ray's `path` column. cfg: the job's TranslateConfig."""
+def build_pipeline(ds, plan: PipelinePlan):
+    """ds: rows of the pending input shards, with Ray's `path` column."""
     import ray.data
 
-    so = cfg.storage_options
-    cpu_pool = ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, cfg.cpu_actors))
+    model, settings, compute = plan.model, plan.translation, plan.compute
+    so = model.storage_options or {}
+    cpu_pool = ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, compute.cpu_actors))
     if any(plan.done_ids.values()):
         ds = ds.map_batches(make_drop_done(plan.columns.id, plan.done_ids), batch_format="pyarrow",
-                            num_cpus=cfg.cpus_per_stage)
+                            num_cpus=compute.cpus_per_stage)
     # Blocks of one actor call each: the reader's blocks can hold whole files (or several), and
     # results leave a stage block by block, so small blocks keep translations streaming to storage
     # and bound what a killed run loses.
-    ds = ds.repartition(target_num_rows_per_block=cfg.batch_rows)
+    ds = ds.repartition(target_num_rows_per_block=compute.batch_rows)
     ds = ds.map_batches(
         Tokenize,
-        fn_constructor_kwargs=dict(model_uri=cfg.model, source_column=plan.columns.source,
-                                   max_source_tokens=cfg.max_source_tokens, long_policy=cfg.long_policy,
+        fn_constructor_kwargs=dict(model_uri=model.uri, source_column=plan.columns.source,
+                                   max_source_tokens=settings.max_source_tokens, long_policy=settings.long_policy,
                                    storage_options=so),
-        batch_format="pyarrow", compute=cpu_pool, num_cpus=cfg.cpus_per_stage,
+        batch_format="pyarrow", compute=cpu_pool, num_cpus=compute.cpus_per_stage,
     )
-    decode = DecodeConfig(beam_size=cfg.beam_size, max_len_a=cfg.max_len_a, max_len_b=cfg.max_len_b,
-                          min_len=cfg.min_len, length_penalty=cfg.length_penalty, alpha=cfg.alpha, nbest=cfg.nbest)
     ds = ds.map_batches(
         Translator,
-        fn_constructor_kwargs=dict(model_uri=cfg.model, decode=decode, max_tokens=cfg.max_tokens,
-                                   precision=cfg.precision, torch_threads=cfg.torch_threads, storage_options=so,
-                                   fixed_rows=cfg.batch_rows if cfg.batching == "fixed" else 0,
-                                   ensemble_uris=tuple(cfg.ensemble)),
+        fn_constructor_kwargs=dict(model_uri=model.uri, decode=settings.decode, precision=settings.precision,
+                                   max_tokens=compute.max_tokens, torch_threads=compute.torch_threads,
+                                   storage_options=so, ensemble_uris=model.ensemble),
         # Each call gets a large batch; the actor sorts it by length and cuts token-budget sub-batches.
-        batch_size=cfg.batch_rows, batch_format="pyarrow", compute=actor_pool(cfg),
-        num_gpus=cfg.gpus_per_actor or None, num_cpus=cfg.cpus_per_actor,
+        batch_size=compute.batch_rows, batch_format="pyarrow", compute=model_actor_pool(compute),
+        num_gpus=compute.gpus_per_actor or None, num_cpus=compute.cpus_per_actor,
     )
     ds = ds.map_batches(
         Detokenize,
-        fn_constructor_kwargs=dict(model_uri=cfg.model, nbest=cfg.nbest, write_scores=cfg.write_scores,
-                                   storage_options=so),
-        batch_format="pyarrow", compute=cpu_pool, num_cpus=cfg.cpus_per_stage,
+        fn_constructor_kwargs=dict(model_uri=model.uri, nbest=settings.decode.nbest,
+                                   write_scores=settings.write_scores, storage_options=so),
+        batch_format="pyarrow", compute=cpu_pool, num_cpus=compute.cpus_per_stage,
     )
     return ds.map_batches(
         write_parts,
         fn_kwargs=dict(output_uri=plan.output_uri, shard_names=plan.shard_names, id_column=plan.columns.id,
                        storage_options=so),
-        batch_format="pyarrow", num_cpus=cfg.cpus_per_stage,
+        batch_format="pyarrow", num_cpus=compute.cpus_per_stage,
     )

@@ -13,16 +13,11 @@ import posixpath
 import uuid
 from collections.abc import Iterator
 
-import fsspec
 import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-
-def resolve(uri: str, storage_options: dict | None = None):
-    """(fsspec filesystem, path without protocol) for a URI."""
-    fs, path = fsspec.core.url_to_fs(uri, **(storage_options or {}))
-    return fs, path.rstrip("/") or path
+from model.storage import is_local, resolve  # noqa: F401  (resolve is re-exported: the pipeline's entry point)
 
 
 def to_uri(fs, path: str) -> str:
@@ -45,14 +40,9 @@ def join(uri: str, *parts: str) -> str:
 
 def pyarrow_filesystem(fs) -> pafs.FileSystem:
     """Wrap an fsspec filesystem for pyarrow and Ray (local stays native, for speed)."""
-    if "file" in _protocols(fs):
+    if is_local(fs):
         return pafs.LocalFileSystem()
     return pafs.PyFileSystem(pafs.FSSpecHandler(fs))
-
-
-def _protocols(fs) -> tuple[str, ...]:
-    proto = fs.protocol
-    return (proto,) if isinstance(proto, str) else tuple(proto)
 
 
 def list_parquet_files(uri: str, storage_options: dict | None = None) -> tuple[object, list[str]]:

@@ -10,12 +10,21 @@ the order of summation does not matter. Every score carries its signature.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from sacrebleu.metrics import BLEU, CHRF, TER
+
+from pipeline.sacrebleu_api import (
+    check_private_api,
+    clear_tokenizer_caches,
+    corpus_statistics,
+    quiet,
+    score_from_statistics,
+)
+
+check_private_api()
 
 METRICS = ("bleu", "chrf", "ter")
 
@@ -48,9 +57,7 @@ def make_metrics(opts: MetricOptions = MetricOptions(), n_refs: int = 1) -> dict
         "ter": TER(normalized=opts.ter_normalized, case_sensitive=opts.ter_case_sensitive),
     }
     for m in metrics.values():
-        # Silences sacreBLEU's "forgot to detokenize?" heuristic on partial batches; the
-        # statistics do not depend on it.
-        m._force = True
+        quiet(m)
         m.num_refs = n_refs
     return metrics
 
@@ -70,29 +77,10 @@ def sentence_stats(metric, hypotheses: Sequence[str], references: Sequence[Seque
     parts = []
     for start in range(0, len(hypotheses), STATS_CHUNK_ROWS):
         end = start + STATS_CHUNK_ROWS
-        stats = metric._extract_corpus_statistics(list(hypotheses[start:end]), [list(r[start:end]) for r in references])
+        stats = corpus_statistics(metric, hypotheses[start:end], [r[start:end] for r in references])
         parts.append(np.asarray(stats, dtype=np.float64))
     clear_tokenizer_caches()
     return np.concatenate(parts)
-
-
-def clear_tokenizer_caches() -> None:
-    """Empty sacreBLEU's tokenizer caches (an lru_cache of 65,536 lines on each tokenizer class).
-
-    They are process-wide and outlive the call: in a long-running scoring actor they fill with
-    tokenized lines from many batches (~45 MB for 13a BLEU) and pin heap pages among the freed
-    ones, so the actor's memory rises for the first few hundred thousand rows. Emptied after each
-    call, the cache still serves repeats within a call, and the actor's memory stays flat.
-    """
-    for name, module in list(sys.modules.items()):
-        if not name.startswith("sacrebleu.tokenizers."):
-            continue
-        for obj in vars(module).values():
-            if isinstance(obj, type):
-                for attr in vars(obj).values():
-                    clear = getattr(attr, "cache_clear", None)
-                    if callable(clear):
-                        clear()
 
 
 def stats_width(metric) -> int:
@@ -105,7 +93,7 @@ def stats_width(metric) -> int:
 
 def score_from_stats(metric, summed: Sequence[float]) -> float:
     """Corpus score (0-100) from summed statistics."""
-    return float(metric._compute_score_from_stats(np.asarray(summed, dtype=np.float64)).score)
+    return float(score_from_statistics(metric, np.asarray(summed, dtype=np.float64)).score)
 
 
 def signature(metric) -> str:

@@ -6,6 +6,7 @@ import pyarrow as pa
 from sacrebleu.metrics import BLEU, CHRF
 
 from pipeline.metrics import sentence_stats
+from pipeline.sacrebleu_api import score_from_statistics
 from pipeline.scoring import ScoreSpec, reference_streams, texts
 
 
@@ -24,6 +25,6 @@ class SentenceScores:
         refs, _ = reference_streams(table, self.spec.references)
         for name, metric in (("sentence_bleu", self.bleu), ("sentence_chrf", self.chrf)):
             stats = sentence_stats(metric, hyps, refs)
-            scores = [metric._compute_score_from_stats(row).score for row in stats]
+            scores = [score_from_statistics(metric, row).score for row in stats]
             table = table.append_column(name, pa.array(scores, pa.float64()))
         return table

@@ -9,8 +9,8 @@ Output layout under --output:
 Every file is written under a temporary name and moved into place, so a file
 that exists is complete. A shard is done when its translation file and its
 stats exist; a shard with part files is partly done: the ids in its parts are
-not translated again. Rows are keyed by (shard, id), so ids must be unique
-within a shard (checked when the shard is committed).
+not translated again. Rows are keyed by id, so ids must be unique across the
+input (checked before any decoding, and again when a shard is committed).
 """
 
 from __future__ import annotations
@@ -34,16 +34,8 @@ from pipeline.io import (
     write_bytes_atomic,
 )
 from pipeline.metrics import MetricOptions, make_metrics, sentence_stats
-from pipeline.translate import (
-    DECODE_SECONDS,
-    INTERNAL,
-    PADDED,
-    PEAK_RSS,
-    SRC_TOKENS,
-    STATUS,
-    TGT_TOKENS,
-    status_counts,
-)
+from pipeline.run_stats import STATS_COLUMN, STATUS, RunStats
+from pipeline.translate import INTERNAL
 
 PATH = "path"  # the column Ray's read_parquet(include_paths=True) adds
 
@@ -98,6 +90,57 @@ def _check_no_null_ids(fs, path: str, meta, id_column: str) -> None:
         if stats is not None and stats.has_null_count and stats.null_count > 0:
             raise InputError(f"{fs.unstrip_protocol(path)}: column {id_column!r} has {stats.null_count} null ids; "
                              "every row needs an id to be tracked and resumed")
+
+
+def check_unique_ids(fs, shards: list[Shard], id_column: str) -> None:
+    """Every id exactly once in the whole input, checked before any work; InputError naming the id and file(s).
+
+    Output rows are matched to input rows by id, so a repeated id could never be committed.
+    Ids are read one column at a time, in parallel; across shards only 64-bit hashes are kept
+    (8 bytes a row), and a hash collision is confirmed on the ids themselves before it is reported.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    import pandas as pd
+
+    def ids_of(shard: Shard) -> np.ndarray:
+        with fs.open(shard.path, "rb") as fh:
+            column = pq.read_table(fh, columns=[id_column]).column(0)
+        values = column.to_numpy(zero_copy_only=False)
+        unique = pc.unique(column)
+        if len(unique) < len(column):
+            counts = pc.value_counts(column)
+            dup = counts.filter(pc.greater(counts.field("counts"), 1))[0]["values"].as_py()
+            raise InputError(f"{fs.unstrip_protocol(shard.path)}: id {dup!r} appears more than once in column "
+                             f"{id_column!r}; ids must be unique")
+        return values
+
+    def hashes_of(shard: Shard) -> np.ndarray:
+        return pd.util.hash_array(ids_of(shard), categorize=False)
+
+    with ThreadPoolExecutor(16) as pool:
+        hashes = list(pool.map(hashes_of, shards))
+    owner = np.concatenate([np.full(len(h), i, dtype=np.int32) for i, h in enumerate(hashes)]) if hashes else []
+    flat = np.concatenate(hashes) if hashes else np.zeros(0, np.uint64)
+    order = np.argsort(flat, kind="stable")
+    same = np.nonzero(flat[order][1:] == flat[order][:-1])[0]
+    if not len(same):
+        return
+    # Confirm on the ids themselves (a 64-bit hash collision is possible, if unlikely).
+    by_shard: dict[int, np.ndarray] = {}
+    offsets = np.cumsum([0] + [len(h) for h in hashes])
+    for k in same:
+        a, b = order[k], order[k + 1]
+        sa, sb = int(owner[a]), int(owner[b])
+        for i in (sa, sb):
+            if i not in by_shard:
+                by_shard[i] = ids_of(shards[i])
+        ida, idb = by_shard[sa][a - offsets[sa]], by_shard[sb][b - offsets[sb]]
+        if ida == idb:
+            ida = ida.item() if isinstance(ida, np.generic) else ida  # 2, not np.int64(2)
+            raise InputError(f"id {ida!r} appears in both {fs.unstrip_protocol(shards[sa].path)} and "
+                             f"{fs.unstrip_protocol(shards[sb].path)} (column {id_column!r}); ids must be "
+                             "unique across the input")
 
 
 @dataclass(frozen=True)
@@ -161,14 +204,14 @@ def make_drop_done(id_column: str, done: dict[str, set]):
 
 def write_parts(table: pa.Table, output_uri: str, shard_names: dict[str, str], id_column: str,
                 storage_options: dict) -> pa.Table:
-    """Ray Data stage: write each shard's rows of this batch as one part file; return run statistics.
+    """Ray Data stage: write each shard's rows of this batch as one part file; return their run statistics.
 
     Part names are a hash of the ids they hold: a retried task rewrites the same
     file instead of adding a duplicate.
     """
     fs, root = resolve(output_uri, storage_options)
     layout = OutputLayout(root)
-    stats = []
+    written = []
     paths = table.column(PATH)
     for path in pc.unique(paths).to_pylist():
         rows = table.filter(pc.equal(paths, path))
@@ -177,24 +220,8 @@ def write_parts(table: pa.Table, output_uri: str, shard_names: dict[str, str], i
         digest = hashlib.sha1("\n".join(map(str, ids)).encode()).hexdigest()[:20]
         out = rows.drop_columns([c for c in (PATH, *INTERNAL) if c in rows.column_names])
         write_bytes_atomic(fs, f"{layout.parts(name)}/part-{digest}.parquet", table_to_parquet_bytes(out))
-        counts = status_counts(rows)
-        stats.append({
-            "shard": name,
-            "rows": rows.num_rows,
-            "source_tokens": int(pc.sum(rows.column(SRC_TOKENS)).as_py() or 0),
-            "target_tokens": int(pc.sum(rows.column(TGT_TOKENS)).as_py() or 0),
-            "padded_tokens": int(pc.sum(rows.column(PADDED)).as_py() or 0),
-            "actor_peak_rss_mb": float(pc.max(rows.column(PEAK_RSS)).as_py() or 0.0),
-            "decode_seconds": float(pc.sum(rows.column(DECODE_SECONDS)).as_py() or 0.0),
-            "status": json.dumps(counts, sort_keys=True),
-        })
-    return pa.Table.from_pylist(stats, schema=RUN_STATS_SCHEMA)
-
-
-RUN_STATS_SCHEMA = pa.schema([("shard", pa.string()), ("rows", pa.int64()), ("source_tokens", pa.int64()),
-                              ("target_tokens", pa.int64()), ("padded_tokens", pa.int64()),
-                              ("actor_peak_rss_mb", pa.float64()), ("decode_seconds", pa.float64()),
-                              ("status", pa.string())])
+        written.append(RunStats.of_rows(rows).to_json())
+    return pa.table({STATS_COLUMN: pa.array(written, pa.string())})
 
 
 def output_fields(nbest: int, write_scores: bool) -> list[pa.Field]:
@@ -205,6 +232,11 @@ def output_fields(nbest: int, write_scores: bool) -> list[pa.Field]:
     if nbest > 1:
         fields += [pa.field("nbest_scores", pa.list_(pa.float64())), pa.field("nbest", pa.list_(pa.string()))]
     return fields
+
+
+def status_counts(table: pa.Table) -> dict[str, int]:
+    counts = pc.value_counts(table.column(STATUS)).to_pylist() if table.num_rows else []
+    return {c["values"]: int(c["counts"]) for c in counts}
 
 
 def commit_shard(shard: Shard, input_uri: str, output_uri: str, columns: Columns, added: list[pa.Field],
@@ -241,7 +273,7 @@ def commit_shard(shard: Shard, input_uri: str, output_uri: str, columns: Columns
         merged = merged.filter(pa.array(keep))
     if merged.num_rows != len(input_ids):
         raise RuntimeError(f"shard {shard.name}: {len(input_ids) - merged.num_rows} of {len(input_ids)} rows "
-                           "missing after translation (ids not unique within the shard?); re-run to finish it")
+                           "missing after translation; a re-run translates them")
     merged = merged.select(schema.names).cast(schema)
     stats = {"shard": shard.name, "sentences": merged.num_rows, "status": status_counts(merged)}
     if columns.reference and metrics:

@@ -15,25 +15,16 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from model.search import DecodeConfig
-from pipeline.memory import peak_rss_mb
+from pipeline.process_memory import peak_rss_mb
+from pipeline.run_stats import ROW_STATS, STATUS, row_stats_array
 
 # Internal columns travel between stages and never reach the output.
 PIECES = "__pieces"  # list<list<int32>>: source ids per piece, each ending in EOS
-SRC_TOKENS = "__src_tokens"
 HYP_IDS = "__hyp_ids"  # list<list<int32>>: n-best target ids
-TGT_TOKENS = "__tgt_tokens"
-PADDED = "__padded"  # this row's share of padded source tokens (its batch width, per piece)
-PEAK_RSS = "__peak_rss_mb"  # the model actor's peak resident memory so far
-# This row's share of its model-actor call's wall time: summed, the seconds actors spent decoding,
-# which (unlike the run's seconds) leaves out start-up, model loading and waiting for input.
-DECODE_SECONDS = "__decode_seconds"
-STATUS = "status"
-INTERNAL = (PIECES, SRC_TOKENS, HYP_IDS, TGT_TOKENS, PADDED, PEAK_RSS, DECODE_SECONDS)
+INTERNAL = (PIECES, HYP_IDS, ROW_STATS)
 
 
 def require_columns(table: pa.Table, stage: str, columns) -> None:
@@ -74,18 +65,15 @@ class Tokenize:
         self.source_column = source_column
         self.max_len = max_source_tokens
         self.long_policy = long_policy
-        sp = self.tokenizer.source
-        self.eos = sp.eos_id()
-        self.boundaries = frozenset(
-            i for i in range(sp.get_piece_size()) if sp.id_to_piece(i).rstrip("▁").endswith((".", ";", ":", "!", "?"))
-        )
+        self.eos = self.tokenizer.eos_id
+        self.boundaries = self.tokenizer.sentence_end_ids()
 
     def __call__(self, table: pa.Table) -> pa.Table:
         require_columns(table, "tokenize", [self.source_column])
         texts = table.column(self.source_column).to_pylist()
         clean = [t if isinstance(t, str) and t.strip() else "" for t in texts]
-        encoded = self.tokenizer.source.encode(clean)
-        pieces, status, n_tokens = [], [], []
+        encoded = self.tokenizer.source_ids(clean)
+        pieces, status = [], []
         for text, ids in zip(clean, encoded, strict=True):
             if not text:
                 pieces.append([])
@@ -99,18 +87,15 @@ class Tokenize:
             else:
                 pieces.append(split_pieces(ids, self.max_len, self.eos, self.boundaries))
                 status.append("split")
-            n_tokens.append(len(ids) + 1 if text else 0)
         return (table.append_column(PIECES, pa.array(pieces, pa.list_(pa.list_(pa.int32()))))
-                .append_column(STATUS, pa.array(status, pa.string()))
-                .append_column(SRC_TOKENS, pa.array(n_tokens, pa.int32())))
+                .append_column(STATUS, pa.array(status, pa.string())))
 
 
 class Translator:
     """Actor: holds the model, decodes a large batch sorted by length in token-budget sub-batches."""
 
-    def __init__(self, model_uri: str, decode: DecodeConfig, max_tokens: int, precision: str,
-                 torch_threads: int, storage_options: dict, fixed_rows: int = 0,
-                 ensemble_uris: tuple[str, ...] = ()):
+    def __init__(self, model_uri: str, decode: DecodeConfig, precision: str, max_tokens: int, torch_threads: int,
+                 storage_options: dict, ensemble_uris: tuple[str, ...] = ()):
         import torch
 
         from model.checkpoint import load_checkpoint
@@ -127,17 +112,15 @@ class Translator:
             raise ValueError("--precision int8 is for CPU actors; on GPUs use bf16 or fp16")
         ckpts = [load_checkpoint(uri, device=self.device, dtype=dtype, storage_options=storage_options)
                  for uri in (model_uri, *ensemble_uris)]
+        check_same_vocabularies([model_uri, *ensemble_uris], [c.tokenizer for c in ckpts])
         if precision == "int8":
             from model.quantize import quantize_int8
 
             for c in ckpts:
                 c.model = quantize_int8(c.model)
-        for uri, c in zip(ensemble_uris, ckpts[1:], strict=True):
-            if c.tokenizer.target_bytes != ckpts[0].tokenizer.target_bytes:
-                raise ValueError(f"ensemble member {uri} has another target vocabulary than {model_uri}")
         # Several checkpoints: average their log-probabilities at every step (Sutskever et al. 2014 used 5).
         self.model = ckpts[0].model if len(ckpts) == 1 else Ensemble([c.model for c in ckpts])
-        self.decode, self.max_tokens, self.fixed_rows = decode, max_tokens, fixed_rows
+        self.decode, self.max_tokens = decode, max_tokens
 
     def __call__(self, table: pa.Table) -> pa.Table:
         from pipeline.decode import translate_ids
@@ -146,11 +129,10 @@ class Translator:
         started = time.perf_counter()
         rows = table.column(PIECES).to_pylist()
         flat = [(r, piece) for r, pieces in enumerate(rows) for piece in pieces]
-        hyps, widths, _ = translate_ids(self.model, [p for _, p in flat], self.decode, self.max_tokens, self.device,
-                                        fixed_rows=self.fixed_rows)
+        hyps, widths = translate_ids(self.model, [p for _, p in flat], self.decode, self.max_tokens, self.device)
         n = len(rows)
         per_row: list[list] = [[] for _ in range(n)]
-        padded = np.zeros(n, dtype=np.int64)
+        padded = [0] * n
         for (r, _), h, w in zip(flat, hyps, widths, strict=True):
             per_row[r].append(h)
             padded[r] += w
@@ -166,18 +148,27 @@ class Translator:
                 nbest_scores.append([h.score for h in pieces[0]])
             else:  # split source: the best hypothesis of each piece, concatenated
                 nbest_ids.append([[t for p in pieces for t in p[0].tokens]])
-                scores.append(float(np.mean([p[0].score for p in pieces])))
+                scores.append(sum(p[0].score for p in pieces) / len(pieces))
                 nbest_scores.append([scores[-1]])
-            tgt_tokens.append(len(nbest_ids[-1][0]) + (1 if pieces else 0))
+            # What was decoded: every piece's best hypothesis and its EOS.
+            tgt_tokens.append(sum(len(p[0].tokens) + 1 for p in pieces))
+        src_tokens = [sum(len(p) for p in pieces) for pieces in rows]  # as fed: truncated, one EOS per piece
+        stats = row_stats_array(src_tokens, tgt_tokens, padded, (time.perf_counter() - started) / max(n, 1),
+                                peak_rss_mb())
         return (table.drop_columns([PIECES])
                 .append_column(HYP_IDS, pa.array(nbest_ids, pa.list_(pa.list_(pa.int32()))))
                 .append_column("score", pa.array(scores, pa.float64()))
                 .append_column("nbest_scores", pa.array(nbest_scores, pa.list_(pa.float64())))
-                .append_column(TGT_TOKENS, pa.array(tgt_tokens, pa.int32()))
-                .append_column(PADDED, pa.array(padded, pa.int64()))
-                .append_column(PEAK_RSS, pa.array([peak_rss_mb()] * n, pa.float64()))
-                .append_column(DECODE_SECONDS, pa.array([(time.perf_counter() - started) / max(n, 1)] * n,
-                                                        pa.float64())))
+                .append_column(ROW_STATS, stats))
+
+
+def check_same_vocabularies(uris: list[str], tokenizers: list) -> None:
+    """Ensemble members must map text to ids alike on both sides, not only share a target vocabulary."""
+    first = tokenizers[0].vocab_fingerprint()
+    for uri, tok in zip(uris[1:], tokenizers[1:], strict=True):
+        for side, a, b in zip(("source", "target"), first, tok.vocab_fingerprint(), strict=True):
+            if a != b:
+                raise ValueError(f"ensemble member {uri} has another {side} vocabulary than {uris[0]}")
 
 
 class Detokenize:
@@ -203,8 +194,3 @@ class Detokenize:
         if not self.write_scores and self.nbest == 1:
             table = table.drop_columns(["score"])
         return table.drop_columns([HYP_IDS])
-
-
-def status_counts(table: pa.Table) -> dict[str, int]:
-    counts = pc.value_counts(table.column(STATUS)).to_pylist() if table.num_rows else []
-    return {c["values"]: int(c["counts"]) for c in counts}

@@ -95,18 +95,52 @@ def test_tampered_weights_are_refused(saved):
         load_checkpoint(str(saved))
 
 
-def test_pickle_in_place_of_safetensors_is_refused(saved):
-    # Even with a matching hash (an attacker who rewrote config.json too), a pickle is never loaded.
-    buf = io.BytesIO()
-    torch.save({"x": torch.zeros(1)}, buf)
-    (saved / "model.safetensors").write_bytes(buf.getvalue())
-    config = json.loads((saved / "config.json").read_text())
+class _RunsCode:
+    """Unpickling this creates a marker file: proof that a pickle was executed."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _replace_weights(saved, data: bytes) -> None:
+    """Put `data` in place of the weights, with a matching hash (an attacker who rewrote config.json too)."""
     import hashlib
 
-    config["files"]["model.safetensors"] = hashlib.sha256(buf.getvalue()).hexdigest()
+    (saved / "model.safetensors").write_bytes(data)
+    config = json.loads((saved / "config.json").read_text())
+    config["files"]["model.safetensors"] = hashlib.sha256(data).hexdigest()
     (saved / "config.json").write_text(json.dumps(config))
-    with pytest.raises(CheckpointError, match="model.safetensors.*pickle"):
+
+
+@pytest.mark.parametrize("kind", ["pickle", "torch.save zip"])
+def test_pickle_in_place_of_safetensors_is_refused_and_never_run(saved, tmp_path, kind):
+    import pickle
+
+    marker = tmp_path / "pwned"
+    if kind == "pickle":
+        data = pickle.dumps({"x": _RunsCode(marker)}, protocol=2)
+    else:
+        buf = io.BytesIO()
+        torch.save({"x": _RunsCode(marker)}, buf)
+        data = buf.getvalue()
+    _replace_weights(saved, data)
+    with pytest.raises(CheckpointError, match="model.safetensors is not a valid safetensors file"):
         load_checkpoint(str(saved))
+    assert not marker.exists()
+
+
+def test_safetensors_whose_first_byte_is_0x80_loads(tmp_path):
+    """A safetensors file starts with its header length (little-endian u64): for ~1 in 32 model shapes
+    the first byte is 0x80, which an earlier check mistook for a pickle."""
+    tok = Tokenizer(train_sentencepiece(CORPUS, vocab_size=100))
+    model = tiny_transformer(16, d_model=8, n_heads=2, enc_layers=2, dec_layers=2, ff_dim=16)
+    uri = tmp_path / "shape"
+    save_checkpoint(str(uri), model, tok)
+    assert (uri / "model.safetensors").read_bytes()[:1] == b"\x80"  # the case this test is about
+    assert same_model(model, load_checkpoint(str(uri)).model)
 
 
 @pytest.mark.parametrize("name", ["config.json", "model.safetensors", "spm.model"])

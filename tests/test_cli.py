@@ -21,11 +21,31 @@ def test_docs_cli_md_is_up_to_date():
 def test_flags_types_lists_and_booleans():
     cfg = parse_config(TranslateConfig, ["--beam-size", "3", "--write-scores", "--ensemble", "a", "--ensemble", "b",
                                          "--storage-options", '{"key": "AKIA", "secret": "s3cr3t"}'])
-    assert cfg.beam_size == 3 and cfg.write_scores is True and cfg.ensemble == ["a", "b"]
-    assert parse_config(TranslateConfig, ["--write-scores=false"]).write_scores is False
+    assert cfg.translation.decode.beam_size == 3 and cfg.translation.write_scores is True
+    assert cfg.ensemble == ["a", "b"]
+    assert parse_config(TranslateConfig, ["--write-scores=false"]).translation.write_scores is False
     assert redacted(cfg)["storage_options"] == {"key": "***", "secret": "***"}
 
 
 def test_invalid_values_exit_with_a_message():
-    with pytest.raises(SystemExit, match="--nbest cannot exceed --beam-size"):
+    with pytest.raises(SystemExit, match="nbest must be in 1..beam_size"):
         parse_config(TranslateConfig, ["--nbest", "9", "--beam-size", "2"])
+
+
+def test_decoding_settings_have_one_home():
+    """Every DecodeConfig field is a flag of the translation job, part of the resume fingerprint and of the
+    report, with the library's default: adding a decoding option is one edit."""
+    import dataclasses
+
+    from jobs.cli import build_parser
+    from jobs.translate_corpus import hardware_for
+    from model.search import DecodeConfig
+
+    parser = build_parser(TranslateConfig)
+    defaults = DecodeConfig()
+    resolved = hardware_for(parse_config(TranslateConfig, []), gpus=0)
+    fingerprint = resolved.translation.fingerprint()
+    for f in dataclasses.fields(DecodeConfig):
+        assert parser.get_default(f.name) == getattr(defaults, f.name)
+        assert fingerprint[f.name] == getattr(defaults, f.name)
+    assert fingerprint["precision"] == "fp32"  # resolved, never "auto"

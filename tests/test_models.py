@@ -91,8 +91,12 @@ def test_ensemble_of_one_equals_the_model_and_members_matter():
 
 
 def test_ensemble_rejects_mismatched_vocabularies():
-    with pytest.raises(ValueError, match="vocabulary"):
+    with pytest.raises(ValueError, match="vocabularies"):
         Ensemble([tiny_transformer(16), tiny_transformer(20)])
+    # the same target vocabulary is not enough: the source side must match too
+    same_target = dict(share_embeddings=False, tie_output=False, tgt_vocab_size=16)
+    with pytest.raises(ValueError, match="source and target vocabularies"):
+        Ensemble([tiny_transformer(16, **same_target), tiny_transformer(20, **same_target)])
 
 
 @pytest.mark.parametrize(

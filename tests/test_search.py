@@ -12,8 +12,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from model.rows import select_rows
 from model.search import DecodeConfig, beam_search, beam_step, greedy_search, length_penalty
-from model.state import select_rows
 
 EOS, A, B = 3, 4, 5
 NAMES = {"a": A, "b": B, "</s>": EOS}

@@ -8,11 +8,13 @@ import pytest
 
 from pipeline.io import resolve
 from pipeline.metrics import MetricOptions, make_metrics, sentence_stats
+from pipeline.run_stats import ROW_STATS, STATS_COLUMN, RunStats, row_stats_array
 from pipeline.shards import (
     PATH,
     Columns,
     InputError,
     OutputLayout,
+    check_unique_ids,
     commit_shard,
     discover_shards,
     make_drop_done,
@@ -20,7 +22,6 @@ from pipeline.shards import (
     shard_state,
     write_parts,
 )
-from pipeline.translate import DECODE_SECONDS, PADDED, PEAK_RSS, SRC_TOKENS, TGT_TOKENS
 
 
 def make_input(tmp_path, rows, name="in/s1.parquet"):
@@ -35,11 +36,7 @@ def translated(table, path):
     return (table.append_column(PATH, pa.array([str(path)] * n))
             .append_column("translation", pa.array([s.upper() for s in table.column("source").to_pylist()]))
             .append_column("status", pa.array(["ok"] * n))
-            .append_column(SRC_TOKENS, pa.array([3] * n, pa.int32()))
-            .append_column(TGT_TOKENS, pa.array([4] * n, pa.int32()))
-            .append_column(PADDED, pa.array([5] * n, pa.int64()))
-            .append_column(PEAK_RSS, pa.array([100.0] * n, pa.float64()))
-            .append_column(DECODE_SECONDS, pa.array([0.01] * n, pa.float64())))
+            .append_column(ROW_STATS, row_stats_array([3] * n, [4] * n, [5] * n, 0.01, 100.0)))
 
 
 ROWS = {"id": ["x3", "x1", "x2", "x4"], "source": ["c", "a", "b", "d"], "reference": ["C", "A", "x", "D"]}
@@ -55,7 +52,8 @@ def test_parts_then_commit_restores_input_order_and_scores(tmp_path):
     # two batches arrive out of order; the second batch is also retried (same part written twice)
     for batch in (table.slice(2), table.slice(0, 2), table.slice(0, 2)):
         stats = write_parts(batch, out, {str(path): shard.name}, "id", {})
-        assert stats.column("padded_tokens").to_pylist() == [5 * batch.num_rows]
+        (written,) = [RunStats.from_json(t) for t in stats.column(STATS_COLUMN).to_pylist()]
+        assert written.padded_source_tokens == 5 * batch.num_rows and written.status == {"ok": batch.num_rows}
     assert len(list((tmp_path / "out" / "_parts" / "s1.parquet").iterdir())) == 2
     stats = commit_shard(shard, str(tmp_path / "in"), out, columns, output_fields(1, False), ("bleu", "chrf"),
                          MetricOptions(), {})
@@ -127,3 +125,34 @@ def test_reference_in_some_shards_only_is_an_error(tmp_path):
 
 def test_columns_dataclass_is_hashable():
     assert Columns("id", "source", None) == Columns("id", "source", None)
+
+
+def test_run_stats_merge():
+    a = RunStats(sentences=2, source_tokens=10, target_tokens=12, padded_source_tokens=14, actor_decode_seconds=0.5,
+                 actor_peak_rss_mb=300.0, status={"ok": 2})
+    b = RunStats(sentences=1, source_tokens=3, target_tokens=4, padded_source_tokens=3, actor_decode_seconds=0.25,
+                 actor_peak_rss_mb=200.0, status={"ok": 0, "split": 1})
+    merged = a.merge(RunStats.from_json(b.to_json()))
+    assert merged == RunStats(3, 13, 16, 17, 0.75, 300.0, {"ok": 2, "split": 1})
+    summary = merged.summary(seconds=1.5)
+    assert summary["padding_efficiency"] == round(13 / 17, 4) and summary["sentences_per_actor_second"] == 4.0
+
+
+@pytest.mark.parametrize("ids", [["a", "b", "a"], [1, 2, 2]])
+def test_a_repeated_id_within_a_shard_is_named_before_any_work(tmp_path, ids):
+    path = make_input(tmp_path, {"id": ids, "source": ["x"] * 3})
+    fs, shards, _, _ = discover_shards(str(path), "id", "source", "reference")
+    with pytest.raises(InputError, match=f"id {ids[-1]!r} appears more than once") as e:
+        check_unique_ids(fs, shards, "id")
+    assert str(path) in str(e.value) and "\n" not in str(e.value)
+
+
+def test_an_id_in_two_shards_is_named_with_both_files(tmp_path):
+    make_input(tmp_path, {"id": ["a", "b"], "source": ["x", "y"]}, "in/one.parquet")
+    make_input(tmp_path, {"id": ["c", "d"], "source": ["x", "y"]}, "in/two.parquet")
+    make_input(tmp_path, {"id": ["e", "b"], "source": ["x", "y"]}, "in/three.parquet")
+    fs, shards, _, _ = discover_shards(str(tmp_path / "in"), "id", "source", "reference")
+    with pytest.raises(InputError, match="id 'b' appears in both .*one.parquet and .*three.parquet"):
+        check_unique_ids(fs, shards, "id")
+    make_input(tmp_path, {"id": ["e", "f"], "source": ["x", "y"]}, "in/three.parquet")
+    check_unique_ids(fs, shards, "id")  # unique again: no error

@@ -64,7 +64,7 @@ def test_prepare_tokenize_train_resume_translate(local_ray, s3_server, s3_bucket
     assert last.metadata["training"]["step"] == 30 and last.metadata["training"]["workers"] == 2
     assert load_checkpoint(f"{out}/average", storage_options=opts).metadata["averaged_steps"] == [20, 30]
     sentences = ["A dog runs on the beach.", "Two men are talking."]
-    hyps, _, _ = translate_ids(last.model, last.tokenizer.encode_source(sentences), DecodeConfig(beam_size=3), 2000)
+    hyps, _ = translate_ids(last.model, last.tokenizer.encode_source(sentences), DecodeConfig(beam_size=3), 2000)
     text = last.tokenizer.decode_target([h[0].tokens for h in hyps])
     assert len(text) == 2 and all(isinstance(t, str) for t in text)
     assert all(h[0].tokens for h in hyps)

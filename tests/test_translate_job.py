@@ -102,6 +102,48 @@ def test_resume_translates_only_what_is_missing(local_ray, tiny_checkpoint, samp
     assert json.load(open(tmp_path / "out" / "report.json"))["run"]["sentences"] == 0
     # Resuming with other decoding settings would mix outputs: refused before any work.
     assert run(tiny_checkpoint, sample_corpus, out, "--beam-size", "3") == 2
+    # The output records what decoded ("auto" resolved to fp32 on CPUs), so naming it is the same run ...
+    assert json.load(open(tmp_path / "out" / "_run.json"))["precision"] == "fp32"
+    assert run(tiny_checkpoint, sample_corpus, out, "--precision", "fp32") == 0
+    # ... and another precision is another system.
+    assert run(tiny_checkpoint, sample_corpus, out, "--precision", "int8") == 2
+
+
+def test_a_run_that_died_after_committing_leaves_no_parts_behind(local_ray, tiny_checkpoint, sample_corpus,
+                                                                  tmp_path):
+    out = tmp_path / "out"
+    assert run(tiny_checkpoint, sample_corpus, str(out)) == 0
+    # Died between writing a shard's statistics and removing its parts: the parts are stale.
+    stale = out / "_parts" / "part-00001.parquet"
+    stale.mkdir(parents=True)
+    pq.write_table(pq.read_table(out / "translations" / "part-00001.parquet").slice(0, 5), stale / "part-x.parquet")
+    assert run(tiny_checkpoint, sample_corpus, str(out)) == 0
+    assert not (out / "_parts").exists()
+
+
+def test_one_failed_shard_commit_does_not_stop_the_others(local_ray, tiny_checkpoint, sample_corpus, tmp_path,
+                                                          capsys):
+    out = tmp_path / "out"
+    # A part file with an id the input does not have (left by a run over another version of the shard).
+    stray = out / "_parts" / "part-00001.parquet"
+    stray.mkdir(parents=True)
+    row = pq.read_table(os.path.join(sample_corpus, "part-00001.parquet")).slice(0, 1).to_pylist()[0]
+    row.update(id="not-in-the-input", translation="x", status="ok")
+    pq.write_table(pa.Table.from_pylist([row]), stray / "part-stray.parquet")
+    assert run(tiny_checkpoint, sample_corpus, str(out)) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert len(err) == 1 and "part-00001.parquet" in err[0] and "ids not in the input" in err[0]
+    report = json.load(open(out / "report.json"))
+    assert set(report["groups"]) == {"part-00000.parquet", "part-00002.parquet"}
+    assert set(report["run"]["failed_shards"]) == {"part-00001.parquet"}
+    assert (out / "translations" / "part-00000.parquet").exists()
+    assert not (out / "translations" / "part-00001.parquet").exists()
+    # With the stray part gone, a re-run finishes the shard and nothing else.
+    (stray / "part-stray.parquet").unlink()
+    assert run(tiny_checkpoint, sample_corpus, str(out)) == 0
+    report = json.load(open(out / "report.json"))
+    assert report["overall"]["sentences"] == 300 and "failed_shards" not in report["run"]
+    assert not (out / "_parts").exists()
 
 
 def test_output_does_not_depend_on_the_number_of_actors(local_ray, tiny_checkpoint, sample_corpus, tmp_path):
@@ -113,7 +155,7 @@ def test_output_does_not_depend_on_the_number_of_actors(local_ray, tiny_checkpoi
         assert one.equals(two)
 
 
-@pytest.mark.parametrize("case", ["missing column", "not parquet", "unknown model"])
+@pytest.mark.parametrize("case", ["missing column", "not parquet", "unknown model", "duplicate id"])
 def test_bad_arguments_fail_before_decoding_with_one_line(tiny_checkpoint, sample_corpus, tmp_path, capsys, case):
     model, input_uri = tiny_checkpoint, sample_corpus
     extra = []
@@ -122,10 +164,16 @@ def test_bad_arguments_fail_before_decoding_with_one_line(tiny_checkpoint, sampl
     elif case == "not parquet":
         (tmp_path / "x.parquet").write_text("hello")
         input_uri = str(tmp_path / "x.parquet")
+    elif case == "duplicate id":
+        (tmp_path / "in").mkdir()
+        pq.write_table(pa.table({"id": [1, 2], "source": ["A dog.", "A cat."]}), tmp_path / "in" / "a.parquet")
+        pq.write_table(pa.table({"id": [3, 2], "source": ["A cow.", "A hen."]}), tmp_path / "in" / "b.parquet")
+        input_uri = str(tmp_path / "in")
     else:
         model = str(tmp_path / "no-model")
     code = translate(["--input", input_uri, "--output", str(tmp_path / "o"), "--model", model, *extra])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("error: ")
-    assert {"missing column": "'text'", "not parquet": "x.parquet", "unknown model": "no-model"}[case] in err[0]
-    assert not (tmp_path / "o" / "translations").exists()
+    assert {"missing column": "'text'", "not parquet": "x.parquet", "unknown model": "no-model",
+            "duplicate id": "id 2 appears in both"}[case] in err[0]
+    assert not (tmp_path / "o").exists()  # nothing written

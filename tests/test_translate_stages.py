@@ -6,6 +6,7 @@ import pytest
 from model.checkpoint import load_checkpoint
 from model.search import DecodeConfig, beam_search
 from model.tokenizer import EOS_ID
+from pipeline.run_stats import ROW_STATS, RunStats
 from pipeline.translate import HYP_IDS, PIECES, Detokenize, Tokenize, Translator, split_pieces
 
 DECODE = DecodeConfig(beam_size=2, max_len_a=0.0, max_len_b=6)
@@ -14,7 +15,7 @@ DECODE = DecodeConfig(beam_size=2, max_len_a=0.0, max_len_b=6)
 @pytest.fixture(scope="module")
 def stages(tiny_checkpoint):
     return (Tokenize(tiny_checkpoint, "source", max_source_tokens=12, long_policy="split", storage_options={}),
-            Translator(tiny_checkpoint, DECODE, max_tokens=200, precision="fp32", torch_threads=1, storage_options={}),
+            Translator(tiny_checkpoint, DECODE, "fp32", max_tokens=200, torch_threads=1, storage_options={}),
             Detokenize(tiny_checkpoint, nbest=1, write_scores=True, storage_options={}))
 
 
@@ -74,7 +75,7 @@ def test_translator_matches_plain_beam_search_in_any_batch(stages, tiny_checkpoi
 
 def test_nbest_columns(tiny_checkpoint):
     tok = Tokenize(tiny_checkpoint, "source", 64, "split", {})
-    tr = Translator(tiny_checkpoint, DecodeConfig(beam_size=3, nbest=3, max_len_b=4), 500, "fp32", 1, {})
+    tr = Translator(tiny_checkpoint, DecodeConfig(beam_size=3, nbest=3, max_len_b=4), "fp32", 500, 1, {})
     out = Detokenize(tiny_checkpoint, nbest=3, write_scores=False, storage_options={})(tr(tok(TABLE.slice(0, 1))))
     row = out.to_pylist()[0]
     assert len(row["nbest"]) == 3 and row["nbest"][0] == row["translation"]
@@ -95,7 +96,7 @@ def test_fp16_on_cpu_is_refused(tiny_checkpoint):
     if torch.cuda.is_available():
         pytest.skip("has a GPU")
     with pytest.raises(ValueError, match="fp16 needs a GPU"):
-        Translator(tiny_checkpoint, DECODE, 100, "fp16", 1, {})
+        Translator(tiny_checkpoint, DECODE, "fp16", 100, 1, {})
 
 
 @pytest.mark.gpu
@@ -106,13 +107,13 @@ def test_bf16_and_fp16_decoding_on_gpu(tiny_checkpoint):
         pytest.skip("no CUDA device")
     tokenized = Tokenize(tiny_checkpoint, "source", 64, "split", {})(TABLE)
     for precision in ("bf16", "fp16"):
-        out = Translator(tiny_checkpoint, DECODE, 1000, precision, 1, {})(tokenized)
+        out = Translator(tiny_checkpoint, DECODE, precision, 1000, 1, {})(tokenized)
         assert out.num_rows == TABLE.num_rows
 
 
 def test_an_ensemble_of_the_same_model_translates_like_the_model(stages, tiny_checkpoint):
     tok, tr, _ = stages
-    ens = Translator(tiny_checkpoint, DECODE, max_tokens=200, precision="fp32", torch_threads=1, storage_options={},
+    ens = Translator(tiny_checkpoint, DECODE, "fp32", max_tokens=200, torch_threads=1, storage_options={},
                      ensemble_uris=(tiny_checkpoint,))
     tokenized = tok(TABLE)
     assert ens(tokenized).column(HYP_IDS).to_pylist() == tr(tokenized).column(HYP_IDS).to_pylist()
@@ -134,7 +135,7 @@ def test_int8_decoding_translates_like_fp32_with_the_shipped_model():
     decode = DecodeConfig(beam_size=5)
     tokenized = Tokenize(model, "source", 256, "split", {})(table)
     detok = Detokenize(model, nbest=1, write_scores=False, storage_options={})
-    out = {p: detok(Translator(model, decode, 12000, p, 2, {})(tokenized)).column("translation").to_pylist()
+    out = {p: detok(Translator(model, decode, p, 12000, 2, {})(tokenized)).column("translation").to_pylist()
            for p in ("fp32", "int8")}
     same = sum(a == b for a, b in zip(out["fp32"], out["int8"], strict=True))
     bleu = {p: sacrebleu.corpus_bleu(t, [refs]).score for p, t in out.items()}
@@ -145,8 +146,49 @@ def test_int8_decoding_translates_like_fp32_with_the_shipped_model():
 
 def test_int8_is_refused_on_gpu_actors():
     from jobs.translate_corpus import TranslateConfig, hardware_for
+    from pipeline.settings import TranslationSettings
 
-    cfg = TranslateConfig(input="x", output="y", precision="int8")
-    assert hardware_for(cfg, gpus=0).precision == "int8"
+    cfg = TranslateConfig(input="x", output="y", translation=TranslationSettings(precision="int8"))
+    assert hardware_for(cfg, gpus=0).translation.precision == "int8"
     with pytest.raises(ValueError, match="int8 is for CPU actors"):
         hardware_for(cfg, gpus=1)
+
+
+def test_ensemble_members_must_share_the_source_vocabulary(tmp_path, tiny_checkpoint):
+    """Same target SentencePiece model, another source one: the ensemble would feed one model ids it
+    never saw, so it is refused naming the source side."""
+    import torch
+
+    from model.checkpoint import save_checkpoint
+    from model.tokenizer import Tokenizer, train_sentencepiece
+    from tests.helpers import tiny_transformer
+
+    base = load_checkpoint(tiny_checkpoint).tokenizer
+    other_source = train_sentencepiece([LONG, "A dog runs.", "Two girls."] * 30, vocab_size=40)
+    tok = Tokenizer(other_source, base.source_bytes)
+    torch.manual_seed(1)
+    model = tiny_transformer(share_embeddings=False, tie_output=False, src_vocab_size=tok.src_vocab_size,
+                             tgt_vocab_size=tok.tgt_vocab_size)
+    save_checkpoint(str(tmp_path / "other"), model, tok)
+    with pytest.raises(ValueError, match="another source vocabulary"):
+        Translator(tiny_checkpoint, DECODE, "fp32", 200, 1, {}, ensemble_uris=(str(tmp_path / "other"),))
+
+
+def test_row_statistics_count_what_was_decoded(stages, tiny_checkpoint):
+    """Truncated rows count the tokens fed, not their full length; split rows count one EOS per piece."""
+    tok, tr, _ = stages
+    full = len(tok.tokenizer.source_ids([LONG])[0])
+    split = tok(TABLE)
+    pieces = split.column(PIECES).to_pylist()[3]
+    out = tr(split)
+    row = out.column(ROW_STATS).to_pylist()[3]
+    assert row["source_tokens"] == full + len(pieces) == sum(len(p) for p in pieces)
+    hyps = out.column(HYP_IDS).to_pylist()[3][0]
+    assert row["target_tokens"] == len(hyps) + len(pieces)  # each piece's hypothesis ended in EOS
+
+    truncated = Tokenize(tiny_checkpoint, "source", max_source_tokens=8, long_policy="truncate",
+                         storage_options={})(TABLE)
+    stats = RunStats.of_rows(tr(truncated))
+    assert tr(truncated).column(ROW_STATS).to_pylist()[3]["source_tokens"] == 8
+    assert stats.source_tokens <= stats.padded_source_tokens  # padding efficiency can never exceed 1
+    assert stats.sentences == 5 and stats.status == {"ok": 2, "empty": 2, "truncated": 1}

@@ -185,7 +185,7 @@ class Trainer:
             return {}
         cfg, t0 = self.cfg, time.time()
         out = validation_loss(self.model, self.valid["pairs"], cfg.max_tokens, self.device)
-        decode = DecodeConfig(beam_size=cfg.valid_beam_size, max_len_a=1.5, max_len_b=10)
+        decode = DecodeConfig(beam_size=cfg.valid_beam_size)  # the translation job's other defaults
         out.update(validation_bleu(self.model, self.tokenizer, self.valid["sources"], self.valid["refs"],
                                    decode, cfg.valid_max_tokens, self.device))
         improved = out["val_bleu"] > self.state.best_bleu
@@ -212,7 +212,7 @@ class Trainer:
                             storage_options=self.cfg.storage_options)
 
     def cfg_summary(self) -> dict:
-        from jobs.cli import redacted
+        from model.flags import redacted
 
         return json.loads(json.dumps(redacted(self.cfg)))
 

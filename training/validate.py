@@ -35,7 +35,7 @@ def validation_bleu(model, tokenizer: Tokenizer, sources: list[str], references:
                     decode: DecodeConfig, max_tokens: int, device) -> dict:
     """sacreBLEU (default 13a, cased) of detokenized output against raw references."""
     model.eval()
-    hyps, _, _ = translate_ids(model, tokenizer.encode_source(sources), decode, max_tokens, device)
+    hyps, _ = translate_ids(model, tokenizer.encode_source(sources), decode, max_tokens, device)
     model.train()
     outputs = tokenizer.decode_target([h[0].tokens for h in hyps])
     metric = BLEU()

@@ -1,0 +1,85 @@
+"""The translation pipeline's typed settings, in two groups with different resume rules.
+
+`TranslationSettings` decides what a translation *is*: the search, the
+precision it decodes at, how long sources are cut, which columns are written.
+A resumed output must keep every one of them, so the resume fingerprint and
+the report's `decode` block are generated from this dataclass.
+
+`ComputeConfig` decides where and how fast the work runs: actor counts, CPUs,
+GPUs, batch sizes. It may change between a run and its resume.
+
+Both hold "automatic" values (`precision="auto"`, `gpus_per_actor=-1`, ...)
+until `resolve_hardware` fills them from the cluster: only resolved settings
+are fingerprinted, so a bf16 GPU run is never silently resumed in fp32 on a CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from model.flags import arg, leaf_values
+from model.search import DecodeConfig
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
+
+
+@dataclass(frozen=True)
+class TranslationSettings:
+    """Everything that changes the text or the columns written for a row."""
+
+    decode: DecodeConfig = arg(DecodeConfig())
+    precision: str = arg("auto", help="auto: bf16 on GPU, fp32 on CPU; int8 (CPU actors only): int8 linear "
+                         "layers, 1.5-1.7x faster than fp32", choices=PRECISIONS)
+    max_source_tokens: int = arg(256, help="longer sources are split (or truncated) to this many subwords")
+    long_policy: str = arg("split", help="what to do with sources over --max-source-tokens",
+                           choices=["split", "truncate"])
+    write_scores: bool = arg(False, help="add a `score` column (length-normalized log-probability)")
+
+    def __post_init__(self):
+        if self.max_source_tokens < 2:
+            raise ValueError("--max-source-tokens must be >= 2")
+
+    def fingerprint(self) -> dict:
+        """The settings a resumed output must share with the run that started it (resolved values only)."""
+        if self.precision == "auto":
+            raise ValueError("fingerprint of unresolved settings: resolve the hardware first")
+        return leaf_values(self)
+
+
+@dataclass(frozen=True)
+class ComputeConfig:
+    """Actors, CPUs, GPUs and batch sizes: how the work is spread, never what it produces."""
+
+    actors: int = arg(0, help="fixed number of model actors (0: autoscale between --min-actors and --max-actors)")
+    min_actors: int = arg(1, help="autoscaling pool: minimum model actors")
+    max_actors: int = arg(0, help="autoscaling pool: maximum model actors (0: one per GPU in the cluster, "
+                          "or 1 on CPU)")
+    gpus_per_actor: float = arg(-1.0, help="GPUs per model actor, fractional allowed (-1: 1 if the cluster "
+                                "has GPUs, else 0)")
+    cpus_per_actor: float = arg(2.0, help="CPUs reserved per model actor (also its torch threads on CPU)")
+    torch_threads: int = arg(0, help="torch threads per CPU actor (0: --cpus-per-actor)")
+    batch_rows: int = arg(1024, help="rows per model-actor call (sorted by length inside the actor)")
+    max_tokens: int = arg(12000, help="decoding token budget per sub-batch: rows x beam x (source + target)")
+    cpu_actors: int = arg(1, help="actors for each of the tokenize and detokenize stages")
+    cpus_per_stage: float = arg(0.25, help="CPUs per task/actor of the tokenize, detokenize and write stages")
+
+    @property
+    def model_actors(self) -> int:
+        """Most model actors this config may start (to size a local Ray instance)."""
+        return self.actors or max(self.min_actors, self.max_actors, 1)
+
+
+def resolve_hardware(settings: TranslationSettings, compute: ComputeConfig,
+                     gpus: float) -> tuple[TranslationSettings, ComputeConfig]:
+    """The automatic values filled for a cluster with `gpus` GPUs; ValueError for impossible ones."""
+    gpus_per_actor = compute.gpus_per_actor if compute.gpus_per_actor >= 0 else (1.0 if gpus else 0.0)
+    max_actors = compute.max_actors or (max(1, int(gpus // gpus_per_actor)) if gpus_per_actor else 1)
+    precision = settings.precision if settings.precision != "auto" else ("bf16" if gpus_per_actor else "fp32")
+    if precision == "int8" and gpus_per_actor:
+        raise ValueError("--precision int8 is for CPU actors (--gpus-per-actor 0); on GPUs use bf16 or fp16")
+    if precision == "fp16" and not gpus_per_actor:
+        raise ValueError("--precision fp16 needs GPU actors; use bf16 or fp32 on CPU")
+    threads = compute.torch_threads or max(1, int(compute.cpus_per_actor))
+    return (replace(settings, precision=precision),
+            replace(compute, gpus_per_actor=gpus_per_actor, max_actors=max(max_actors, compute.min_actors),
+                    torch_threads=threads))
