@@ -67,7 +67,8 @@ def build_parser(cls, description: str | None = None) -> argparse.ArgumentParser
         formatter_class=_HelpFormatter,
     )
     for f, tp in _leaf_fields(cls):
-        flag = "--" + f.name.replace("_", "-")
+        # A field may name its flag (metadata "flag") when its natural name is a Python keyword.
+        flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
         kw: dict[str, Any] = {"help": f.metadata.get("help", " ") or " ", "dest": f.name}
         if "choices" in f.metadata:
             kw["choices"] = f.metadata["choices"]

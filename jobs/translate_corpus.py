@@ -36,9 +36,10 @@ class TranslateConfig:
     input: str = arg(SAMPLE_INPUT, help="Parquet file, directory/prefix or glob on any fsspec filesystem; "
                      "defaults to the sample corpus shipped in the repo")
     output: str = arg("", help="output directory/prefix; empty means ./outputs/<UTC timestamp>/")
-    model: str = arg(DEFAULT_MODEL, help="checkpoint directory at any URI; defaults to the shipped model")
-    ensemble: list[str] = arg([], help="more checkpoints (same vocabulary) to decode with --model as an ensemble "
-                              "that averages their log-probabilities (repeatable)")
+    model: str = arg(DEFAULT_MODEL, help="model directory at any URI: one of our checkpoints or a Hugging Face "
+                     "Marian/OPUS-MT directory (recognised from its config.json); defaults to the shipped model")
+    ensemble: list[str] = arg([], help="more model directories (same vocabularies) to decode with --model as an "
+                              "ensemble that averages their log-probabilities (repeatable)")
     id_column: str = arg("id", help="unique row id column (string or integer)")
     source_column: str = arg("source", help="text to translate")
     reference_column: str = arg("reference", help="reference translations; scored when present")
@@ -67,10 +68,10 @@ def hardware_for(cfg: TranslateConfig, gpus: float) -> TranslateConfig:
     return replace(cfg, translation=translation, compute=compute)
 
 
-def fingerprint(cfg: TranslateConfig, model_configs: list[dict], columns) -> dict:
+def fingerprint(cfg: TranslateConfig, models: list, columns) -> dict:
     """What a resumed run must share with the run that started the output: the model weights, the
     columns, the metrics and every resolved `TranslationSettings` value (hardware settings may change)."""
-    return {"model_weights": [c["files"]["model.safetensors"] for c in model_configs],
+    return {"model_weights": [m.weights_sha256 for m in models],
             "columns": [columns.id, columns.source, columns.reference],
             "metrics": cfg.metrics, **cfg.translation.fingerprint()}
 
@@ -82,8 +83,8 @@ class Plan:
     in_fs: object
     shards: list
     columns: object
-    model_config: dict
-    member_configs: list
+    model: object  # model.loaders.ModelInfo
+    members: list  # ModelInfo of --ensemble members
 
 
 def inspect_inputs(cfg: TranslateConfig) -> Plan:
@@ -91,15 +92,15 @@ def inspect_inputs(cfg: TranslateConfig) -> Plan:
 
     Writes nothing, so a bad input fails with nothing written and no output deleted.
     """
-    from model.checkpoint import read_config
+    from model.loaders import model_info
     from pipeline.shards import check_unique_ids, discover_shards
 
     in_fs, shards, columns, _ = discover_shards(cfg.input, cfg.id_column, cfg.source_column,
                                                 cfg.reference_column, cfg.storage_options)
     check_unique_ids(in_fs, shards, cfg.id_column)
-    model_config = read_config(cfg.model, cfg.storage_options)
-    members = [read_config(uri, cfg.storage_options) for uri in cfg.ensemble]
-    return Plan(in_fs, shards, columns, model_config, members)
+    model = model_info(cfg.model, cfg.storage_options)
+    members = [model_info(uri, cfg.storage_options) for uri in cfg.ensemble]
+    return Plan(in_fs, shards, columns, model, members)
 
 
 def claim(cfg: TranslateConfig, plan: Plan):
@@ -111,7 +112,7 @@ def claim(cfg: TranslateConfig, plan: Plan):
     if cfg.overwrite and out_fs.exists(out_root):
         out_fs.rm(out_root, recursive=True)
     layout = OutputLayout(out_root)
-    claim_output(out_fs, layout, fingerprint(cfg, [plan.model_config, *plan.member_configs], plan.columns))
+    claim_output(out_fs, layout, fingerprint(cfg, [plan.model, *plan.members], plan.columns))
     with ThreadPoolExecutor(16) as pool:
         return list(pool.map(lambda s: shard_state(out_fs, layout, s, plan.columns.id), plan.shards))
 
@@ -226,8 +227,8 @@ def main(argv=None) -> int:
     settings = cfg.translation
     report = build_report(
         shard_stats, MetricOptions(), run=run,
-        model={"uri": cfg.model, "arch": plan.model_config["arch"], "config": plan.model_config["model"],
-               "metadata": plan.model_config.get("metadata", {}), "ensemble": cfg.ensemble},
+        model={"uri": cfg.model, "format": plan.model.format, "arch": plan.model.arch, "config": plan.model.config,
+               "metadata": plan.model.metadata, "ensemble": cfg.ensemble},
         decode=settings.fingerprint(),
         config=redacted(cfg), created=datetime.now(UTC).isoformat(timespec="seconds"),
     )

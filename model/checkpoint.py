@@ -141,6 +141,28 @@ def _load_weights(data: bytes, uri: str) -> dict[str, torch.Tensor]:
         raise CheckpointError(str(e)) from None
 
 
+def assemble(arch: str, model_config: dict, state: dict[str, torch.Tensor], where: str,
+             device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> torch.nn.Module:
+    """Build the model a config describes and load `state` into it, in eval mode; every tensor must be
+    there with the shape the config implies (CheckpointError naming `where` otherwise)."""
+    try:
+        model = build_model(arch, model_config)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{where}: invalid model config ({e})") from None
+    expected = unique_state(model)
+    if set(state) != set(expected):
+        missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+        raise CheckpointError(f"{where} does not fit the config (missing {missing[:5]}, unexpected {extra[:5]})")
+    for k, v in state.items():
+        want = tuple(expected[k].shape)
+        if tuple(v.shape) != want:
+            raise CheckpointError(f"{where}: tensor {k} has shape {tuple(v.shape)}, the config expects {want}")
+    # Stored weights may be fp16 to save space; compute in float32 unless asked otherwise.
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=False)
+    model.to(device=device, dtype=dtype)
+    return model.eval()
+
+
 def load_checkpoint(
     uri: str,
     device: str | torch.device = "cpu",
@@ -152,25 +174,7 @@ def load_checkpoint(
     fs, root = resolve(uri, storage_options)
     tokenizer = _load_tokenizer(fs, root, config, uri)
     state = _load_weights(_read_verified(fs, root, WEIGHTS, config, uri), uri)
-    try:
-        model = build_model(config["arch"], config["model"])
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"checkpoint {uri}: {CONFIG} has an invalid model config ({e})") from None
-    expected = unique_state(model)
-    if set(state) != set(expected):
-        missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-        raise CheckpointError(
-            f"checkpoint {uri}: {WEIGHTS} does not fit the config (missing {missing[:5]}, unexpected {extra[:5]})"
-        )
-    for k, v in state.items():
-        want = tuple(expected[k].shape)
-        if tuple(v.shape) != want:
-            got = tuple(v.shape)
-            raise CheckpointError(f"checkpoint {uri}: {WEIGHTS} tensor {k} has shape {got}, config expects {want}")
-    # Stored weights may be fp16 to save space; compute in float32 unless asked otherwise.
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()}, strict=False)
-    model.to(device=device, dtype=dtype)
-    model.eval()
+    model = assemble(config["arch"], config["model"], state, f"checkpoint {uri}: {WEIGHTS}", device, dtype)
     return Checkpoint(model=model, tokenizer=tokenizer, config=config, metadata=config.get("metadata", {}))
 
 

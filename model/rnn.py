@@ -49,6 +49,10 @@ class RNNConfig:
     bos_id: int = 2
     eos_id: int = 3
 
+    @property
+    def source_pad_id(self) -> int:
+        return self.pad_id
+
     def __post_init__(self):
         if self.cell not in ("lstm", "gru"):
             raise ValueError(f"cell must be 'lstm' or 'gru', got {self.cell!r}")

@@ -100,10 +100,19 @@ def _special_ids(model) -> tuple[int, int, int]:
     return model.cfg.pad_id, model.cfg.bos_id, model.cfg.eos_id
 
 
-def max_lengths(src: torch.Tensor, pad_id: int, cfg: DecodeConfig) -> torch.Tensor:
-    """(B,) maximum number of target tokens per sentence, EOS excluded."""
-    src_len = src.ne(pad_id).sum(1).float()
-    return (cfg.max_len_a * src_len + cfg.max_len_b).floor().long().clamp(min=max(cfg.min_len, 1))
+def _max_positions(model) -> int:
+    return getattr(model.cfg, "max_positions", 0)
+
+
+def max_lengths(src: torch.Tensor, pad_id: int, cfg: DecodeConfig, max_positions: int = 0) -> torch.Tensor:
+    """(B,) maximum number of target tokens per sentence, EOS excluded.
+
+    A model with a fixed number of positions (max_positions > 0) is fed the start token and then
+    each target token, so it can produce at most max_positions - 1 tokens before the forced EOS.
+    """
+    src_len = src.ne(pad_id).sum(1).float()  # pad_id: the source side's
+    lengths = (cfg.max_len_a * src_len + cfg.max_len_b).floor().long().clamp(min=max(cfg.min_len, 1))
+    return lengths.clamp(max=max_positions - 1) if max_positions else lengths
 
 
 @torch.inference_mode()
@@ -112,7 +121,7 @@ def beam_search(model, src: torch.Tensor, cfg: DecodeConfig) -> list[list[Hypoth
     ids = _special_ids(model)
     pad, bos, eos = ids
     B0, K, device = src.size(0), cfg.beam_size, src.device
-    max_len = max_lengths(src, pad, cfg)  # (B0,)
+    max_len = max_lengths(src, model.cfg.source_pad_id, cfg, _max_positions(model))  # (B0,)
     memory = select_rows(model.encode(src), torch.arange(B0, device=device).repeat_interleave(K))
     state = model.init_state(memory)
 
@@ -173,7 +182,7 @@ def greedy_search(model, src: torch.Tensor, cfg: DecodeConfig) -> list[list[Hypo
     ids = _special_ids(model)
     pad, bos, eos = ids
     B0, device = src.size(0), src.device
-    max_len = max_lengths(src, pad, cfg)
+    max_len = max_lengths(src, model.cfg.source_pad_id, cfg, _max_positions(model))
     memory = model.encode(src)
     state = model.init_state(memory)
     alive = torch.arange(B0, device=device)

@@ -80,6 +80,7 @@ class Tokenizer:
 
     kind = "sentencepiece"
     pad_id, unk_id, bos_id, eos_id = PAD_ID, UNK_ID, BOS_ID, EOS_ID
+    model_max_length = 0  # our models take any length
 
     def __init__(self, source_model: bytes, target_model: bytes | None = None):
         self.source_bytes = source_model
@@ -125,16 +126,33 @@ class Tokenizer:
         """(file name -> bytes, layout): what to write to save this tokenizer, and the layout entry
         that `tokenizer_from_files` reads it back with."""
         if self.joint:
-            return {"spm.model": self.source_bytes}, {"source": "spm.model", "target": "spm.model"}
+            return {"spm.model": self.source_bytes}, {"type": self.kind, "source": "spm.model", "target": "spm.model"}
         return ({"source.spm": self.source_bytes, "target.spm": self.target_bytes},
-                {"source": "source.spm", "target": "target.spm"})
+                {"type": self.kind, "source": "source.spm", "target": "target.spm"})
 
 
-def tokenizer_from_files(layout: dict, read) -> Tokenizer:
-    """Rebuild a tokenizer from a layout written by `files()`; `read(name) -> bytes` fetches a file."""
+def _sentencepiece_from_files(layout: dict, read) -> Tokenizer:
     source = read(layout["source"])
     target = None if layout["target"] == layout["source"] else read(layout["target"])
     return Tokenizer(source, target)
+
+
+def _marian_from_files(layout: dict, read):
+    from model.marian_tokenizer import MarianTokenizer  # imported here: it builds on this module
+
+    return MarianTokenizer.from_layout(layout, read)
+
+
+# Tokenizer kinds a checkpoint can hold, by the "type" of its layout (absent in older checkpoints).
+TOKENIZER_KINDS = {"sentencepiece": _sentencepiece_from_files, "marian": _marian_from_files}
+
+
+def tokenizer_from_files(layout: dict, read):
+    """Rebuild a tokenizer from a layout written by its `files()`; `read(name) -> bytes` fetches a file."""
+    kind = layout.get("type", "sentencepiece")
+    if kind not in TOKENIZER_KINDS:
+        raise ValueError(f"unknown tokenizer type {kind!r} (known: {', '.join(TOKENIZER_KINDS)})")
+    return TOKENIZER_KINDS[kind](layout, read)
 
 
 def save_tokenizer(tokenizer: Tokenizer, uri: str, info: dict | None = None,

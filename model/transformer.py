@@ -43,14 +43,34 @@ class TransformerConfig:
     share_embeddings: bool = True
     tie_output: bool = True
     pad_id: int = 0
-    bos_id: int = 2
+    bos_id: int = 2  # the decoder's first input (Marian: the pad id, its decoder_start_token_id)
     eos_id: int = 3
+    # What imported models differ in (model/marian.py); the defaults are our own models'.
+    activation: str = "relu"  # feed-forward non-linearity: relu, swish (= silu), gelu, gelu_tanh
+    scale_embedding: bool = True  # multiply embeddings by sqrt(d_model) before adding positions
+    # Sinusoidal table: "fairseq" (ours), "marian" (transformers' Marian formula) or "stored"
+    # (tables held in the weights: src_positions / tgt_positions, max_positions rows each).
+    positions: str = "fairseq"
+    max_positions: int = 0  # longest source or target (in positions) the model takes; 0: no limit
+    # The id that pads sources, when the source vocabulary puts it elsewhere than pad_id (Marian models
+    # with separate vocabularies: pad_id is the target's); -1: pad_id.
+    src_pad_id: int = -1
+
+    @property
+    def source_pad_id(self) -> int:
+        return self.pad_id if self.src_pad_id < 0 else self.src_pad_id
 
     def __post_init__(self):
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} is not divisible by n_heads={self.n_heads}")
         if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
             raise ValueError("share_embeddings needs src_vocab_size == tgt_vocab_size")
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+        if self.positions not in (*POSITION_FORMULAS, "stored"):
+            raise ValueError(f"positions must be one of {[*POSITION_FORMULAS, 'stored']}, got {self.positions!r}")
+        if self.positions == "stored" and self.max_positions < 1:
+            raise ValueError("positions='stored' needs max_positions > 0 (the tables' length)")
 
 
 @dataclass
@@ -77,7 +97,7 @@ class TransformerState:
 
 
 def sinusoidal_positions(length: int, dim: int, offset: int = 0) -> torch.Tensor:
-    """(length, dim) table, first half sin, second half cos (Marian, fairseq)."""
+    """(length, dim) table, first half sin, second half cos, frequencies 10000**(-i / (D/2 - 1)) (fairseq)."""
     half = dim // 2
     inv_freq = torch.exp(torch.arange(half, dtype=torch.float32) * -(math.log(10000.0) / (half - 1)))
     pos = torch.arange(offset, offset + length, dtype=torch.float32)
@@ -88,6 +108,32 @@ def sinusoidal_positions(length: int, dim: int, offset: int = 0) -> torch.Tensor
     return table
 
 
+def marian_positions(length: int, dim: int) -> torch.Tensor:
+    """transformers' Marian table: same [sin | cos] layout, frequencies 10000**(-2i / D).
+
+    Computed in float64 and cast, as transformers does, so imported models see bit-identical
+    positions. The two formulas differ by up to ~2 per entry: a model must keep its own.
+    """
+    half = dim // 2
+    pos = torch.arange(length, dtype=torch.float64)[:, None]
+    inv_freq = 10000.0 ** (-2.0 * torch.arange(half, dtype=torch.float64) / dim)
+    angles = pos * inv_freq[None, :]  # (L, D/2)
+    table = torch.zeros(length, dim, dtype=torch.float64)
+    table[:, :half] = torch.sin(angles)
+    table[:, half:2 * half] = torch.cos(angles)
+    return table.float()
+
+
+POSITION_FORMULAS = {"fairseq": sinusoidal_positions, "marian": marian_positions}
+ACTIVATIONS = {
+    "relu": F.relu,
+    "swish": F.silu,
+    "silu": F.silu,
+    "gelu": F.gelu,  # exact (erf), as transformers' "gelu"
+    "gelu_tanh": lambda x: F.gelu(x, approximate="tanh"),  # transformers' "gelu_new"
+}
+
+
 class PositionCache:
     """The sinusoidal table computed once per device and dtype, grown when a longer input arrives.
 
@@ -96,8 +142,8 @@ class PositionCache:
     derived from the config, so it is never saved with the weights.
     """
 
-    def __init__(self, dim: int):
-        self.dim = dim
+    def __init__(self, dim: int, formula=sinusoidal_positions):
+        self.dim, self.formula = dim, formula
         self.tables: dict[tuple, torch.Tensor] = {}
 
     def rows(self, start: int, length: int, like: torch.Tensor) -> torch.Tensor:
@@ -106,7 +152,7 @@ class PositionCache:
         table = self.tables.get(key)
         if table is None or table.size(0) < start + length:
             size = max(start + length, 2 * (table.size(0) if table is not None else 0), 256)
-            table = sinusoidal_positions(size, self.dim).to(like)
+            table = self.formula(size, self.dim).to(like)
             self.tables[key] = table
         return table[start:start + length]
 
@@ -138,14 +184,15 @@ class MultiHeadAttention(nn.Module):
 
 
 class FeedForward(nn.Module):
-    def __init__(self, d_model: int, ff_dim: int, dropout: float):
+    def __init__(self, d_model: int, ff_dim: int, dropout: float, activation: str = "relu"):
         super().__init__()
         self.fc1 = nn.Linear(d_model, ff_dim)
         self.fc2 = nn.Linear(ff_dim, d_model)
         self.dropout = nn.Dropout(dropout)
+        self.activation = ACTIVATIONS[activation]
 
     def forward(self, x):
-        return self.fc2(self.dropout(F.relu(self.fc1(x))))
+        return self.fc2(self.dropout(self.activation(self.fc1(x))))
 
 
 class EncoderLayer(nn.Module):
@@ -153,7 +200,7 @@ class EncoderLayer(nn.Module):
         super().__init__()
         self.self_attn = MultiHeadAttention(cfg.d_model, cfg.n_heads, cfg.attn_dropout)
         self.self_norm = nn.LayerNorm(cfg.d_model)
-        self.ffn = FeedForward(cfg.d_model, cfg.ff_dim, cfg.activation_dropout)
+        self.ffn = FeedForward(cfg.d_model, cfg.ff_dim, cfg.activation_dropout, cfg.activation)
         self.ffn_norm = nn.LayerNorm(cfg.d_model)
         self.dropout = nn.Dropout(cfg.dropout)
 
@@ -170,7 +217,7 @@ class DecoderLayer(nn.Module):
         self.self_norm = nn.LayerNorm(cfg.d_model)
         self.cross_attn = MultiHeadAttention(cfg.d_model, cfg.n_heads, cfg.attn_dropout)
         self.cross_norm = nn.LayerNorm(cfg.d_model)
-        self.ffn = FeedForward(cfg.d_model, cfg.ff_dim, cfg.activation_dropout)
+        self.ffn = FeedForward(cfg.d_model, cfg.ff_dim, cfg.activation_dropout, cfg.activation)
         self.ffn_norm = nn.LayerNorm(cfg.d_model)
         self.dropout = nn.Dropout(cfg.dropout)
 
@@ -198,8 +245,13 @@ class Transformer(nn.Module):
         if cfg.tie_output:
             self.output.weight = self.tgt_embed.weight
         self.dropout = nn.Dropout(cfg.dropout)
-        self.embed_scale = math.sqrt(cfg.d_model)
-        self.positions = PositionCache(cfg.d_model)
+        self.embed_scale = math.sqrt(cfg.d_model) if cfg.scale_embedding else 1.0
+        if cfg.positions == "stored":
+            # Saved with the weights (the tables an imported or exported model was built with).
+            self.register_buffer("src_positions", torch.zeros(cfg.max_positions, cfg.d_model))
+            self.register_buffer("tgt_positions", torch.zeros(cfg.max_positions, cfg.d_model))
+        else:
+            self.positions = PositionCache(cfg.d_model, POSITION_FORMULAS[cfg.positions])
         self._init_weights()
 
     def _init_weights(self):
@@ -217,16 +269,22 @@ class Transformer(nn.Module):
             with torch.no_grad():
                 emb.weight[self.cfg.pad_id].zero_()
 
-    def _embed(self, table: nn.Embedding, tokens: torch.Tensor, offset: int = 0) -> torch.Tensor:
+    def _embed(self, side: str, tokens: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        """Token embeddings plus positions offset .. offset+L-1 for the "src" or "tgt" side."""
+        table = self.src_embed if side == "src" else self.tgt_embed
         x = table(tokens) * self.embed_scale  # (B, L, D)
-        return self.dropout(x + self.positions.rows(offset, tokens.size(1), x))
+        L = tokens.size(1)
+        if self.cfg.positions == "stored":
+            stored = self.src_positions if side == "src" else self.tgt_positions
+            return self.dropout(x + stored[offset:offset + L])
+        return self.dropout(x + self.positions.rows(offset, L, x))
 
     # --- decoding interface -------------------------------------------------
     def encode(self, src: torch.Tensor) -> TransformerMemory:
         """src (B, S) right-padded token ids ending in EOS."""
-        pad_mask = src.ne(self.cfg.pad_id)  # (B, S)
+        pad_mask = src.ne(self.cfg.source_pad_id)  # (B, S)
         attn_mask = pad_mask[:, None, None, :]  # (B, 1, 1, S)
-        x = self._embed(self.src_embed, src)
+        x = self._embed("src", src)
         for layer in self.encoder:
             x = layer(x, attn_mask)
         cross = [layer.cross_attn.project_kv(x) for layer in self.decoder]
@@ -247,7 +305,7 @@ class Transformer(nn.Module):
 
     def decode_step(self, prev_tokens: torch.Tensor, memory: TransformerMemory, state: TransformerState):
         """prev_tokens (B,) -> logits (B, V) for the next position, and the new state."""
-        x = self._embed(self.tgt_embed, prev_tokens[:, None], offset=state.step)  # (B, 1, D)
+        x = self._embed("tgt", prev_tokens[:, None], offset=state.step)  # (B, 1, D)
         cross_mask = memory.pad_mask[:, None, None, :]
         new_k, new_v = [], []
         for i, layer in enumerate(self.decoder):
@@ -271,7 +329,7 @@ class Transformer(nn.Module):
         T = tgt_in.size(1)
         causal = torch.ones(T, T, dtype=torch.bool, device=src.device).tril()  # (T, T)
         cross_mask = memory.pad_mask[:, None, None, :]
-        x = self._embed(self.tgt_embed, tgt_in)
+        x = self._embed("tgt", tgt_in)
         for i, layer in enumerate(self.decoder):
             k, v = layer.self_attn.project_kv(x)
             x = layer(x, k, v, causal, memory.cross_k[i], memory.cross_v[i], cross_mask)

@@ -60,7 +60,7 @@ def translate_ids(
     """
     if batches is None:
         batches = token_budget_batches([len(s) for s in src_ids], cfg.beam_size, max_tokens)
-    pad_id = model.cfg.pad_id
+    pad_id = model.cfg.source_pad_id
     results: list[list[Hypothesis] | None] = [None] * len(src_ids)
     widths = [0] * len(src_ids)
     pending = deque(batches)

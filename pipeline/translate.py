@@ -59,11 +59,13 @@ class Tokenize:
 
     def __init__(self, model_uri: str, source_column: str, max_source_tokens: int, long_policy: str,
                  storage_options: dict):
-        from model.checkpoint import load_tokenizer_only
+        from model.loaders import load_tokenizer
 
-        self.tokenizer = load_tokenizer_only(model_uri, storage_options)
+        self.tokenizer = load_tokenizer(model_uri, storage_options)
         self.source_column = source_column
-        self.max_len = max_source_tokens
+        # A model with a fixed number of positions (Marian's max_position_embeddings) bounds the pieces too.
+        limit = self.tokenizer.model_max_length
+        self.max_len = min(max_source_tokens, limit) if limit else max_source_tokens
         self.long_policy = long_policy
         self.eos = self.tokenizer.eos_id
         self.boundaries = self.tokenizer.sentence_end_ids()
@@ -98,7 +100,7 @@ class Translator:
                  storage_options: dict, ensemble_uris: tuple[str, ...] = ()):
         import torch
 
-        from model.checkpoint import load_checkpoint
+        from model.loaders import load_model
         from model.search import Ensemble
 
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -110,7 +112,7 @@ class Translator:
             raise ValueError("--precision fp16 needs a GPU; use bf16 or fp32 on CPU")
         if precision == "int8" and self.device.type != "cpu":
             raise ValueError("--precision int8 is for CPU actors; on GPUs use bf16 or fp16")
-        ckpts = [load_checkpoint(uri, device=self.device, dtype=dtype, storage_options=storage_options)
+        ckpts = [load_model(uri, device=self.device, dtype=dtype, storage_options=storage_options)
                  for uri in (model_uri, *ensemble_uris)]
         check_same_vocabularies([model_uri, *ensemble_uris], [c.tokenizer for c in ckpts])
         if precision == "int8":
@@ -175,9 +177,9 @@ class Detokenize:
     """Target ids -> text: `translation` (best) and, with n-best, the `nbest` list."""
 
     def __init__(self, model_uri: str, nbest: int, write_scores: bool, storage_options: dict):
-        from model.checkpoint import load_tokenizer_only
+        from model.loaders import load_tokenizer
 
-        self.tokenizer = load_tokenizer_only(model_uri, storage_options)
+        self.tokenizer = load_tokenizer(model_uri, storage_options)
         self.nbest, self.write_scores = nbest, write_scores
 
     def __call__(self, table: pa.Table) -> pa.Table:

@@ -12,6 +12,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from jobs.cli import build_parser  # noqa: E402
+from jobs.convert_model import ConvertConfig  # noqa: E402
 from jobs.prepare_corpus import PrepareConfig  # noqa: E402
 from jobs.score_corpus import ScoreConfig  # noqa: E402
 from jobs.train_model import TrainConfig  # noqa: E402
@@ -20,7 +21,7 @@ from jobs.translate_corpus import TranslateConfig  # noqa: E402
 
 JOBS = [("translate_corpus.py", TranslateConfig), ("score_corpus.py", ScoreConfig),
         ("prepare_corpus.py", PrepareConfig), ("train_tokenizer.py", TokenizerConfig),
-        ("train_model.py", TrainConfig)]
+        ("train_model.py", TrainConfig), ("convert_model.py", ConvertConfig)]
 
 
 def render() -> str:

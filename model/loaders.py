@@ -1,0 +1,143 @@
+"""Every model format the pipeline runs, in one table, chosen by what the directory's config.json says.
+
+    native   our own checkpoints (model/checkpoint.py): config.json has "format": "nmt-batch-checkpoint"
+    marian   Hugging Face Marian / OPUS-MT directories (model/marian.py): config.json has "model_type": "marian"
+
+Everything after loading (search, pipeline, reports) sees one model interface and one tokenizer
+interface. A new family is one more row here and one module holding its quirks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+
+from model.checkpoint import CONFIG, FORMAT, Checkpoint, CheckpointError, load_checkpoint, load_tokenizer_only
+from model.checkpoint import read_config as read_native_config
+from model.storage import resolve
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the driver needs to know of a model before any actor loads it."""
+
+    format: str
+    arch: str
+    config: dict  # the architecture's config (our TransformerConfig / RNNConfig fields)
+    weights_sha256: str  # identifies the weights: a resumed output must be made by the same ones
+    metadata: dict = field(default_factory=dict)
+
+
+def _read_json_config(uri: str, storage_options: dict | None) -> dict:
+    fs, root = resolve(uri, storage_options)
+    try:
+        raw = fs.cat_file(f"{root}/{CONFIG}")
+    except FileNotFoundError:
+        raise CheckpointError(f"model {uri}: missing file {CONFIG}") from None
+    try:
+        config = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"model {uri}: {CONFIG} is not valid JSON ({e})") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"model {uri}: {CONFIG} is not a JSON object")
+    return config
+
+
+# --- native ---------------------------------------------------------------------------------------
+def _native_info(uri, storage_options) -> ModelInfo:
+    config = read_native_config(uri, storage_options)
+    return ModelInfo("native", config["arch"], config["model"], config["files"]["model.safetensors"],
+                     config.get("metadata", {}))
+
+
+def _native_load(uri, device, dtype, storage_options) -> Checkpoint:
+    return load_checkpoint(uri, device=device, dtype=dtype, storage_options=storage_options)
+
+
+# --- marian ---------------------------------------------------------------------------------------
+def _marian_info(uri, storage_options) -> ModelInfo:
+    from model.marian import transformer_config
+
+    fs, root = resolve(uri, storage_options)
+    hf = _read_json_config(uri, storage_options)
+    digest, head = hashlib.sha256(), b""
+    for name in ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"):
+        if fs.exists(f"{root}/{name}"):
+            with fs.open(f"{root}/{name}", "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 24), b""):
+                    head = head or chunk
+                    digest.update(chunk)
+            break
+    else:
+        raise CheckpointError(f"model {uri}: no model.safetensors or pytorch_model.bin")
+    cfg = transformer_config(hf, has_stored_positions=_stores_positions(head, name), where=f"model {uri}")
+    return ModelInfo("marian", "transformer", asdict(cfg), digest.hexdigest(),
+                     {"hf_config": {k: hf[k] for k in sorted(hf) if not isinstance(hf[k], (dict, list))}})
+
+
+def _stores_positions(head: bytes, name: str) -> bool:
+    """Whether a safetensors file holds position tables, from its JSON header (the first bytes)."""
+    if name != "model.safetensors" or len(head) < 8:
+        return False
+    size = int.from_bytes(head[:8], "little")
+    try:
+        keys = json.loads(head[8:8 + size])
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return False
+    return "model.decoder.embed_positions.weight" in keys
+
+
+def _marian_load(uri, device, dtype, storage_options) -> Checkpoint:
+    from model.marian import load_marian
+
+    model, tokenizer, hf, generation = load_marian(uri, device, dtype, storage_options)
+    return Checkpoint(model=model, tokenizer=tokenizer, config={"format": "marian", "hf_config": hf},
+                      metadata={"generation_config": generation})
+
+
+def _marian_tokenizer(uri, storage_options):
+    from model.marian import load_marian_tokenizer
+
+    fs, root = resolve(uri, storage_options)
+    return load_marian_tokenizer(fs, root, uri, _read_json_config(uri, storage_options))
+
+
+@dataclass(frozen=True)
+class Loader:
+    name: str
+    detect: object  # config.json dict -> bool
+    info: object  # (uri, storage_options) -> ModelInfo
+    load: object  # (uri, device, dtype, storage_options) -> Checkpoint
+    tokenizer: object  # (uri, storage_options) -> tokenizer
+
+
+LOADERS = (
+    Loader("native", lambda c: c.get("format") == FORMAT, _native_info, _native_load,
+           lambda uri, so: load_tokenizer_only(uri, so)),
+    Loader("marian", lambda c: c.get("model_type") == "marian", _marian_info, _marian_load, _marian_tokenizer),
+)
+
+
+def loader_for(uri: str, storage_options: dict | None = None) -> Loader:
+    config = _read_json_config(uri, storage_options)
+    for loader in LOADERS:
+        if loader.detect(config):
+            return loader
+    kind = config.get("model_type") or config.get("format") or "unknown"
+    raise CheckpointError(f"model {uri}: {CONFIG} describes a {kind!r} model; supported: our checkpoints "
+                          f"(format {FORMAT!r}) and Hugging Face Marian directories (model_type 'marian')")
+
+
+def model_info(uri: str, storage_options: dict | None = None) -> ModelInfo:
+    return loader_for(uri, storage_options).info(uri, storage_options)
+
+
+def load_model(uri: str, device="cpu", dtype=None, storage_options: dict | None = None) -> Checkpoint:
+    """Model (eval mode) and tokenizer of any supported directory at any URI."""
+    return loader_for(uri, storage_options).load(uri, device, dtype, storage_options)
+
+
+def load_tokenizer(uri: str, storage_options: dict | None = None):
+    """The tokenizer alone (for the CPU tokenize/detokenize stages)."""
+    return loader_for(uri, storage_options).tokenizer(uri, storage_options)

@@ -1,0 +1,370 @@
+"""Hugging Face Marian / OPUS-MT directories: run them as transformers does, and write ours as them.
+
+A Marian directory (what `MarianMTModel.save_pretrained` writes, and what the
+thousand-odd Helsinki-NLP/opus-mt-* models are) holds `config.json`, weights in
+`model.safetensors` (or `pytorch_model.bin`, or shards with an index), `source.spm`,
+`target.spm`, `vocab.json` (+ `target_vocab.json`), `tokenizer_config.json` and
+`generation_config.json`. The architecture is our Transformer's (post-norm, BART-style
+layer names); what differs is carried by the config, not by branches downstream:
+
+- positions: transformers' own sinusoidal formula (`positions="marian"`), or the tables
+  stored in the weights when the file has them (`positions="stored"`);
+- activation (`swish` in most OPUS-MT models), `scale_embedding`, `final_logits_bias`;
+- ids: `</s>` = 0, `<unk>` = 1, `<pad>` last, decoding starts from the pad id, which is
+  never generated (our search never emits the start id);
+- `max_position_embeddings`: sources are split to fit, targets stop in time.
+
+Export is the inverse, for our native Transformer checkpoints: a directory that stock
+`transformers` and stock `ct2-transformers-converter` accept. Nothing here imports transformers.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+
+import torch
+from safetensors.torch import save as save_safetensors
+
+from model.checkpoint import CheckpointError, assemble, unique_state
+from model.marian_tokenizer import MarianTokenizer
+from model.storage import resolve
+from model.transformer import Transformer, TransformerConfig, sinusoidal_positions
+from model.weights import WeightsError, read_safetensors, read_torch_bin
+
+# transformers' activation names -> ours (model/transformer.py ACTIVATIONS), and back.
+ACTIVATION_FROM_HF = {"relu": "relu", "swish": "swish", "silu": "silu", "gelu": "gelu", "gelu_new": "gelu_tanh",
+                      "gelu_pytorch_tanh": "gelu_tanh", "gelu_fast": "gelu_tanh"}
+ACTIVATION_TO_HF = {"relu": "relu", "swish": "swish", "silu": "silu", "gelu": "gelu", "gelu_tanh": "gelu_new"}
+TOKENIZER_FILES = ("source.spm", "target.spm", "vocab.json")
+START_LOGIT_BIAS = -1e4  # exported start/pad row: never predicted, out of the softmax (as CTranslate2 drops it)
+
+
+def is_marian(config: dict) -> bool:
+    return config.get("model_type") == "marian"
+
+
+# --- names ----------------------------------------------------------------------------------------
+def _layer_pairs(ours: str, hf: str, decoder: bool) -> list[tuple[str, str]]:
+    """(our name, transformers' name) for every tensor of one layer."""
+    pairs: list[tuple[str, str]] = []
+
+    def affine(o: str, h: str):  # Linear and LayerNorm both hold weight + bias
+        pairs.extend([(f"{o}.weight", f"{h}.weight"), (f"{o}.bias", f"{h}.bias")])
+
+    def attention(o: str, h: str):
+        for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
+            affine(f"{o}.{proj}", f"{h}.{proj}")
+
+    attention(f"{ours}.self_attn", f"{hf}.self_attn")
+    affine(f"{ours}.self_norm", f"{hf}.self_attn_layer_norm")
+    if decoder:
+        attention(f"{ours}.cross_attn", f"{hf}.encoder_attn")
+        affine(f"{ours}.cross_norm", f"{hf}.encoder_attn_layer_norm")
+    affine(f"{ours}.ffn.fc1", f"{hf}.fc1")
+    affine(f"{ours}.ffn.fc2", f"{hf}.fc2")
+    affine(f"{ours}.ffn_norm", f"{hf}.final_layer_norm")
+    return pairs
+
+
+def layer_names(cfg: TransformerConfig) -> list[tuple[str, str]]:
+    pairs = []
+    for i in range(cfg.enc_layers):
+        pairs += _layer_pairs(f"encoder.{i}", f"model.encoder.layers.{i}", decoder=False)
+    for i in range(cfg.dec_layers):
+        pairs += _layer_pairs(f"decoder.{i}", f"model.decoder.layers.{i}", decoder=True)
+    return pairs
+
+
+# --- import -----------------------------------------------------------------------------------------
+def transformer_config(hf: dict, has_stored_positions: bool, where: str, src_pad_id: int = -1) -> TransformerConfig:
+    """Our TransformerConfig for a Marian config.json; CheckpointError for what we cannot run exactly."""
+    def need(key):
+        if key not in hf:
+            raise CheckpointError(f"{where}: config.json lacks {key!r}")
+        return hf[key]
+
+    if hf.get("encoder_attention_heads") != hf.get("decoder_attention_heads"):
+        heads = (hf.get("encoder_attention_heads"), hf.get("decoder_attention_heads"))
+        raise CheckpointError(f"{where}: encoder and decoder attention heads differ {heads}; unsupported")
+    if hf.get("encoder_ffn_dim") != hf.get("decoder_ffn_dim"):
+        raise CheckpointError(f"{where}: encoder and decoder feed-forward sizes differ; unsupported")
+    for flag in ("normalize_before", "add_final_layer_norm", "normalize_embedding"):
+        if hf.get(flag):
+            raise CheckpointError(f"{where}: config.json sets {flag}, which Marian models do not; unsupported")
+    act = hf.get("activation_function", "gelu")
+    if act not in ACTIVATION_FROM_HF:
+        raise CheckpointError(f"{where}: activation {act!r} is not supported (known: {sorted(ACTIVATION_FROM_HF)})")
+    vocab = need("vocab_size")
+    shared = hf.get("share_encoder_decoder_embeddings", True)
+    # transformers 5 unties every embedding (and the output layer) when tie_word_embeddings is false.
+    tied = hf.get("tie_word_embeddings", True)
+    pad = need("pad_token_id")
+    return TransformerConfig(
+        src_vocab_size=vocab, tgt_vocab_size=hf.get("decoder_vocab_size") or vocab, d_model=need("d_model"),
+        n_heads=need("encoder_attention_heads"), enc_layers=need("encoder_layers"),
+        dec_layers=need("decoder_layers"), ff_dim=need("encoder_ffn_dim"), dropout=hf.get("dropout", 0.1),
+        attn_dropout=hf.get("attention_dropout", 0.0), activation_dropout=hf.get("activation_dropout", 0.0),
+        share_embeddings=shared and tied, tie_output=tied, pad_id=pad,
+        bos_id=hf.get("decoder_start_token_id", pad), eos_id=need("eos_token_id"),
+        activation=ACTIVATION_FROM_HF[act], scale_embedding=hf.get("scale_embedding", False),
+        positions="stored" if has_stored_positions else "marian",
+        max_positions=hf.get("max_position_embeddings", 1024), src_pad_id=src_pad_id)
+
+
+def read_hf_weights(fs, root: str, uri: str) -> tuple[dict[str, torch.Tensor], str]:
+    """The tensors of a Hugging Face directory and the file(s) they came from.
+
+    `model.safetensors`, sharded safetensors (`model.safetensors.index.json`), or `pytorch_model.bin`
+    through torch's weights-only unpickler: a pickle that would build anything but tensors is refused.
+    """
+    def cat(name):
+        return fs.cat_file(f"{root}/{name}")
+
+    try:
+        if fs.exists(f"{root}/model.safetensors"):
+            return read_safetensors(cat("model.safetensors"), f"{uri}/model.safetensors"), "model.safetensors"
+        if fs.exists(f"{root}/model.safetensors.index.json"):
+            shards = sorted(set(json.loads(cat("model.safetensors.index.json"))["weight_map"].values()))
+            state: dict[str, torch.Tensor] = {}
+            for name in shards:
+                state.update(read_safetensors(cat(name), f"{uri}/{name}"))
+            return state, "model.safetensors.index.json"
+        if fs.exists(f"{root}/pytorch_model.bin"):
+            return read_torch_bin(cat("pytorch_model.bin"), f"{uri}/pytorch_model.bin"), "pytorch_model.bin"
+    except WeightsError as e:
+        raise CheckpointError(str(e)) from None
+    raise CheckpointError(f"{uri}: no model.safetensors or pytorch_model.bin")
+
+
+def our_state(hf_state: dict[str, torch.Tensor], cfg: TransformerConfig, where: str) -> dict[str, torch.Tensor]:
+    """transformers' tensors renamed to ours (aliases and unused tables dropped)."""
+    def take(*names):
+        for n in names:
+            if n in hf_state:
+                return hf_state[n]
+        raise CheckpointError(f"{where}: weights lack {names[0]}")
+
+    state = {ours: take(hf) for ours, hf in layer_names(cfg)}
+    if cfg.share_embeddings:
+        state["src_embed.weight"] = take("model.shared.weight", "model.encoder.embed_tokens.weight")
+    else:
+        state["src_embed.weight"] = take("model.encoder.embed_tokens.weight", "model.shared.weight")
+        state["tgt_embed.weight"] = take("model.decoder.embed_tokens.weight", "model.shared.weight")
+    if not cfg.tie_output:
+        state["output.weight"] = take("lm_head.weight")
+    bias = hf_state.get("final_logits_bias")
+    state["output.bias"] = bias.reshape(-1) if bias is not None else torch.zeros(cfg.tgt_vocab_size)
+    if cfg.positions == "stored":
+        state["src_positions"] = take("model.encoder.embed_positions.weight")
+        state["tgt_positions"] = take("model.decoder.embed_positions.weight")
+    return state
+
+
+def _read_json(fs, root: str, name: str, uri: str, required: bool = True) -> dict:
+    path = f"{root}/{name}"
+    if not fs.exists(path):
+        if required:
+            raise CheckpointError(f"{uri}: missing file {name}")
+        return {}
+    try:
+        return json.loads(fs.cat_file(path))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{uri}: {name} is not valid JSON ({e})") from None
+
+
+def load_marian_tokenizer(fs, root: str, uri: str, hf: dict) -> MarianTokenizer:
+    tok_config = _read_json(fs, root, "tokenizer_config.json", uri, required=False)
+    separate = bool(tok_config.get("separate_vocabs", False))
+    files = {}
+    for name in TOKENIZER_FILES + (("target_vocab.json",) if separate else ()):
+        if not fs.exists(f"{root}/{name}"):
+            raise CheckpointError(f"{uri}: missing tokenizer file {name}")
+        files[name] = fs.cat_file(f"{root}/{name}")
+    pad = hf.get("pad_token_id")
+    try:
+        tok = MarianTokenizer(files, pad_id=pad, eos_id=hf.get("eos_token_id", 0),
+                              decoder_start_id=hf.get("decoder_start_token_id", pad),
+                              unk_token=tok_config.get("unk_token", "<unk>"), separate_vocabs=separate,
+                              model_max_length=hf.get("max_position_embeddings", 0))
+    except ValueError as e:
+        raise CheckpointError(f"{uri}: {e}") from None
+    for side, size, limit in (("vocab.json", tok.src_vocab_size, hf.get("vocab_size")),
+                              ("target vocabulary", tok.tgt_vocab_size, hf.get("decoder_vocab_size")
+                               or hf.get("vocab_size"))):
+        if limit and size > limit:
+            raise CheckpointError(f"{uri}: {side} has ids up to {size - 1}, beyond the model's {limit} rows")
+    return tok
+
+
+def load_marian(uri: str, device="cpu", dtype=None, storage_options: dict | None = None):
+    """(model, tokenizer, config.json, generation_config.json) of a Marian directory, run as transformers runs it."""
+    fs, root = resolve(uri, storage_options)
+    hf = _read_json(fs, root, "config.json", uri)
+    tokenizer = load_marian_tokenizer(fs, root, uri, hf)
+    hf_state, source = read_hf_weights(fs, root, uri)
+    stored = "model.encoder.embed_positions.weight" in hf_state and "model.decoder.embed_positions.weight" in hf_state
+    # With separate vocabularies the source side pads with its own "<pad>" entry (transformers pads with
+    # the tokenizer's pad id and masks by attention_mask; we mask by the padding id, so it must be the source's).
+    src_pad = tokenizer.source_vocab.get("<pad>", -1) if tokenizer.separate_vocabs else -1
+    cfg = transformer_config(hf, stored, uri, src_pad)
+    where = f"{uri}/{source}"
+    model = assemble("transformer", asdict(cfg), our_state(hf_state, cfg, where), where, device, dtype)
+    generation = _read_json(fs, root, "generation_config.json", uri, required=False)
+    return model, tokenizer, hf, generation
+
+
+# --- export -----------------------------------------------------------------------------------------
+def _vocab_from_sentencepiece(tokenizer, side: str):
+    """Our SentencePiece layout (pad 0, unk 1, bos 2, eos 3) in Marian's order: `</s>`, `<unk>`, the pieces,
+    then the decoder's start symbol as `<pad>`, last (where CTranslate2's converter expects it).
+
+    Returns (vocab.json mapping, order) where order[new_id] = our id. Our pad row is dropped: it only
+    pads the encoder's input, where it is masked.
+    """
+    sp = tokenizer.source if side == "source" else tokenizer.target
+    n = sp.get_piece_size()
+    order = [tokenizer.eos_id, tokenizer.unk_id]
+    order += [i for i in range(n) if i not in (tokenizer.pad_id, tokenizer.unk_id, tokenizer.bos_id, tokenizer.eos_id)]
+    order.append(tokenizer.bos_id)
+    vocab = {"</s>": 0, "<unk>": 1}
+    for new, old in enumerate(order[2:-1], start=2):
+        vocab[sp.id_to_piece(old)] = new
+    vocab["<pad>"] = len(order) - 1
+    return vocab, order
+
+
+def _vocab_from_marian(tokenizer, side: str):
+    vocab = tokenizer.source_vocab if side == "source" else tokenizer.target_vocab
+    return dict(vocab), list(range(max(vocab.values()) + 1))
+
+
+# Tokenizer kinds that can be written as a Marian vocabulary.
+VOCAB_WRITERS = {"sentencepiece": _vocab_from_sentencepiece, "marian": _vocab_from_marian}
+
+
+def _spm_files(tokenizer) -> tuple[bytes, bytes]:
+    files, layout = tokenizer.files()
+    if layout.get("type") == "marian":
+        return files["source.spm"], files["target.spm"]
+    return files[layout["source"]], files[layout["target"]]
+
+
+def export_marian(model, tokenizer, uri: str, *, max_positions: int = 1024, generation: dict | None = None,
+                  storage_options: dict | None = None) -> dict:
+    """Write `model` (a native Transformer) and its tokenizer as a Hugging Face Marian directory at `uri`.
+
+    The decoder's start embedding is folded into the decoder's position 0 and the start (pad) row is
+    zero, because CTranslate2 starts decoding from a zero vector where transformers looks the pad row
+    up: both then feed the model exactly what ours does. Returns the written config.json.
+    """
+    if not isinstance(model, Transformer):
+        raise ValueError(f"only Transformer models can be exported to the Marian format; this is a {model.arch!r} "
+                         "model (the recurrent baselines have no Hugging Face equivalent)")
+    cfg = model.cfg
+    if tokenizer.kind not in VOCAB_WRITERS:
+        raise ValueError(f"cannot write a {tokenizer.kind!r} tokenizer as a Marian vocabulary")
+    if cfg.max_positions:
+        max_positions = cfg.max_positions
+    src_vocab, src_order = VOCAB_WRITERS[tokenizer.kind](tokenizer, "source")
+    tgt_vocab, tgt_order = VOCAB_WRITERS[tokenizer.kind](tokenizer, "target")
+    joint = src_vocab == tgt_vocab and cfg.share_embeddings
+    pad = len(tgt_order) - 1 if tokenizer.kind == "sentencepiece" else cfg.pad_id
+    state = {k: v.float() for k, v in unique_state(model).items()}
+    src_idx, tgt_idx = torch.tensor(src_order), torch.tensor(tgt_order)
+
+    hf: dict[str, torch.Tensor] = {hf_name: state[ours] for ours, hf_name in layer_names(cfg)}
+    src_emb = state["src_embed.weight"][src_idx]
+    tgt_emb = state["tgt_embed.weight" if "tgt_embed.weight" in state else "src_embed.weight"][tgt_idx].clone()
+    enc_pos, dec_pos = _position_tables(model, state, max_positions)
+    if tokenizer.kind == "sentencepiece":
+        # Fold our start (BOS) embedding into decoder position 0, and zero the start row: see the docstring.
+        dec_pos[0] += model.embed_scale * state["tgt_embed.weight" if "tgt_embed.weight" in state
+                                                else "src_embed.weight"][tokenizer.bos_id]
+        tgt_emb[pad] = 0.0
+        if joint:
+            src_emb = tgt_emb
+    bias = state["output.bias"][tgt_idx].clone()
+    if tokenizer.kind == "sentencepiece":
+        bias[pad] = START_LOGIT_BIAS
+    hf["final_logits_bias"] = bias[None, :]
+    hf["model.encoder.embed_positions.weight"] = enc_pos
+    hf["model.decoder.embed_positions.weight"] = dec_pos
+    if joint:
+        hf["model.shared.weight"] = src_emb
+    else:
+        hf["model.encoder.embed_tokens.weight"] = src_emb
+        hf["model.decoder.embed_tokens.weight"] = tgt_emb
+    if not cfg.tie_output:
+        out = state["output.weight"][tgt_idx].clone()
+        if tokenizer.kind == "sentencepiece":
+            out[pad] = 0.0
+        hf["lm_head.weight"] = out
+        if joint:  # transformers 5 reads untied models' embeddings from the per-side keys
+            hf["model.encoder.embed_tokens.weight"] = src_emb
+            hf["model.decoder.embed_tokens.weight"] = tgt_emb
+
+    eos = 0 if tokenizer.kind == "sentencepiece" else cfg.eos_id
+    config = {
+        "architectures": ["MarianMTModel"], "model_type": "marian",
+        "vocab_size": len(src_order), "decoder_vocab_size": len(tgt_order),
+        "d_model": cfg.d_model, "encoder_layers": cfg.enc_layers, "decoder_layers": cfg.dec_layers,
+        "encoder_attention_heads": cfg.n_heads, "decoder_attention_heads": cfg.n_heads,
+        "encoder_ffn_dim": cfg.ff_dim, "decoder_ffn_dim": cfg.ff_dim,
+        "activation_function": ACTIVATION_TO_HF[cfg.activation], "max_position_embeddings": max_positions,
+        "scale_embedding": cfg.scale_embedding, "dropout": cfg.dropout, "attention_dropout": cfg.attn_dropout,
+        "activation_dropout": cfg.activation_dropout, "encoder_layerdrop": 0.0, "decoder_layerdrop": 0.0,
+        "init_std": 0.02, "use_cache": True, "is_encoder_decoder": True,
+        "pad_token_id": pad, "decoder_start_token_id": pad, "eos_token_id": eos, "forced_eos_token_id": eos,
+        "bos_token_id": None, "share_encoder_decoder_embeddings": joint, "tie_word_embeddings": cfg.tie_output,
+        "torch_dtype": "float32",
+    }
+    tok_config = {"tokenizer_class": "MarianTokenizer", "separate_vocabs": not joint, "unk_token": "<unk>",
+                  "eos_token": "</s>", "pad_token": "<pad>", "model_max_length": max_positions}
+    source_spm, target_spm = _spm_files(tokenizer)
+    files = {
+        "model.safetensors": save_safetensors({k: v.contiguous() for k, v in hf.items()}, metadata={"format": "pt"}),
+        "source.spm": source_spm, "target.spm": target_spm,
+        "vocab.json": _json(src_vocab),
+        "tokenizer_config.json": _json(tok_config),
+        "generation_config.json": _json({"bad_words_ids": [[pad]], "decoder_start_token_id": pad,
+                                         "eos_token_id": eos, "forced_eos_token_id": eos, "pad_token_id": pad,
+                                         **(generation or {})}),
+    }
+    if not joint:
+        files["target_vocab.json"] = _json(tgt_vocab)
+    fs, root = resolve(uri, storage_options)
+    fs.makedirs(root, exist_ok=True)
+    for name, data in files.items():
+        fs.pipe_file(f"{root}/{name}", data)
+    fs.pipe_file(f"{root}/config.json", _json(config))  # last: a directory with config.json is complete
+    return config
+
+
+def _position_tables(model: Transformer, state: dict, rows: int) -> tuple[torch.Tensor, torch.Tensor]:
+    cfg = model.cfg
+    if cfg.positions == "stored":
+        return state["src_positions"][:rows].clone(), state["tgt_positions"][:rows].clone()
+    table = model.positions.formula(rows, cfg.d_model) if hasattr(model, "positions") \
+        else sinusoidal_positions(rows, cfg.d_model)
+    return table.clone(), table.clone()
+
+
+def _json(obj) -> bytes:
+    return json.dumps(obj, indent=2, ensure_ascii=False).encode()
+
+
+def generation_defaults(decode) -> dict:
+    """Our decoding defaults as transformers' generation_config fields, where it has an equivalent.
+
+    Our "average" length penalty is transformers' (score / length**alpha, EOS counted); our search stops
+    a sentence once it has beam-size finished hypotheses (early_stopping=True). Our maximum length is
+    relative to the source (a * S + b), which transformers cannot express: max_length is left to the user.
+    """
+    out = {"num_beams": decode.beam_size, "early_stopping": True}
+    if decode.length_penalty == "average":
+        out["length_penalty"] = decode.alpha
+    elif decode.length_penalty == "none":
+        out["length_penalty"] = 0.0
+    return out
+
