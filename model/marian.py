@@ -215,6 +215,11 @@ def load_marian(uri: str, device="cpu", dtype=None, storage_options: dict | None
 
 
 # --- export -----------------------------------------------------------------------------------------
+def marian_order(tokenizer, side: str = "target") -> list[int]:
+    """order[marian_id] = our id, for a model exported by `export_marian` (identity for Marian tokenizers)."""
+    return VOCAB_WRITERS[tokenizer.kind](tokenizer, side)[1]
+
+
 def _vocab_from_sentencepiece(tokenizer, side: str):
     """Our SentencePiece layout (pad 0, unk 1, bos 2, eos 3) in Marian's order: `</s>`, `<unk>`, the pieces,
     then the decoder's start symbol as `<pad>`, last (where CTranslate2's converter expects it).

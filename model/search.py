@@ -104,6 +104,11 @@ def _max_positions(model) -> int:
     return getattr(model.cfg, "max_positions", 0)
 
 
+def _source_pad_id(model) -> int:
+    # Models whose source and target vocabularies pad differently say so (TransformerConfig.src_pad_id).
+    return getattr(model.cfg, "source_pad_id", model.cfg.pad_id)
+
+
 def max_lengths(src: torch.Tensor, pad_id: int, cfg: DecodeConfig, max_positions: int = 0) -> torch.Tensor:
     """(B,) maximum number of target tokens per sentence, EOS excluded.
 
@@ -121,7 +126,7 @@ def beam_search(model, src: torch.Tensor, cfg: DecodeConfig) -> list[list[Hypoth
     ids = _special_ids(model)
     pad, bos, eos = ids
     B0, K, device = src.size(0), cfg.beam_size, src.device
-    max_len = max_lengths(src, model.cfg.source_pad_id, cfg, _max_positions(model))  # (B0,)
+    max_len = max_lengths(src, _source_pad_id(model), cfg, _max_positions(model))  # (B0,)
     memory = select_rows(model.encode(src), torch.arange(B0, device=device).repeat_interleave(K))
     state = model.init_state(memory)
 
@@ -182,7 +187,7 @@ def greedy_search(model, src: torch.Tensor, cfg: DecodeConfig) -> list[list[Hypo
     ids = _special_ids(model)
     pad, bos, eos = ids
     B0, device = src.size(0), src.device
-    max_len = max_lengths(src, model.cfg.source_pad_id, cfg, _max_positions(model))
+    max_len = max_lengths(src, _source_pad_id(model), cfg, _max_positions(model))
     memory = model.encode(src)
     state = model.init_state(memory)
     alive = torch.arange(B0, device=device)

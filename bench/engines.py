@@ -1,0 +1,373 @@
+"""One set of weights in three engines, side by side: ours, CTranslate2 and transformers `generate`.
+
+    python bench/engines.py --out bench/results/engines_cpu.json
+    python bench/engines.py --sizes shipped --precisions fp32 --sentences 300   # a quick look
+
+For each model size (the shipped model, exported with jobs/convert_model.py --to marian and converted
+with the stock ct2-transformers-converter; and a Transformer-base shape with random weights, 6+6
+layers, d512, 8 heads, ff 2048, 32k vocabulary, decoded to a fixed length), each input set (Multi30k
+test_2016_flickr; a long set of three consecutive test sentences joined) and each precision, every
+engine runs in its own process, on the same token ids, with the same beam, length penalty and
+maximum length, and its own best batching:
+    ours          length-sorted token-budget batches (pipeline/decode.py: what the model actors run)
+    ours-fixed    batches of 32 rows in input order (the plain `generate`-in-map_batches loop)
+    ctranslate2   token batches on sorted input (max_batch_size tokens, batch_type="tokens")
+    transformers  sorted batches of 32 and of 64 rows (the better one is kept); fp32 only
+Only decoding is timed (after one warm-up batch): no model loading, no tokenization. Target tokens
+count every generated token, EOS included. Then the whole Ray job (jobs/translate_corpus.py) runs on a
+corpus of --job-sentences sentences and its rate is set against the bare decoder's on the same
+sentences: the pipeline's overhead as a number. Writes one JSON file with every figure and ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+SHIPPED = os.path.join(ROOT, "models", "multi30k-en-de")
+DATA = os.path.join(os.path.dirname(ROOT), "shared", "data", "multi30k")
+
+
+# --- inputs ---------------------------------------------------------------------------------------
+def read_lines(path: str) -> list[str]:
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        return [line.rstrip("\n") for line in f]
+
+
+def input_sets(data: str, sentences: int, long: int) -> dict[str, tuple[list[str], list[str]]]:
+    src, ref = read_lines(f"{data}/test_2016_flickr.en.gz"), read_lines(f"{data}/test_2016_flickr.de.gz")
+    joined = [(" ".join(src[i:i + 3]), " ".join(ref[i:i + 3])) for i in range(0, len(src) - 2)]
+    return {"test_2016_flickr": (src[:sentences], ref[:sentences]),
+            "long_x3": ([s for s, _ in joined[:long]], [r for _, r in joined[:long]])}
+
+
+# --- models ---------------------------------------------------------------------------------------
+def export_shipped(work: str) -> tuple[str, str]:
+    """The shipped model as a Marian directory (our exporter) and as CTranslate2 (the stock converter)."""
+    hf, ct2 = os.path.join(work, "shipped-hf"), os.path.join(work, "shipped-ct2")
+    subprocess.run([sys.executable, os.path.join(ROOT, "jobs", "convert_model.py"), "--to", "marian", "--input",
+                    SHIPPED, "--output", hf], check=True, stdout=subprocess.DEVNULL)
+    ct2_convert(hf, ct2)
+    return hf, ct2
+
+
+def ct2_convert(hf: str, out: str) -> None:
+    exe = os.path.join(os.path.dirname(sys.executable), "ct2-transformers-converter")
+    subprocess.run([exe, "--model", hf, "--output_dir", out, "--force"], check=True, cwd=os.path.dirname(out),
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def build_base(work: str, vocab_size: int = 32000) -> tuple[str, str]:
+    """A Transformer-base shape with random weights, as a Marian directory (and its CTranslate2 conversion).
+
+    Its vocab.json holds the shipped SentencePiece pieces, then filler entries up to 32k ids, so every
+    engine reads the same token ids; random weights never end a sentence early, so it is decoded to a
+    fixed length (min = max) in every engine.
+    """
+    import torch
+    from transformers import MarianConfig, MarianMTModel
+
+    hf = os.path.join(work, "base-hf")
+    os.makedirs(hf, exist_ok=True)
+    with open(os.path.join(SHIPPED, "spm.model"), "rb") as f:
+        spm_bytes = f.read()
+    import sentencepiece as spm
+
+    sp = spm.SentencePieceProcessor()
+    sp.LoadFromSerializedProto(spm_bytes)
+    vocab = {"</s>": 0, "<unk>": 1}
+    for i in range(sp.get_piece_size()):
+        if not sp.is_control(i) and not sp.is_unknown(i):
+            vocab.setdefault(sp.id_to_piece(i), len(vocab))
+    while len(vocab) < vocab_size - 1:
+        vocab[f"<filler{len(vocab)}>"] = len(vocab)
+    vocab["<pad>"] = len(vocab)
+    for name in ("source.spm", "target.spm"):
+        with open(os.path.join(hf, name), "wb") as f:
+            f.write(spm_bytes)
+    with open(os.path.join(hf, "vocab.json"), "w") as f:
+        json.dump(vocab, f, ensure_ascii=False)
+    pad = vocab["<pad>"]
+    config = MarianConfig(vocab_size=len(vocab), decoder_vocab_size=len(vocab), d_model=512, encoder_layers=6,
+                          decoder_layers=6, encoder_attention_heads=8, decoder_attention_heads=8,
+                          encoder_ffn_dim=2048, decoder_ffn_dim=2048, max_position_embeddings=512,
+                          activation_function="swish", scale_embedding=True, pad_token_id=pad,
+                          decoder_start_token_id=pad, eos_token_id=0, forced_eos_token_id=0)
+    torch.manual_seed(0)
+    model = MarianMTModel(config)
+    with torch.no_grad():
+        model.model.shared.weight[pad].zero_()  # as in real models (CTranslate2 starts from a zero vector)
+    model.save_pretrained(hf)
+    ct2 = os.path.join(work, "base-ct2")
+    ct2_convert(hf, ct2)
+    return hf, ct2
+
+
+# --- one engine, in its own process ----------------------------------------------------------------
+def worker(args) -> dict:
+    with open(args.job) as f:
+        job = json.load(f)
+    engine, precision, threads = job["engine"], job["precision"], job["threads"]
+    # Our own ids for our engine; the exported directory's (Marian order) for the others.
+    ids = job["ids"] if engine.startswith("ours") else job["marian_ids"]
+    beam, max_len, min_len = job["beam"], job["max_len"], job["min_len"]
+    if engine.startswith("ours"):
+        run = _ours(job, ids, beam, max_len, min_len, precision, threads, fixed=engine == "ours-fixed")
+    elif engine == "ctranslate2":
+        run = _ctranslate2(job, ids, beam, max_len, min_len, precision, threads)
+    else:
+        run = _transformers(job, ids, beam, max_len, min_len, threads)
+    outputs, seconds = run
+    tokens = sum(len(o) + 1 for o in outputs)  # every generated token, EOS included
+    return {"sentences": len(ids), "target_tokens": tokens, "seconds": round(seconds, 3),
+            "target_tokens_per_second": round(tokens / seconds, 1),
+            "sentences_per_second": round(len(ids) / seconds, 2),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1), "outputs": outputs}
+
+
+def _ours(job, ids, beam, max_len, min_len, precision, threads, fixed):
+    import torch
+
+    from model.loaders import load_model
+    from model.search import DecodeConfig
+    from pipeline.decode import translate_ids
+
+    torch.set_num_threads(threads)
+    model = load_model(job["native"]).model
+    if precision == "int8":
+        from model.quantize import quantize_int8
+
+        model = quantize_int8(model)
+    cfg = DecodeConfig(beam_size=beam, max_len_a=0, max_len_b=max_len - 1, min_len=min_len)
+    batches = [list(range(i, min(i + 32, len(ids)))) for i in range(0, len(ids), 32)] if fixed else None
+    translate_ids(model, ids[:8], cfg, job["max_tokens"])  # warm-up
+    t0 = time.perf_counter()
+    hyps, _ = translate_ids(model, ids, cfg, job["max_tokens"], batches=batches)
+    seconds = time.perf_counter() - t0
+    return [h[0].tokens for h in hyps], seconds
+
+
+def _ctranslate2(job, ids, beam, max_len, min_len, precision, threads):
+    import ctranslate2
+
+    with open(os.path.join(job["ct2"], "shared_vocabulary.json")) as f:
+        pieces = json.load(f)
+    index = {p: i for i, p in enumerate(pieces)}
+    translator = ctranslate2.Translator(job["ct2"], device="cpu", compute_type="int8" if precision == "int8"
+                                        else "float32", intra_threads=threads, inter_threads=1)
+    tokens = [[pieces[i] for i in row] for row in ids]
+    opts = dict(beam_size=beam, length_penalty=1.0, max_decoding_length=max_len, min_decoding_length=min_len,
+                max_batch_size=job["ct2_batch_tokens"], batch_type="tokens")
+    translator.translate_batch(tokens[:8], **opts)  # warm-up
+    t0 = time.perf_counter()
+    results = translator.translate_batch(tokens, **opts)
+    seconds = time.perf_counter() - t0
+    return [[index[p] for p in r.hypotheses[0]] for r in results], seconds
+
+
+def _transformers(job, ids, beam, max_len, min_len, threads):
+    import torch
+    from transformers import MarianMTModel
+
+    torch.set_num_threads(threads)
+    model = MarianMTModel.from_pretrained(job["hf"]).eval()
+    pad, eos = model.config.pad_token_id, model.config.eos_token_id
+    best = None
+    for rows in (32, 64):
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        outputs = [None] * len(ids)
+
+        def run(indices, outputs):
+            width = max(len(ids[i]) for i in indices)
+            batch = torch.full((len(indices), width), pad)
+            mask = torch.zeros((len(indices), width), dtype=torch.long)
+            for r, i in enumerate(indices):
+                batch[r, :len(ids[i])] = torch.tensor(ids[i])
+                mask[r, :len(ids[i])] = 1
+            with torch.no_grad():
+                out = model.generate(input_ids=batch, attention_mask=mask, num_beams=beam, length_penalty=1.0,
+                                     early_stopping=True, max_new_tokens=max_len, min_new_tokens=min_len)
+            for r, i in enumerate(indices):
+                outputs[i] = [t for t in out[r, 1:].tolist() if t not in (pad, eos)]
+
+        run(order[:4], outputs)  # warm-up
+        t0 = time.perf_counter()
+        for start in range(0, len(order), rows):
+            run(order[start:start + rows], outputs)
+        seconds = time.perf_counter() - t0
+        if best is None or seconds < best[1]:
+            best = (list(outputs), seconds, rows)
+    job["transformers_rows"] = best[2]
+    return best[0], best[1]
+
+
+def run_engine(work: str, job: dict) -> dict:
+    path = os.path.join(work, "job.json")
+    with open(path, "w") as f:
+        json.dump(job, f)
+    out = subprocess.run([sys.executable, __file__, "--worker", path], check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# --- the whole job --------------------------------------------------------------------------------
+def job_vs_bare(work: str, data: str, sentences: int, threads: int, max_tokens: int) -> dict:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    src = read_lines(f"{data}/test_2016_flickr.en.gz")
+    ref = read_lines(f"{data}/test_2016_flickr.de.gz")
+    rows = [(f"s{i}", src[i % len(src)], ref[i % len(ref)]) for i in range(sentences)]
+    corpus = os.path.join(work, "job-corpus")
+    os.makedirs(corpus, exist_ok=True)
+    per = -(-sentences // 8)
+    for s in range(8):
+        chunk = rows[s * per:(s + 1) * per]
+        pq.write_table(pa.table({"id": [r[0] for r in chunk], "source": [r[1] for r in chunk],
+                                 "reference": [r[2] for r in chunk]}), os.path.join(corpus, f"part-{s}.parquet"))
+    out = os.path.join(work, "job-out")
+    cmd = [sys.executable, os.path.join(ROOT, "jobs", "translate_corpus.py"), "--input", corpus, "--output", out,
+           "--beam-size", "4", "--actors", "1", "--cpus-per-actor", str(threads), "--max-tokens", str(max_tokens),
+           "--metrics", "bleu", "--overwrite"]
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   env={**os.environ, "RAY_ADDRESS": "local"})
+    with open(os.path.join(out, "report.json")) as f:
+        run = json.load(f)["run"]
+    return {"sentences": run["sentences"], "seconds": run["seconds"],
+            "target_tokens_per_second": run["target_tokens_per_second"],
+            "target_tokens_per_actor_second": run["target_tokens_per_actor_second"],
+            "command": " ".join(["python", "jobs/translate_corpus.py"] + cmd[3:4] + ["<corpus>"] + cmd[5:6]
+                                + ["<out>"] + cmd[7:])}
+
+
+# --- driver ---------------------------------------------------------------------------------------
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--data", default=DATA, help="folder with Multi30k's test_2016_flickr.{en,de}.gz")
+    p.add_argument("--sizes", default="shipped,base")
+    p.add_argument("--precisions", default="fp32,int8")
+    p.add_argument("--engines", default="ours,ours-fixed,ctranslate2,transformers")
+    p.add_argument("--sentences", type=int, default=1000, help="sentences of test_2016_flickr")
+    p.add_argument("--long", type=int, default=500, help="inputs of the long set (3 sentences joined)")
+    p.add_argument("--base-sentences", type=int, default=200, help="sentences for the base shape (slow)")
+    p.add_argument("--base-length", type=int, default=32, help="target tokens per sentence for the base shape")
+    p.add_argument("--beam-size", type=int, default=4)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--max-tokens", type=int, default=12000, help="our token budget per sub-batch")
+    p.add_argument("--ct2-batch-tokens", type=int, default=4096)
+    p.add_argument("--job-sentences", type=int, default=10000, help="0: skip the whole-job run")
+    p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "engines_cpu.json"))
+    args = p.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args)))
+        return 0
+    import sacrebleu
+    import torch
+
+    from model.loaders import load_tokenizer
+    from model.marian import marian_order
+
+    results = {"machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+                           "cpu_model": _cpu_model(), "gpu": None, "torch": torch.__version__,
+                           "ctranslate2": _version("ctranslate2"), "transformers": _version("transformers")},
+               "config": {k: v for k, v in vars(args).items() if k not in ("worker", "data")}, "runs": [],
+               "ratios": {}}
+    sets = input_sets(args.data, args.sentences, args.long)
+    with tempfile.TemporaryDirectory() as work:
+        for size in args.sizes.split(","):
+            hf, ct2 = export_shipped(work) if size == "shipped" else build_base(work)
+            native = SHIPPED if size == "shipped" else hf
+            tok = load_tokenizer(native)
+            for set_name, (src, refs) in sets.items():
+                n = args.base_sentences if size == "base" else len(src)
+                ids = tok.encode_source(src[:n])
+                order = marian_order(tok, "source")  # marian id -> ours (identity for the base shape)
+                to_marian = {ours: m for m, ours in enumerate(order)}
+                back = marian_order(tok, "target")
+                # A trained model ends its sentences long before 256 tokens; random weights never do, so
+                # the base shape decodes exactly --base-length tokens in every engine.
+                max_len, min_len = (256, 1) if size == "shipped" else (args.base_length, args.base_length)
+                for precision in args.precisions.split(","):
+                    for engine in args.engines.split(","):
+                        if engine == "transformers" and precision != "fp32":
+                            continue
+                        job = {"engine": engine, "precision": precision, "threads": args.threads, "ids": ids,
+                               "marian_ids": [[to_marian[i] for i in row] for row in ids],
+                               "beam": args.beam_size, "max_len": max_len, "min_len": min_len, "native": native,
+                               "hf": hf, "ct2": ct2, "max_tokens": args.max_tokens,
+                               "ct2_batch_tokens": args.ct2_batch_tokens}
+                        r = run_engine(work, job)
+                        outputs = r.pop("outputs")
+                        if size == "shipped":
+                            if not engine.startswith("ours"):
+                                outputs = [[back[i] for i in o] for o in outputs]
+                            texts = tok.decode_target(outputs)
+                            r["bleu"] = round(sacrebleu.corpus_bleu(texts, [refs[:n]]).score, 2)
+                            r["outputs_sample"] = texts[:3]
+                        r.update(size=size, set=set_name, precision=precision, engine=engine)
+                        results["runs"].append(r)
+                        print(json.dumps({k: v for k, v in r.items() if k != "outputs_sample"}), flush=True)
+        if args.job_sentences:
+            results["job"] = job_vs_bare(work, args.data, args.job_sentences, args.threads, args.max_tokens)
+    _ratios(results)
+    os.makedirs(os.path.dirname(args.out), exist_ok=True)
+    with open(args.out, "w") as f:
+        json.dump(results, f, indent=2)
+    print(json.dumps(results["ratios"], indent=2))
+    return 0
+
+
+def _ratios(results: dict) -> None:
+    by = {(r["size"], r["set"], r["precision"], r["engine"]): r for r in results["runs"]}
+    for (size, set_name, precision, engine), r in by.items():
+        if engine != "ours":
+            continue
+        key = f"{size}/{set_name}/{precision}"
+        ct2 = by.get((size, set_name, precision, "ctranslate2"))
+        hf = by.get((size, set_name, "fp32", "transformers"))
+        if ct2:
+            results["ratios"][f"{key}: ours / ctranslate2"] = round(r["target_tokens_per_second"]
+                                                                    / ct2["target_tokens_per_second"], 2)
+        if hf:
+            results["ratios"][f"{key}: ours / transformers fp32"] = round(r["target_tokens_per_second"]
+                                                                          / hf["target_tokens_per_second"], 2)
+    job = results.get("job")
+    bare = by.get(("shipped", "test_2016_flickr", "fp32", "ours"))
+    if job and bare:
+        results["ratios"]["job (whole run) / bare decoder, shipped fp32"] = round(
+            job["target_tokens_per_second"] / bare["target_tokens_per_second"], 2)
+        results["ratios"]["job (actor-seconds) / bare decoder, shipped fp32"] = round(
+            job["target_tokens_per_actor_second"] / bare["target_tokens_per_second"], 2)
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _version(name: str) -> str | None:
+    try:
+        return __import__(name).__version__
+    except ImportError:
+        return None
+
+
+if __name__ == "__main__":
+    sys.exit(main())
