@@ -116,7 +116,7 @@ def build_base(work: str, vocab_size: int = 32000) -> tuple[str, str]:
 
 # --- one engine, in its own process ----------------------------------------------------------------
 def worker(args) -> dict:
-    with open(args.job) as f:
+    with open(args.worker) as f:
         job = json.load(f)
     engine, precision, threads = job["engine"], job["precision"], job["threads"]
     # Our own ids for our engine; the exported directory's (Marian order) for the others.
@@ -152,10 +152,8 @@ def _ours(job, ids, beam, max_len, min_len, precision, threads, fixed):
     cfg = DecodeConfig(beam_size=beam, max_len_a=0, max_len_b=max_len - 1, min_len=min_len)
     batches = [list(range(i, min(i + 32, len(ids)))) for i in range(0, len(ids), 32)] if fixed else None
     translate_ids(model, ids[:8], cfg, job["max_tokens"])  # warm-up
-    t0 = time.perf_counter()
-    hyps, _ = translate_ids(model, ids, cfg, job["max_tokens"], batches=batches)
-    seconds = time.perf_counter() - t0
-    return [h[0].tokens for h in hyps], seconds
+    return best_of(job["repeats"], lambda: [h[0].tokens for h in translate_ids(model, ids, cfg, job["max_tokens"],
+                                                                                 batches=batches)[0]])
 
 
 def _ctranslate2(job, ids, beam, max_len, min_len, precision, threads):
@@ -170,10 +168,8 @@ def _ctranslate2(job, ids, beam, max_len, min_len, precision, threads):
     opts = dict(beam_size=beam, length_penalty=1.0, max_decoding_length=max_len, min_decoding_length=min_len,
                 max_batch_size=job["ct2_batch_tokens"], batch_type="tokens")
     translator.translate_batch(tokens[:8], **opts)  # warm-up
-    t0 = time.perf_counter()
-    results = translator.translate_batch(tokens, **opts)
-    seconds = time.perf_counter() - t0
-    return [[index[p] for p in r.hypotheses[0]] for r in results], seconds
+    return best_of(job["repeats"], lambda: [[index[p] for p in r.hypotheses[0]]
+                                            for r in translator.translate_batch(tokens, **opts)])
 
 
 def _transformers(job, ids, beam, max_len, min_len, threads):
@@ -184,8 +180,8 @@ def _transformers(job, ids, beam, max_len, min_len, threads):
     model = MarianMTModel.from_pretrained(job["hf"]).eval()
     pad, eos = model.config.pad_token_id, model.config.eos_token_id
     best = None
+    order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
     for rows in (32, 64):
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         outputs = [None] * len(ids)
 
         def run(indices, outputs):
@@ -202,21 +198,38 @@ def _transformers(job, ids, beam, max_len, min_len, threads):
                 outputs[i] = [t for t in out[r, 1:].tolist() if t not in (pad, eos)]
 
         run(order[:4], outputs)  # warm-up
+
+        def everything(rows=rows, outputs=outputs):
+            for start in range(0, len(order), rows):
+                run(order[start:start + rows], outputs)
+            return list(outputs)
+
+        result, seconds = best_of(job["repeats"], everything)
+        if best is None or seconds < best[1]:
+            best = (result, seconds, rows)
+    return best[0], best[1]
+
+
+def best_of(repeats: int, decode) -> tuple[list, float]:
+    """(outputs, seconds) of the fastest of `repeats` timed runs: this shared VM's speed drifts by 10-20%
+    between runs, and the minimum is the least disturbed figure for every engine alike."""
+    best = None
+    for _ in range(max(1, repeats)):
         t0 = time.perf_counter()
-        for start in range(0, len(order), rows):
-            run(order[start:start + rows], outputs)
+        outputs = decode()
         seconds = time.perf_counter() - t0
         if best is None or seconds < best[1]:
-            best = (list(outputs), seconds, rows)
-    job["transformers_rows"] = best[2]
-    return best[0], best[1]
+            best = (outputs, seconds)
+    return best
 
 
 def run_engine(work: str, job: dict) -> dict:
     path = os.path.join(work, "job.json")
     with open(path, "w") as f:
         json.dump(job, f)
-    out = subprocess.run([sys.executable, __file__, "--worker", path], check=True, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, __file__, "--worker", path], capture_output=True, text=True)
+    if out.returncode:
+        raise SystemExit(f"{job['engine']} ({job['precision']}) failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -266,6 +279,7 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--max-tokens", type=int, default=12000, help="our token budget per sub-batch")
     p.add_argument("--ct2-batch-tokens", type=int, default=4096)
+    p.add_argument("--repeats", type=int, default=3, help="timed runs per engine; the fastest is kept")
     p.add_argument("--job-sentences", type=int, default=10000, help="0: skip the whole-job run")
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "engines_cpu.json"))
     args = p.parse_args()
@@ -306,7 +320,7 @@ def main() -> int:
                                "marian_ids": [[to_marian[i] for i in row] for row in ids],
                                "beam": args.beam_size, "max_len": max_len, "min_len": min_len, "native": native,
                                "hf": hf, "ct2": ct2, "max_tokens": args.max_tokens,
-                               "ct2_batch_tokens": args.ct2_batch_tokens}
+                               "ct2_batch_tokens": args.ct2_batch_tokens, "repeats": args.repeats}
                         r = run_engine(work, job)
                         outputs = r.pop("outputs")
                         if size == "shipped":

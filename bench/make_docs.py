@@ -30,7 +30,10 @@ def command(script: str, cfg: dict, keys: tuple[str, ...]) -> str:
     return " ".join([script] + [f"--{k.replace('_', '-')} {cfg[k]}" for k in keys if k in cfg])
 
 
-TRANSLATE_KEYS = ("sentences", "scale", "shards", "beam_size", "batch_rows", "fixed_rows", "actors", "cpus_per_actor")
+TRANSLATE_KEYS = ("sentences", "scale", "shards", "beam_size", "batch_rows", "actors", "cpus_per_actor")
+ENGINES_CMD = "python bench/engines.py"
+ENGINES_KEYS = ("sizes", "precisions", "sentences", "long", "base_sentences", "base_length", "beam_size", "threads",
+                "max_tokens", "ct2_batch_tokens", "repeats", "job_sentences")
 SCORE_KEYS = ("rows", "files", "metrics", "actors")
 
 
@@ -59,8 +62,9 @@ def translate_section() -> tuple[list[str], list[str]]:
                   "| batching | sentences | sentences/s (whole run) | sentences per actor-second | target tokens per "
                   "actor-second | padding efficiency | driver peak MB | actor peak MB | BLEU |",
                   "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        runs = [("fixed_batches_input_order", f"fixed {cfg['fixed_rows']} rows, input order"),
+        runs = [("fixed_batches_input_order", f"fixed {cfg.get('fixed_rows')} rows, input order"),
                 ("token_budget_sorted", "length-sorted token budget (default)")]
+        runs = [(k, label) for k, label in runs if k in r]
         if "token_budget_sorted_int8" in r:
             runs.append(("token_budget_sorted_int8", "length-sorted token budget, `--precision int8`"))
         runs += [(k, f"token budget, corpus x{k.rsplit('x', 1)[1]}")
@@ -73,9 +77,12 @@ def translate_section() -> tuple[list[str], list[str]]:
                          f"{x['actor_peak_rss_mb']:.0f} | {x['bleu']:.2f} |")
         lines += ["", "Per actor-second: the time the model actor spent in its calls (the run's own figure leaves in "
                   "~10-15 s of start-up, model loading and writing that every mode pays alike). The BLEU column "
-                  "scores each run against the sample's references.", "",
-                  f"Length-sorted token-budget batches: **{r['speedup_target_tokens_per_actor_second']:.2f}x** the "
-                  "target tokens per actor-second of fixed batches in input order.", ""]
+                  "scores each run against the sample's references.", ""]
+        fixed_speedup = ""
+        if "speedup_target_tokens_per_actor_second" in r:
+            fixed_speedup = f"; {r['speedup_target_tokens_per_actor_second']:.2f}x fixed input-order batches"
+            lines += [f"Length-sorted token-budget batches: **{r['speedup_target_tokens_per_actor_second']:.2f}x** "
+                      "the target tokens per actor-second of fixed batches in input order.", ""]
         int8 = ""
         if "token_budget_sorted_int8" in r:
             q, f = r["token_budget_sorted_int8"], r["token_budget_sorted"]
@@ -95,9 +102,57 @@ def translate_section() -> tuple[list[str], list[str]]:
         summary.append(f"- Translation on {machine(r)}: {best['sentences_per_actor_second']:.1f} sentences and "
                        f"{best['target_tokens_per_actor_second']:.0f} target tokens per actor-second, "
                        f"{best['sentences_per_second']:.1f} sentences/s for the whole run, padding efficiency "
-                       f"{best['padding_efficiency']:.2f}{scaled}; "
-                       f"{r['speedup_target_tokens_per_actor_second']:.2f}x fixed input-order batches{int8} "
+                       f"{best['padding_efficiency']:.2f}{scaled}{fixed_speedup}{int8} "
                        f"(`{command(TRANSLATE_CMD, cfg, TRANSLATE_KEYS)}`)")
+    return lines, summary
+
+
+ENGINE_LABELS = {"ours": "ours (token-budget batches)", "ours-fixed": "ours, fixed 32-row batches in input order",
+                 "ctranslate2": "CTranslate2 (token batches)", "transformers": "transformers `generate` (sorted "
+                 "batches of 32 or 64)"}
+
+
+def engines_section() -> tuple[list[str], list[str]]:
+    """Ours, CTranslate2 and transformers on the same weights (bench/engines.py)."""
+    lines, summary = [], []
+    for path, r in load("engines_*.json"):
+        cfg, m = r["config"], r["machine"]
+        cmd = command(ENGINES_CMD, cfg, ENGINES_KEYS)
+        lines += [f"### {machine(r)}: {m.get('cpu_model', '')} (`{path}`)", "",
+                  f"Beam {cfg['beam_size']}, length penalty 1.0 (score / length, EOS counted), {cfg['threads']} "
+                  f"threads per engine, each engine in its own process, decoding time only (fastest of "
+                  f"{cfg.get('repeats', 1)} runs), target tokens counted with EOS. torch {m['torch']}, CTranslate2 "
+                  f"{m['ctranslate2']}, transformers {m['transformers']}. The shipped model is exported with "
+                  "`jobs/convert_model.py --to marian` and converted with the stock `ct2-transformers-converter`; "
+                  f"the base shape (6+6 layers, d512, 8 heads, ff 2048, 32k vocabulary) has random weights and "
+                  f"decodes {cfg['base_length']} tokens per sentence in every engine. Command: `{cmd}`.", "",
+                  "| model | input | precision | engine | sentences | target tokens/s | sentences/s | peak MB | BLEU "
+                  "| vs CTranslate2 |", "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
+        by = {(x["size"], x["set"], x["precision"], x["engine"]): x for x in r["runs"]}
+        for (size, set_name, precision, engine), x in by.items():
+            ct2 = by.get((size, set_name, precision, "ctranslate2"))
+            ratio = f"{x['target_tokens_per_second'] / ct2['target_tokens_per_second']:.2f}x" if ct2 else "-"
+            lines.append(f"| {size} | {set_name} | {precision} | {ENGINE_LABELS.get(engine, engine)} | "
+                         f"{x['sentences']:,} | {x['target_tokens_per_second']:,.0f} | "
+                         f"{x['sentences_per_second']:.1f} | {x['peak_rss_mb']:.0f} | "
+                         f"{x['bleu'] if 'bleu' in x else '-'} | {ratio} |")
+        lines += ["", "Ratios:", ""] + [f"- {k}: **{v:.2f}**" for k, v in r["ratios"].items()] + [""]
+        if "job" in r:
+            j = r["job"]
+            lines += [f"The whole job (`{j['command']}`, {j['sentences']:,} sentences, one model actor, the tokenize, "
+                      f"detokenize and write stages on the same {m['cpus']} cores): "
+                      f"{j['target_tokens_per_second']:,.0f} target tokens/s for the whole run "
+                      f"({j['seconds']:.0f} s, Ray start-up included), "
+                      f"{j['target_tokens_per_actor_second']:,.0f} per actor-second.", ""]
+        key = "shipped/test_2016_flickr/fp32"
+        if f"{key}: ours / ctranslate2" in r["ratios"]:
+            int8 = r["ratios"].get("shipped/test_2016_flickr/int8: ours / ctranslate2")
+            summary.append(f"- Engines on the same weights ({machine(r)}, beam {cfg['beam_size']}, test_2016_flickr): "
+                           f"ours {r['ratios'][f'{key}: ours / ctranslate2']:.2f}x CTranslate2 in fp32"
+                           + (f", {int8:.2f}x in int8" if int8 else "")
+                           + (f", {r['ratios'][f'{key}: ours / transformers fp32']:.2f}x transformers `generate`"
+                              if f"{key}: ours / transformers fp32" in r["ratios"] else "")
+                           + f" (`{cmd}`; docs/performance.md)")
     return lines, summary
 
 
@@ -291,12 +346,15 @@ def main() -> int:
     p_lines, p_summary = precision_section()
     if p_lines:
         perf += ["## Decoding precision: quality and speed", ""] + p_lines
+    e_lines, e_summary = engines_section()
+    if e_lines:
+        perf += ["## Engines side by side: ours, CTranslate2, transformers", ""] + e_lines
     perf += ["## Scoring throughput and memory", ""] + (s_lines or [f"Not measured yet: `{SCORE_CMD}`.", ""])
     with open(os.path.join(ROOT, "docs", "performance.md"), "w") as f:
         f.write("\n".join(perf).rstrip() + "\n")
     with open(os.path.join(ROOT, "docs", "results.md"), "w") as f:
         f.write("\n".join(a_lines).rstrip() + "\n")
-    figures = model_summary() + a_summary + t_summary + p_summary + s_summary
+    figures = model_summary() + a_summary + t_summary + p_summary + e_summary + s_summary
     figures = figures or ["Not measured yet: see docs/performance.md."]
     figures += ["", "Details, machines and commands: [docs/performance.md](docs/performance.md), "
                 "[docs/results.md](docs/results.md); sizing and cost: "

@@ -1,12 +1,13 @@
-"""Translation throughput: input-order fixed-size batches vs length-sorted token-budget batches.
+"""Translation throughput and memory of the whole job.
 
     python bench/translate_throughput.py --sentences 3000 --scale 10 --out bench/results/translate_cpu.json
 
 Builds a corpus of the requested size from the shipped sample (shuffled, with lengths varied by
 joining 1-4 sample sentences, as real documents mix short and long segments), runs the
-translation job on it in both batching modes (and, on CPU, with int8 linear layers), then the
-token-budget mode on a corpus --scale times larger to check that driver and actor memory stay
-flat. Writes one JSON file.
+translation job on it (and, on CPU, with int8 linear layers), then on a corpus --scale times larger
+to check that driver and actor memory stay flat. Writes one JSON file. The comparison of batching
+schemes (fixed input-order batches vs length-sorted token budgets) and of engines on the same
+weights is bench/engines.py.
 """
 
 from __future__ import annotations
@@ -77,7 +78,6 @@ def main() -> int:
     p.add_argument("--model", default=os.path.join(ROOT, "models", "multi30k-en-de"))
     p.add_argument("--beam-size", type=int, default=5)
     p.add_argument("--batch-rows", type=int, default=1024, help="rows per actor call (the job's default)")
-    p.add_argument("--fixed-rows", type=int, default=32, help="batch size of the fixed-batch baseline")
     p.add_argument("--actors", type=int, default=1)
     p.add_argument("--cpus-per-actor", type=float, default=2)
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "translate_cpu.json"))
@@ -92,23 +92,15 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         small, large = os.path.join(tmp, "small"), os.path.join(tmp, "large")
         make_corpus(small, args.sentences, args.shards, seed=1)
-        # Baseline: what `generate` inside map_batches does: fixed batches in input order.
-        results["fixed_batches_input_order"] = run_job(
-            small, os.path.join(tmp, "o1"), args, "--batching", "fixed", "--batch-rows", str(args.fixed_rows))
-        results["token_budget_sorted"] = run_job(small, os.path.join(tmp, "o2"), args, "--batching", "tokens")
+        results["token_budget_sorted"] = run_job(small, os.path.join(tmp, "o2"), args)
         if not torch.cuda.is_available():  # int8 decoding is a CPU path
-            results["token_budget_sorted_int8"] = run_job(small, os.path.join(tmp, "o4"), args, "--batching",
-                                                          "tokens", "--precision", "int8")
+            results["token_budget_sorted_int8"] = run_job(small, os.path.join(tmp, "o4"), args, "--precision", "int8")
         if args.scale > 1:
             make_corpus(large, args.sentences * args.scale, args.shards * 2, seed=2)
             results[f"token_budget_sorted_x{args.scale}"] = run_job(large, os.path.join(tmp, "o3"), args)
-    base, ours = results["fixed_batches_input_order"], results["token_budget_sorted"]
+    ours = results["token_budget_sorted"]
     # Speed-ups compare decoding (the actors' time in their calls): the run's wall time adds a start-up
     # of ~10-15 s on this machine that is the same in every mode and would blur them on small corpora.
-    results["speedup_target_tokens_per_actor_second"] = round(
-        ours["target_tokens_per_actor_second"] / base["target_tokens_per_actor_second"], 2)
-    results["speedup_target_tokens_per_second"] = round(
-        ours["target_tokens_per_second"] / base["target_tokens_per_second"], 2)
     if "token_budget_sorted_int8" in results:
         results["int8_speedup_target_tokens_per_actor_second"] = round(
             results["token_budget_sorted_int8"]["target_tokens_per_actor_second"]
