@@ -259,8 +259,13 @@ def job_vs_bare(work: str, data: str, sentences: int, threads: int, max_tokens: 
     return {"sentences": run["sentences"], "seconds": run["seconds"],
             "target_tokens_per_second": run["target_tokens_per_second"],
             "target_tokens_per_actor_second": run["target_tokens_per_actor_second"],
-            "command": " ".join(["python", "jobs/translate_corpus.py"] + cmd[3:4] + ["<corpus>"] + cmd[5:6]
-                                + ["<out>"] + cmd[7:])}
+            "command": job_command(sentences, threads, max_tokens)}
+
+
+def job_command(sentences: int, threads: int, max_tokens: int) -> str:
+    """How the whole-job figure is produced (corpus: test_2016_flickr repeated to `sentences` rows, 8 shards)."""
+    return (f"python jobs/translate_corpus.py --input <{sentences:,} sentences in 8 shards> --output <dir> "
+            f"--beam-size 4 --actors 1 --cpus-per-actor {threads} --max-tokens {max_tokens} --metrics bleu")
 
 
 # --- driver ---------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import re
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
 RESULTS = os.path.join(ROOT, "bench", "results")
 MODEL = os.path.join(ROOT, "models", "multi30k-en-de", "config.json")
 # On-demand list prices, USD per hour, us-east-1 (AWS price list, 2026): for the cost estimates only.
@@ -114,6 +115,8 @@ ENGINE_LABELS = {"ours": "ours (token-budget batches)", "ours-fixed": "ours, fix
 
 def engines_section() -> tuple[list[str], list[str]]:
     """Ours, CTranslate2 and transformers on the same weights (bench/engines.py)."""
+    from bench.engines import job_command
+
     lines, summary = [], []
     for path, r in load("engines_*.json"):
         cfg, m = r["config"], r["machine"]
@@ -139,7 +142,8 @@ def engines_section() -> tuple[list[str], list[str]]:
         lines += ["", "Ratios:", ""] + [f"- {k}: **{v:.2f}**" for k, v in r["ratios"].items()] + [""]
         if "job" in r:
             j = r["job"]
-            lines += [f"The whole job (`{j['command']}`, {j['sentences']:,} sentences, one model actor, the tokenize, "
+            job_cmd = job_command(j["sentences"], cfg["threads"], cfg["max_tokens"])
+            lines += [f"The whole job (`{job_cmd}`, {j['sentences']:,} sentences, one model actor, the tokenize, "
                       f"detokenize and write stages on the same {m['cpus']} cores): "
                       f"{j['target_tokens_per_second']:,.0f} target tokens/s for the whole run "
                       f"({j['seconds']:.0f} s, Ray start-up included), "
