@@ -294,11 +294,12 @@ def main() -> int:
     import sacrebleu
     import torch
 
+    from bench.machine import cpu_info
     from model.loaders import load_tokenizer
     from model.marian import marian_order
 
-    results = {"machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                           "cpu_model": _cpu_model(), "gpu": None, "torch": torch.__version__,
+    results = {"machine": {**cpu_info(), "processor": platform.processor() or platform.machine(), "gpu": None,
+                           "torch": torch.__version__,
                            "ctranslate2": _version("ctranslate2"), "transformers": _version("transformers")},
                "config": {k: v for k, v in vars(args).items() if k not in ("worker", "data")}, "runs": [],
                "ratios": {}}
@@ -368,17 +369,6 @@ def _ratios(results: dict) -> None:
             job["target_tokens_per_second"] / bare["target_tokens_per_second"], 2)
         results["ratios"]["job (actor-seconds) / bare decoder, shipped fp32"] = round(
             job["target_tokens_per_actor_second"] / bare["target_tokens_per_second"], 2)
-
-
-def _cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def _version(name: str) -> str | None:

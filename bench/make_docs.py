@@ -48,7 +48,10 @@ def load(pattern: str) -> list[tuple[str, dict]]:
 
 def machine(r: dict) -> str:
     m = r["machine"]
-    return f"{m['gpu']}" if m.get("gpu") else f"{m['cpus']} CPU cores ({m['processor']}), no GPU"
+    if m.get("gpu"):
+        return f"{m['gpu']}"
+    isa = f", {'/'.join(m['isa'])}" if m.get("isa") else ""
+    return f"{m['cpus']} CPU cores ({m.get('cpu_model') or m['processor']}{isa}), no GPU"
 
 
 def translate_section() -> tuple[list[str], list[str]]:

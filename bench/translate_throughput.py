@@ -85,7 +85,9 @@ def main() -> int:
     import ray
     import torch
 
-    results = {"machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
+    from bench.machine import cpu_info
+
+    results = {"machine": {**cpu_info(), "processor": platform.processor() or platform.machine(),
                            "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
                            "torch": torch.__version__, "ray": ray.__version__},
                "config": vars(args)}
