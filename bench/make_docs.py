@@ -163,6 +163,38 @@ def engines_section() -> tuple[list[str], list[str]]:
     return lines, summary
 
 
+DOCS_CMD = "python bench/documents.py"
+DOCS_KEYS = ("short", "long", "long_chars", "actors", "cpus_per_actor", "beam_size")
+
+
+def documents_section() -> tuple[list[str], list[str]]:
+    """--unit document against sentence mode on the same segments (bench/documents.py)."""
+    lines, summary = [], []
+    for path, r in load("documents_*.json"):
+        cfg = r["config"]
+        cmd = command(DOCS_CMD, cfg, DOCS_KEYS)
+        lines += [f"### {machine(r)} (`{path}`)", "",
+                  f"{r['documents']:,} documents ({r['characters']:,} characters, the longest "
+                  f"{r['longest_document_characters']:,}), cut into {r['segments']:,} segments; sentence mode "
+                  f"translates exactly those segments, one per row. {cfg['actors']} model actors x "
+                  f"{cfg['cpus_per_actor']:g} CPU, beam {cfg['beam_size']}, the shipped model. Command: `{cmd}`.", "",
+                  "| mode | rows | rows/s (whole run) | segments per actor-second | actor peak MB | rows per actor |",
+                  "|---|---:|---:|---:|---:|---|"]
+        for key, label in (("document_mode", "`--unit document`"), ("sentence_mode", "sentence (default)")):
+            x = r[key]
+            lines.append(f"| {label} | {x['rows']:,} | {x['rows_per_second']:.2f} | "
+                         f"{x['segments_per_actor_second']:.1f} | {x['actor_peak_rss_mb']:.0f} | "
+                         f"{', '.join(f'{n:,}' for n in x['actor_rows'])} |")
+        ratio = r["document_vs_sentence_segments_per_actor_second"]
+        lines += ["", f"Document mode decodes **{ratio:.2f}x** the segments per actor-second of sentence mode on the "
+                  "same segments.", ""]
+        summary.append(f"- Documents ({machine(r)}): {r['documents']:,} documents up to "
+                       f"{r['longest_document_characters']:,} characters at {r['document_mode']['rows_per_second']:.1f}"
+                       f" documents/s, {ratio:.2f}x sentence mode's segments per actor-second, rows per actor "
+                       f"{'/'.join(f'{n:,}' for n in r['document_mode']['actor_rows'])} (`{cmd}`)")
+    return lines, summary
+
+
 def score_section() -> tuple[list[str], list[str]]:
     lines, summary = [], []
     for path, r in load("score_*.json"):
@@ -356,12 +388,15 @@ def main() -> int:
     e_lines, e_summary = engines_section()
     if e_lines:
         perf += ["## Engines side by side: ours, CTranslate2, transformers", ""] + e_lines
+    d_lines, d_summary = documents_section()
+    if d_lines:
+        perf += ["## Documents (`--unit document`)", ""] + d_lines
     perf += ["## Scoring throughput and memory", ""] + (s_lines or [f"Not measured yet: `{SCORE_CMD}`.", ""])
     with open(os.path.join(ROOT, "docs", "performance.md"), "w") as f:
         f.write("\n".join(perf).rstrip() + "\n")
     with open(os.path.join(ROOT, "docs", "results.md"), "w") as f:
         f.write("\n".join(a_lines).rstrip() + "\n")
-    figures = model_summary() + a_summary + t_summary + p_summary + e_summary + s_summary
+    figures = model_summary() + a_summary + t_summary + p_summary + e_summary + d_summary + s_summary
     figures = figures or ["Not measured yet: see docs/performance.md."]
     figures += ["", "Details, machines and commands: [docs/performance.md](docs/performance.md), "
                 "[docs/results.md](docs/results.md); sizing and cost: "

@@ -107,14 +107,16 @@ def claim(cfg: TranslateConfig, plan: Plan):
     """Take the output (after --overwrite), refuse one made with other settings; return each shard's state."""
     from pipeline.io import resolve
     from pipeline.shards import OutputLayout, claim_output, shard_state
+    from pipeline.units import unit_for
 
+    unit = unit_for(cfg.translation)
     out_fs, out_root = resolve(cfg.output, cfg.storage_options)
     if cfg.overwrite and out_fs.exists(out_root):
         out_fs.rm(out_root, recursive=True)
     layout = OutputLayout(out_root)
     claim_output(out_fs, layout, fingerprint(cfg, [plan.model, *plan.members], plan.columns))
     with ThreadPoolExecutor(16) as pool:
-        return list(pool.map(lambda s: shard_state(out_fs, layout, s, plan.columns.id), plan.shards))
+        return list(pool.map(lambda s: shard_state(out_fs, layout, s, plan.columns.id, unit), plan.shards))
 
 
 def run_pipeline(cfg: TranslateConfig, plan: Plan, states):
@@ -155,11 +157,13 @@ def commit_all(cfg: TranslateConfig, plan: Plan, states) -> tuple[dict[str, dict
     from pipeline.io import resolve
     from pipeline.metrics import MetricOptions
     from pipeline.shards import OutputLayout, commit_shard, output_fields, read_shard_stats
+    from pipeline.units import unit_for
 
-    added = output_fields(cfg.translation.decode.nbest, cfg.translation.write_scores)
+    settings = cfg.translation
+    added = output_fields(settings.decode.nbest, settings.write_scores, settings.write_segments)
     commit = ray.remote(num_cpus=cfg.compute.cpus_per_stage)(commit_shard)
     refs = {s.name: commit.remote(s, cfg.input, cfg.output, plan.columns, added, cfg.metric_names, MetricOptions(),
-                                  cfg.storage_options)
+                                  cfg.storage_options, unit_for(settings))
             for s, (done, _) in zip(plan.shards, states, strict=True) if not done}
     fs, root = resolve(cfg.output, cfg.storage_options)
     layout = OutputLayout(root)
@@ -235,16 +239,19 @@ def main(argv=None) -> int:
     write_report(cfg.output, report, "Translation report", cfg.storage_options)
     overall = report["overall"]
     bleu = overall["scores"].get("bleu")
-    print(f"translated {run['sentences']:,} sentences ({skipped:,} already done) in {len(plan.shards)} shards "
+    rows = "sentences" if settings.unit == "sentence" else "segments"
+    done = f"{skipped:,} {'sentences' if settings.unit == 'sentence' else 'documents'} already done"
+    print(f"translated {run['sentences']:,} {rows} ({done}) in {len(plan.shards)} shards "
           f"in {seconds:.1f} s ({run['target_tokens_per_second']:,.0f} target tokens/s, padding efficiency "
           f"{run['padding_efficiency']:.2f})")
     if run["actor_decode_seconds"]:
         # The run's time includes Ray's and the actors' start-up; this is the rate a running actor keeps.
-        print(f"decoding: {run['sentences_per_actor_second']:,.1f} sentences per actor-second "
+        print(f"decoding: {run['sentences_per_actor_second']:,.1f} {rows} per actor-second "
               f"({run['actor_decode_seconds']:.1f} actor-seconds, {settings.precision}, "
               f"beam {settings.decode.beam_size})")
     if bleu:
-        print(f"BLEU {bleu['score']:.2f} on {overall['sentences']:,} sentences ({bleu['signature']})")
+        scored = "sentences" if settings.unit == "sentence" else "documents (document-level, whitespace normalised)"
+        print(f"BLEU {bleu['score']:.2f} on {overall['sentences']:,} {scored} ({bleu['signature']})")
     print(f"output: {cfg.output}/translations/  report: {cfg.output}/report.json")
     for name, error in sorted(failed.items()):
         print(f"error: shard {name} was not committed ({error}); re-run the same command to finish it",

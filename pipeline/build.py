@@ -1,7 +1,8 @@
 """The translation pipeline, assembled in one place.
 
-    read Parquet (+ path) -> [drop rows done by an earlier run] -> tokenize (CPU actors)
-      -> translate (model actors, GPU or CPU) -> detokenize (CPU actors) -> write part files (CPU tasks)
+    read Parquet (+ path) -> [drop rows done by an earlier run] -> [--unit document: cut into segments]
+      -> tokenize (CPU actors) -> translate (model actors, GPU or CPU) -> detokenize (CPU actors)
+      -> write part files (CPU tasks)
 
 This is the only place where batch sizes, actor counts, CPUs and GPUs are set.
 The returned dataset yields one small statistics row per written part file.
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 from pipeline.settings import ComputeConfig, TranslationSettings
 from pipeline.shards import Columns, make_drop_done, write_parts
 from pipeline.translate import Detokenize, Tokenize, Translator
+from pipeline.units import unit_for
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,9 @@ def build_pipeline(ds, plan: PipelinePlan):
     if any(plan.done_ids.values()):
         ds = ds.map_batches(make_drop_done(plan.columns.id, plan.done_ids), batch_format="pyarrow",
                             num_cpus=compute.cpus_per_stage)
+    explode = unit_for(settings).explode(plan.columns.id, plan.columns.source)
+    if explode is not None:  # documents: segments of many documents share the model actors' batches
+        ds = ds.map_batches(explode, batch_format="pyarrow", num_cpus=compute.cpus_per_stage)
     # Blocks of one actor call each: the reader's blocks can hold whole files (or several), and
     # results leave a stage block by block, so small blocks keep translations streaming to storage
     # and bound what a killed run loses.

@@ -90,6 +90,9 @@ def report_markdown(report: dict, title: str) -> str:
                     c, sc = entry["scores"][n]["compare"], entry["scores"][n]["score"]
                     lines.append(f"| {name} | {n.upper()} | {sc:.2f} | {c['score']:.2f} | {c['difference']:+.2f} | "
                                  f"{c.get('p_value', float('nan')):.4f} |")
+        if report.get("decode", {}).get("unit") == "document":
+            lines += ["", "Scores are document-level: each document is one segment, its whitespace normalised "
+                      "(references are not assumed to be aligned with the sentences)."]
         lines += ["", "Signatures:", ""]
         lines += [f"- {n.upper()}: `{overall['scores'][n]['signature']}`" for n in names]
     else:

@@ -25,6 +25,7 @@ ROW_STATS_TYPE = pa.struct([
     ("padded_source_tokens", pa.int64()),  # encoder positions including padding, over the row's pieces
     ("decode_seconds", pa.float64()),  # this row's share of its model-actor call
     ("actor_peak_rss_mb", pa.float64()),  # the actor's peak resident memory so far
+    ("actor", pa.string()),  # which model actor decoded the row (host:pid): how the work spread
 ])
 STATUS = "status"
 
@@ -40,6 +41,7 @@ class RunStats:
     actor_decode_seconds: float = 0.0
     actor_peak_rss_mb: float = 0.0
     status: dict[str, int] = field(default_factory=dict)
+    actor_rows: dict[str, int] = field(default_factory=dict)  # rows decoded by each model actor
 
     def merge(self, other: RunStats) -> RunStats:
         return RunStats(
@@ -50,6 +52,7 @@ class RunStats:
             actor_decode_seconds=self.actor_decode_seconds + other.actor_decode_seconds,
             actor_peak_rss_mb=max(self.actor_peak_rss_mb, other.actor_peak_rss_mb),
             status=dict(Counter(self.status) + Counter(other.status)),
+            actor_rows=dict(Counter(self.actor_rows) + Counter(other.actor_rows)),
         )
 
     @classmethod
@@ -63,6 +66,7 @@ class RunStats:
             return pc.sum(pc.struct_field(rows, name)).as_py() or 0
 
         counts = pc.value_counts(table.column(STATUS)).to_pylist()
+        actors = pc.value_counts(pc.struct_field(rows, "actor")).to_pylist()
         return cls(
             sentences=table.num_rows,
             source_tokens=int(total("source_tokens")),
@@ -71,6 +75,7 @@ class RunStats:
             actor_decode_seconds=float(total("decode_seconds")),
             actor_peak_rss_mb=float(pc.max(pc.struct_field(rows, "actor_peak_rss_mb")).as_py() or 0.0),
             status={c["values"]: int(c["counts"]) for c in counts},
+            actor_rows={c["values"]: int(c["counts"]) for c in actors if c["values"]},
         )
 
     def to_json(self) -> str:
@@ -100,11 +105,14 @@ class RunStats:
             # What one model actor sustains once running: the figure to size a pool with.
             "sentences_per_actor_second": round(self.sentences / decode, 2) if decode else 0.0,
             "target_tokens_per_actor_second": round(self.target_tokens / decode, 2) if decode else 0.0,
+            # Rows per model actor, largest first: an even spread means no actor held up the run.
+            "actor_rows": sorted(self.actor_rows.values(), reverse=True),
         }
 
 
-def row_stats_array(source_tokens, target_tokens, padded, decode_seconds, peak_rss_mb) -> pa.StructArray:
-    """The ROW_STATS column from per-row lists (decode_seconds and peak_rss_mb may be scalars)."""
+def row_stats_array(source_tokens, target_tokens, padded, decode_seconds, peak_rss_mb,
+                    actor: str = "") -> pa.StructArray:
+    """The ROW_STATS column from per-row lists (decode_seconds, peak_rss_mb and actor may be scalars)."""
     n = len(source_tokens)
 
     def per_row(x):
@@ -112,7 +120,8 @@ def row_stats_array(source_tokens, target_tokens, padded, decode_seconds, peak_r
 
     return pa.StructArray.from_arrays(
         [pa.array(source_tokens, pa.int64()), pa.array(target_tokens, pa.int64()), pa.array(padded, pa.int64()),
-         pa.array(per_row(decode_seconds), pa.float64()), pa.array(per_row(peak_rss_mb), pa.float64())],
+         pa.array(per_row(decode_seconds), pa.float64()), pa.array(per_row(peak_rss_mb), pa.float64()),
+         pa.array([actor] * n, pa.string())],
         fields=list(ROW_STATS_TYPE),
     )
 

@@ -21,6 +21,7 @@ from model.flags import arg, leaf_values
 from model.search import DecodeConfig
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
+UNITS = ("sentence", "document")
 
 
 @dataclass(frozen=True)
@@ -34,10 +35,19 @@ class TranslationSettings:
     long_policy: str = arg("split", help="what to do with sources over --max-source-tokens",
                            choices=["split", "truncate"])
     write_scores: bool = arg(False, help="add a `score` column (length-normalized log-probability)")
+    unit: str = arg("sentence", help="what a row's source is: a sentence (or short text), or a document that is "
+                    "cut into sentences, translated and put back together with its layout", choices=UNITS)
+    source_lang: str = arg("en", help="--unit document: source language (ISO 639 code) for sentence splitting")
+    write_segments: bool = arg(False, help="--unit document: add `source_segments` and `target_segments` list "
+                               "columns (what was translated, for auditing)")
 
     def __post_init__(self):
         if self.max_source_tokens < 2:
             raise ValueError("--max-source-tokens must be >= 2")
+        if self.unit == "document" and (self.decode.nbest > 1 or self.write_scores):
+            raise ValueError("--nbest and --write-scores are per sentence: use them with --unit sentence")
+        if self.write_segments and self.unit != "document":
+            raise ValueError("--write-segments needs --unit document")
 
     def fingerprint(self) -> dict:
         """The settings a resumed output must share with the run that started it (resolved values only)."""

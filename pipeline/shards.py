@@ -36,6 +36,7 @@ from pipeline.io import (
 from pipeline.metrics import MetricOptions, make_metrics, sentence_stats
 from pipeline.run_stats import STATS_COLUMN, STATUS, RunStats
 from pipeline.translate import INTERNAL
+from pipeline.units import SENTENCES
 
 PATH = "path"  # the column Ray's read_parquet(include_paths=True) adds
 
@@ -178,16 +179,16 @@ def claim_output(fs, layout: OutputLayout, fingerprint: dict) -> None:
     write_bytes_atomic(fs, layout.run_file, json.dumps(fingerprint, indent=2, sort_keys=True).encode())
 
 
-def shard_state(fs, layout: OutputLayout, shard: Shard, id_column: str) -> tuple[bool, set]:
-    """(done, ids already in part files) for one shard."""
+def shard_state(fs, layout: OutputLayout, shard: Shard, id_column: str, unit=SENTENCES) -> tuple[bool, set]:
+    """(done, ids of rows already finished in part files) for one shard."""
     if fs.exists(layout.translation(shard.name)) and fs.exists(layout.stats(shard.name)):
         return True, set()
-    done: set = set()
+    tables = []
     if fs.exists(layout.parts(shard.name)):
         for part in fs.glob(f"{layout.parts(shard.name)}/part-*.parquet"):
             with fs.open(part, "rb") as fh:
-                done.update(pq.read_table(fh, columns=[id_column]).column(0).to_pylist())
-    return False, done
+                tables.append(pq.read_table(fh, columns=unit.part_columns(id_column)))
+    return False, unit.done_ids(pa.concat_tables(tables), id_column) if tables else set()
 
 
 def make_drop_done(id_column: str, done: dict[str, set]):
@@ -224,13 +225,16 @@ def write_parts(table: pa.Table, output_uri: str, shard_names: dict[str, str], i
     return pa.table({STATS_COLUMN: pa.array(written, pa.string())})
 
 
-def output_fields(nbest: int, write_scores: bool) -> list[pa.Field]:
+def output_fields(nbest: int, write_scores: bool, write_segments: bool = False) -> list[pa.Field]:
     """Columns the translation job adds to the input's."""
     fields = [pa.field("translation", pa.string()), pa.field(STATUS, pa.string())]
     if write_scores or nbest > 1:
         fields.append(pa.field("score", pa.float64()))
     if nbest > 1:
         fields += [pa.field("nbest_scores", pa.list_(pa.float64())), pa.field("nbest", pa.list_(pa.string()))]
+    if write_segments:
+        fields += [pa.field("source_segments", pa.list_(pa.string())),
+                   pa.field("target_segments", pa.list_(pa.string()))]
     return fields
 
 
@@ -240,11 +244,12 @@ def status_counts(table: pa.Table) -> dict[str, int]:
 
 
 def commit_shard(shard: Shard, input_uri: str, output_uri: str, columns: Columns, added: list[pa.Field],
-                 metrics: tuple[str, ...], metric_options: MetricOptions, storage_options: dict) -> dict:
+                 metrics: tuple[str, ...], metric_options: MetricOptions, storage_options: dict,
+                 unit=SENTENCES) -> dict:
     """Merge a shard's parts into translations/<shard> in input order, score it, write its stats.
 
-    Checks that every input id is there exactly once; on a mismatch the parts
-    stay for the next run and the error names the shard.
+    Checks that every input row is there exactly once (in document mode: every segment of every
+    document); on a mismatch the parts stay for the next run and the error names the shard.
     """
     in_fs, _ = resolve(input_uri, storage_options)
     out_fs, root = resolve(output_uri, storage_options)
@@ -252,7 +257,7 @@ def commit_shard(shard: Shard, input_uri: str, output_uri: str, columns: Columns
     with in_fs.open(shard.path, "rb") as fh:
         input_schema = pq.read_schema(fh)
         fh.seek(0)
-        input_ids = pq.read_table(fh, columns=[columns.id]).column(0)
+        inputs = pq.read_table(fh, columns=unit.input_columns(columns))
     schema = pa.schema(list(input_schema) + added)
     parts_dir = layout.parts(shard.name)
     parts = out_fs.glob(f"{parts_dir}/part-*.parquet") if out_fs.exists(parts_dir) else []
@@ -260,29 +265,15 @@ def commit_shard(shard: Shard, input_uri: str, output_uri: str, columns: Columns
     for part in parts:
         with out_fs.open(part, "rb") as fh:
             tables.append(pq.read_table(fh))
-    merged = pa.concat_tables(tables, promote_options="default") if tables else schema.empty_table()
-    positions = pc.index_in(merged.column(columns.id), value_set=input_ids)
-    if positions.null_count:
-        raise RuntimeError(f"shard {shard.name}: {positions.null_count} translated rows have ids not in the input")
-    order = pc.sort_indices(positions)
-    merged, pos = merged.take(order), positions.take(order).to_numpy(zero_copy_only=False)
-    # A retried batch can leave the same row in two parts: keep one.
-    keep = np.ones(len(pos), dtype=bool)
-    keep[1:] = pos[1:] != pos[:-1]
-    if not keep.all():
-        merged = merged.filter(pa.array(keep))
-    if merged.num_rows != len(input_ids):
-        raise RuntimeError(f"shard {shard.name}: {len(input_ids) - merged.num_rows} of {len(input_ids)} rows "
-                           "missing after translation; a re-run translates them")
+    merged = pa.concat_tables(tables, promote_options="default") if tables else unit.empty_parts(schema, columns.id)
+    merged = unit.assemble(shard.name, inputs, merged, columns.id, columns.source)
     merged = merged.select(schema.names).cast(schema)
     stats = {"shard": shard.name, "sentences": merged.num_rows, "status": status_counts(merged)}
     if columns.reference and metrics:
-        hyps = [h or "" for h in merged.column("translation").to_pylist()]
-        refs = merged.column(columns.reference).to_pylist()
-        stats["null_references"] = sum(r is None for r in refs)
+        hyps, refs = unit.scored_texts(merged, columns.reference)
+        stats["null_references"] = merged.column(columns.reference).null_count
         objs = make_metrics(metric_options)
-        stats["metrics"] = {m: sentence_stats(objs[m], hyps, [[r or "" for r in refs]]).sum(0).tolist()
-                            for m in metrics}
+        stats["metrics"] = {m: sentence_stats(objs[m], hyps, [refs]).sum(0).tolist() for m in metrics}
     write_bytes_atomic(out_fs, layout.translation(shard.name), table_to_parquet_bytes(merged))
     write_bytes_atomic(out_fs, layout.stats(shard.name), json.dumps(stats, sort_keys=True).encode())
     if parts:

@@ -13,6 +13,8 @@ Row status, in the `status` column of the output:
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 
 import pyarrow as pa
@@ -123,6 +125,7 @@ class Translator:
         # Several checkpoints: average their log-probabilities at every step (Sutskever et al. 2014 used 5).
         self.model = ckpts[0].model if len(ckpts) == 1 else Ensemble([c.model for c in ckpts])
         self.decode, self.max_tokens = decode, max_tokens
+        self.actor_id = f"{socket.gethostname()}:{os.getpid()}"
 
     def __call__(self, table: pa.Table) -> pa.Table:
         from pipeline.decode import translate_ids
@@ -156,7 +159,7 @@ class Translator:
             tgt_tokens.append(sum(len(p[0].tokens) + 1 for p in pieces))
         src_tokens = [sum(len(p) for p in pieces) for pieces in rows]  # as fed: truncated, one EOS per piece
         stats = row_stats_array(src_tokens, tgt_tokens, padded, (time.perf_counter() - started) / max(n, 1),
-                                peak_rss_mb())
+                                peak_rss_mb(), self.actor_id)
         return (table.drop_columns([PIECES])
                 .append_column(HYP_IDS, pa.array(nbest_ids, pa.list_(pa.list_(pa.int32()))))
                 .append_column("score", pa.array(scores, pa.float64()))

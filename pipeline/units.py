@@ -1,0 +1,189 @@
+"""What one input row is: a sentence, or a document cut into segments (`--unit`).
+
+The model actors always see segments: in document mode an extra stage cuts every document into
+segments before tokenization, so segments of many documents share the same length-sorted
+token-budget batches, and one long document never pins one actor. What differs between the units
+is only at the edges, and lives here:
+
+    explode(table)       the stage before tokenization (sentence mode: none)
+    done_ids(parts)      ids of rows that are finished in the part files (resume)
+    assemble(...)        part rows back into one output row per input row, in input order
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline.documents import split_document
+
+SEG, NSEG = "__seg", "__nseg"  # a segment's index in its document, and the document's segment count
+STATUS = "status"
+
+
+def _dedupe_by_position(merged: pa.Table, positions: pa.Array) -> tuple[pa.Table, np.ndarray]:
+    """Rows sorted by `positions`; a position seen twice (a retried batch wrote a row twice) kept once."""
+    order = pc.sort_indices(positions)
+    merged, pos = merged.take(order), positions.take(order).to_numpy(zero_copy_only=False)
+    keep = np.ones(len(pos), dtype=bool)
+    keep[1:] = pos[1:] != pos[:-1]
+    if not keep.all():
+        merged, pos = merged.filter(pa.array(keep)), pos[keep]
+    return merged, pos
+
+
+@dataclass(frozen=True)
+class SentenceUnit:
+    """Each row's source is one sentence (or a short text); part rows carry every input column."""
+
+    name = "sentence"
+
+    def explode(self, id_column: str, source_column: str):
+        return None
+
+    def done_ids(self, parts: pa.Table, id_column: str) -> set:
+        return set(parts.column(id_column).to_pylist())
+
+    def part_columns(self, id_column: str) -> list[str]:
+        return [id_column]
+
+    def input_columns(self, columns) -> list[str]:
+        return [columns.id]  # the part rows carry every other input column
+
+    def empty_parts(self, schema: pa.Schema, id_column: str) -> pa.Table:
+        return schema.empty_table()
+
+    def assemble(self, shard_name: str, inputs: pa.Table, merged: pa.Table, id_column: str,
+                 source_column: str) -> pa.Table:
+        positions = pc.index_in(merged.column(id_column), value_set=inputs.column(id_column))
+        if positions.null_count:
+            raise RuntimeError(f"shard {shard_name}: {positions.null_count} translated rows have ids not in the "
+                               "input")
+        merged, _ = _dedupe_by_position(merged, positions)
+        if merged.num_rows != inputs.num_rows:
+            raise RuntimeError(f"shard {shard_name}: {inputs.num_rows - merged.num_rows} of {inputs.num_rows} rows "
+                               "missing after translation; a re-run translates them")
+        return merged
+
+    def scored_texts(self, table: pa.Table, reference_column: str) -> tuple[list[str], list[str]]:
+        hyps = [h or "" for h in table.column("translation").to_pylist()]
+        return hyps, [r or "" for r in table.column(reference_column).to_pylist()]
+
+
+@dataclass(frozen=True)
+class DocumentUnit:
+    """Each row's source is a document; part rows are its translated segments (id, segment index)."""
+
+    lang: str = "en"
+    write_segments: bool = False
+    name = "document"
+
+    def explode(self, id_column: str, source_column: str):
+        lang = self.lang
+
+        def split_documents(table: pa.Table) -> pa.Table:
+            """Ray Data stage: one row per segment to translate (path, id, __seg, __nseg, source)."""
+            paths, ids, segs, nsegs, texts = [], [], [], [], []
+            for path, doc_id, text in zip(table.column("path").to_pylist(), table.column(id_column).to_pylist(),
+                                          table.column(source_column).to_pylist(), strict=True):
+                segments = split_document(text, lang).segments
+                for i, segment in enumerate(segments):
+                    paths.append(path)
+                    ids.append(doc_id)
+                    segs.append(i)
+                    nsegs.append(len(segments))
+                    texts.append(segment)
+            return pa.table({"path": pa.array(paths, pa.string()), id_column: pa.array(ids, table.schema.field(
+                id_column).type), SEG: pa.array(segs, pa.int32()), NSEG: pa.array(nsegs, pa.int32()),
+                source_column: pa.array(texts, pa.string())})
+
+        return split_documents
+
+    def part_columns(self, id_column: str) -> list[str]:
+        return [id_column, SEG, NSEG]
+
+    def input_columns(self, columns) -> None:
+        return None  # every input column: the part rows hold only segments
+
+    def empty_parts(self, schema: pa.Schema, id_column: str) -> pa.Table:
+        """No part file at all (every document empty or verbatim): no segment rows."""
+        return pa.schema([schema.field(id_column), pa.field(SEG, pa.int32()), pa.field("translation", pa.string()),
+                          pa.field(STATUS, pa.string())]).empty_table()
+
+    def done_ids(self, parts: pa.Table, id_column: str) -> set:
+        """Documents whose every segment is in the part files (a partly written one is translated again)."""
+        seen: dict = {}
+        for doc_id, seg, nseg in zip(parts.column(id_column).to_pylist(), parts.column(SEG).to_pylist(),
+                                     parts.column(NSEG).to_pylist(), strict=True):
+            seen.setdefault(doc_id, (nseg, set()))[1].add(seg)
+        return {doc_id for doc_id, (nseg, segs) in seen.items() if len(segs) == nseg}
+
+    def assemble(self, shard_name: str, inputs: pa.Table, merged: pa.Table, id_column: str,
+                 source_column: str) -> pa.Table:
+        """Every input document, its segments' translations put back into its own layout."""
+        ids = inputs.column(id_column)
+        positions = pc.index_in(merged.column(id_column), value_set=ids)
+        if positions.null_count:
+            raise RuntimeError(f"shard {shard_name}: {positions.null_count} translated segments have ids not in "
+                               "the input")
+        # One key per (document, segment): documents in input order, segments in document order.
+        seg = merged.column(SEG).to_numpy(zero_copy_only=False).astype(np.int64)
+        key = pa.array(positions.to_numpy(zero_copy_only=False).astype(np.int64) * (1 << 32) + seg)
+        merged, keys = _dedupe_by_position(merged, key)
+        doc_of = keys >> 32
+        bounds = np.searchsorted(doc_of, np.arange(inputs.num_rows + 1))
+        translated = merged.column("translation").to_pylist()
+        seg_status = merged.column(STATUS).to_pylist()
+        texts = inputs.column(source_column).to_pylist()
+        out_text, out_status, src_segs, tgt_segs = [], [], [], []
+        missing = 0
+        for d, text in enumerate(texts):
+            layout = split_document(text, self.lang)
+            lo, hi = bounds[d], bounds[d + 1]
+            if hi - lo != len(layout.segments):
+                missing += 1
+                continue
+            segments = translated[lo:hi]
+            out_text.append(layout.fill([s or "" for s in segments]))
+            out_status.append(document_status(text, seg_status[lo:hi], layout.cut))
+            src_segs.append(layout.segments)
+            tgt_segs.append(segments)
+        if missing:
+            raise RuntimeError(f"shard {shard_name}: {missing} of {inputs.num_rows} documents have segments missing "
+                               "after translation; a re-run translates them")
+        out = inputs.append_column("translation", pa.array(out_text, pa.string()))
+        out = out.append_column(STATUS, pa.array(out_status, pa.string()))
+        if self.write_segments:
+            out = out.append_column("source_segments", pa.array(src_segs, pa.list_(pa.string())))
+            out = out.append_column("target_segments", pa.array(tgt_segs, pa.list_(pa.string())))
+        return out
+
+    def scored_texts(self, table: pa.Table, reference_column: str) -> tuple[list[str], list[str]]:
+        """Document-level scoring: each document one segment, whitespace normalised (line breaks and
+        indentation are layout, not words)."""
+        def norm(texts):
+            return [" ".join((t or "").split()) for t in texts]
+
+        return norm(table.column("translation").to_pylist()), norm(table.column(reference_column).to_pylist())
+
+
+def document_status(text: str | None, segment_status: list[str], cut: bool = False) -> str:
+    """empty: nothing to translate in the document at all; split/truncated: a segment had to be cut."""
+    if not text or not text.strip():
+        return "empty"
+    if "truncated" in segment_status:
+        return "truncated"
+    return "split" if cut or "split" in segment_status else "ok"
+
+
+SENTENCES = SentenceUnit()
+
+
+def unit_for(settings) -> SentenceUnit | DocumentUnit:
+    """The unit a run's TranslationSettings ask for."""
+    units = {"sentence": lambda: SentenceUnit(),
+             "document": lambda: DocumentUnit(settings.source_lang, settings.write_segments)}
+    return units[settings.unit]()

@@ -1,0 +1,205 @@
+"""--unit document: documents cut into segments, translated with sentences of other documents, and put back
+together with their exact layout."""
+
+import json
+import os
+import random
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.documents import split_document
+from pipeline.io import resolve, table_to_parquet_bytes, write_bytes_atomic
+from pipeline.metrics import MetricOptions
+from pipeline.shards import OutputLayout, commit_shard, discover_shards, output_fields, shard_state
+from pipeline.units import NSEG, SEG, DocumentUnit
+
+DOCS = [
+    "Title line\r\n\r\n  Indented paragraph. Second sentence!  \r\n- bullet one\n* bullet two\n• bullet three\n"
+    "1. first item\n2) second item\n\n\n\nVisit https://example.com/a?b=1. Mail ops@example.org now.\n",
+    "Ein Absatz. Noch ein Satz.\n\nZweiter Absatz ohne Punkt\n",
+    "今日は晴れです。明日は雨でしょう。\n\nمرحبا. كيف حالك؟ 😀 Emoji too!",
+    "https://only.a.url/here\n\tmail@only.example.com\n",
+    "trailing spaces and a tab\t \r",
+    "no sentence punctuation at all just words and more words",
+    "",
+    "   \n\t\n",
+    None,
+]
+
+
+def identity(layout):
+    return layout.fill(layout.segments)
+
+
+@pytest.mark.parametrize("doc", DOCS)
+def test_layout_round_trip_is_byte_for_byte(doc):
+    layout = split_document(doc)
+    assert identity(layout) == (doc or "")
+    # Nothing that must stay verbatim is sent to the model: URLs, e-mail addresses, bullets, numbering.
+    for seg in layout.segments:
+        assert "://" not in seg and "@" not in seg and not seg.startswith(("- ", "* ", "• ", "1. ", "2) "))
+
+
+def test_random_documents_round_trip():
+    rng = random.Random(0)
+    pieces = ["A sentence.", "Two words", "Ünïcödé ist schön!", "漢字。", "  ", "\t", "\n", "\r\n", "\n\n\n", "- ",
+              "* ", "3. ", "https://x.org/p.q", "a@b.co", "Dr. No went home.", "?!", "42", " ", "e.g. this"]
+    for _ in range(300):
+        doc = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 30)))
+        assert identity(split_document(doc)) == doc
+        assert identity(split_document(doc, max_chars=7)) == doc
+
+
+def test_segments_are_sentences_and_lines_that_are_only_verbatim_are_copied():
+    layout = split_document(DOCS[0])
+    assert layout.segments == ["Title line", "Indented paragraph.", "Second sentence!", "bullet one", "bullet two",
+                               "bullet three", "first item", "second item", "Visit", "Mail", "now."]
+    assert split_document(DOCS[3]).segments == []  # a URL and an e-mail address only
+
+
+def test_long_text_without_punctuation_is_cut_at_spaces():
+    doc = " ".join(["word"] * 5000)
+    layout = split_document(doc, max_chars=200)
+    assert layout.cut and all(len(s) <= 200 for s in layout.segments) and identity(layout) == doc
+
+
+def write_shard(tmp_path, docs, refs=None):
+    path = tmp_path / "in" / "docs.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    columns = {"id": [f"d{i}" for i in range(len(docs))], "source": docs, "extra": list(range(len(docs)))}
+    if refs is not None:
+        columns["reference"] = refs
+    pq.write_table(pa.table(columns), path)
+    return path
+
+
+def translate_parts(tmp_path, path, unit, translate, batch_rows=3):
+    """Explode the shard into segments as the pipeline does, 'translate' them, write part files."""
+    table = pq.read_table(path).append_column("path", pa.array([str(path)] * pq.read_metadata(path).num_rows))
+    segments = unit.explode("id", "source")(table)
+    out = str(tmp_path / "out")
+    fs, root = resolve(out)
+    for start in range(0, segments.num_rows, batch_rows):
+        part = segments.slice(start, batch_rows)
+        part = part.append_column("translation", pa.array([translate(s) for s in part.column("source").to_pylist()]))
+        part = part.append_column("status", pa.array(["ok"] * part.num_rows)).drop_columns(["path"])
+        write_bytes_atomic(fs, f"{OutputLayout(root).parts('docs.parquet')}/part-{start}.parquet",
+                           table_to_parquet_bytes(part))
+    return out, segments
+
+
+def test_identity_translation_through_parts_and_commit_reproduces_every_document(tmp_path):
+    path = write_shard(tmp_path, DOCS)
+    unit = DocumentUnit(write_segments=True)
+    out, segments = translate_parts(tmp_path, path, unit, translate=lambda s: s)
+    assert set(segments.column(NSEG).to_pylist()) and SEG in segments.column_names
+    _, (shard,), columns, _ = discover_shards(str(path), "id", "source", "reference")
+    fs, root = resolve(out)
+    done, ids = shard_state(fs, OutputLayout(root), shard, "id", unit)
+    assert not done and ids == {"d0", "d1", "d2", "d4", "d5"}  # documents with segments, all present
+    stats = commit_shard(shard, str(path), out, columns, output_fields(1, False, True), (), MetricOptions(), {}, unit)
+    result = pq.read_table(tmp_path / "out" / "translations" / "docs.parquet").to_pylist()
+    assert [r["translation"] for r in result] == [d or "" for d in DOCS]
+    assert [r["status"] for r in result] == ["ok"] * 6 + ["empty"] * 3
+    assert [r["extra"] for r in result] == list(range(len(DOCS)))  # pass-through columns, input order
+    assert result[1]["source_segments"] == ["Ein Absatz.", "Noch ein Satz.", "Zweiter Absatz ohne Punkt"]
+    assert stats["sentences"] == len(DOCS)
+
+
+def test_a_document_missing_a_segment_is_not_committed(tmp_path):
+    path = write_shard(tmp_path, DOCS[:2])
+    unit = DocumentUnit()
+    out, _ = translate_parts(tmp_path, path, unit, translate=str.upper, batch_rows=100)
+    parts = tmp_path / "out" / "_parts" / "docs.parquet"
+    (part,) = parts.iterdir()
+    table = pq.read_table(part)
+    pq.write_table(table.slice(1), part)  # the first segment of d0 is lost
+    _, (shard,), columns, _ = discover_shards(str(path), "id", "source", "reference")
+    fs, root = resolve(out)
+    assert shard_state(fs, OutputLayout(root), shard, "id", unit) == (False, {"d1"})  # d0 is translated again
+    with pytest.raises(RuntimeError, match="1 of 2 documents have segments missing"):
+        commit_shard(shard, str(path), out, columns, output_fields(1, False), (), MetricOptions(), {}, unit)
+
+
+def test_document_level_scores_normalise_whitespace(tmp_path):
+    from sacrebleu.metrics import BLEU
+
+    docs = ["A dog runs.\n\nIt is fast.", "Two cats\n- sleep"]
+    refs = ["Ein Hund rennt.  Er ist schnell.", "Zwei Katzen\n- schlafen"]
+    path = write_shard(tmp_path, docs, refs)
+    unit = DocumentUnit()
+    out, _ = translate_parts(tmp_path, path, unit, translate=lambda s: {"A dog runs.": "Ein Hund rennt.",
+                                                                        "It is fast.": "Er ist schnell.",
+                                                                        "Two cats": "Zwei Katzen",
+                                                                        "sleep": "schlafen"}[s])
+    _, (shard,), columns, _ = discover_shards(str(path), "id", "source", "reference")
+    stats = commit_shard(shard, str(path), out, columns, output_fields(1, False), ("bleu",), MetricOptions(), {}, unit)
+    hyps = ["Ein Hund rennt. Er ist schnell.", "Zwei Katzen - schlafen"]
+    expected = BLEU().corpus_score(hyps, [[" ".join(r.split()) for r in refs]])
+    assert expected.score == pytest.approx(100.0)
+    from pipeline.metrics import make_metrics, score_from_stats
+
+    assert score_from_stats(make_metrics()["bleu"], stats["metrics"]["bleu"]) == pytest.approx(expected.score)
+
+
+def run_job(model, input_uri, output, *extra):
+    from jobs.translate_corpus import main as translate
+
+    return translate(["--input", input_uri, "--output", output, "--model", model, "--unit", "document",
+                      "--cpus-per-actor", "1", "--batch-rows", "64", *extra])
+
+
+def test_a_multi_paragraph_document_through_the_shipped_model(local_ray, tmp_path):
+    doc = ("A man in a blue shirt is standing on a ladder. He is cleaning a window.\n\n"
+           "Two dogs run across the grass.\n"
+           "- A girl is laughing.\n"
+           "- A boy plays with a ball.\n\n"
+           "See https://example.com for more pictures.\n")
+    root = tmp_path / "in"
+    root.mkdir()
+    pq.write_table(pa.table({"id": [1, 2], "source": [doc, "A dog runs."]}), root / "a.parquet")
+    model = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models", "multi30k-en-de")
+    assert run_job(model, str(root), str(tmp_path / "out"), "--write-segments") == 0
+    row = pq.read_table(tmp_path / "out" / "translations" / "a.parquet").to_pylist()[0]
+    out = row["translation"]
+    assert out.count("\n\n") == doc.count("\n\n") and out.count("\n") == doc.count("\n")
+    lines = out.split("\n")
+    assert lines[3].startswith("- ") and lines[4].startswith("- ") and "https://example.com" in lines[6]
+    assert "Mann" in lines[0] and "Hund" in lines[2] and row["status"] == "ok"
+    assert len(row["target_segments"]) == len(row["source_segments"]) == 7
+    report = json.load(open(tmp_path / "out" / "report.json"))
+    assert report["decode"]["unit"] == "document" and report["run"]["sentences"] == 8  # segments decoded
+
+
+def test_bad_documents_and_a_1mb_document_finish_with_a_status(local_ray, tiny_checkpoint, tmp_path):
+    big = " ".join(["word"] * 200_000)  # 1 MB without a single sentence mark
+    docs = [None, "", "   \n ", "no punctuation here at all", big, "Fine. Really fine."]
+    root = tmp_path / "in"
+    root.mkdir()
+    pq.write_table(pa.table({"id": list(range(len(docs))), "source": docs}), root / "a.parquet")
+    out = tmp_path / "out"
+    fast = ["--beam-size", "1", "--max-len-a", "0", "--max-len-b", "2", "--actors", "2", "--max-tokens", "4000"]
+    assert run_job(tiny_checkpoint, str(root), str(out), *fast) == 0
+    rows = pq.read_table(out / "translations" / "a.parquet").to_pylist()
+    assert [r["id"] for r in rows] == list(range(len(docs)))
+    assert [r["status"] for r in rows] == ["empty", "empty", "empty", "ok", "split", "ok"]
+    assert rows[0]["translation"] == rows[1]["translation"] == rows[2]["translation"] == ""
+    assert rows[4]["translation"]
+    report = json.load(open(out / "report.json"))
+    assert report["run"]["sentences"] >= len(big) // 2000  # cut into many segments, spread over the actors
+    assert report["run"]["actor_peak_rss_mb"] < 2000
+    # Resuming a finished output does nothing; the documents are kept as they are.
+    assert run_job(tiny_checkpoint, str(root), str(out), *fast) == 0
+    assert json.load(open(out / "report.json"))["run"]["sentences"] == 0
+
+
+def test_per_sentence_options_are_refused_with_documents():
+    from model.search import DecodeConfig
+    from pipeline.settings import TranslationSettings
+
+    with pytest.raises(ValueError, match="--unit sentence"):
+        TranslationSettings(unit="document", decode=DecodeConfig(beam_size=2, nbest=2))
+    with pytest.raises(ValueError, match="--write-segments needs --unit document"):
+        TranslationSettings(write_segments=True)
