@@ -14,34 +14,36 @@ tampered or truncated file is refused with an error naming it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
 import torch
 from safetensors.torch import save as save_safetensors
 
+from model.checkpoint_files import (  # noqa: F401  (re-exported: the checkpoint format's names)
+    CARD,
+    CONFIG,
+    FORMAT,
+    VERSION,
+    WEIGHTS,
+    CheckpointError,
+    load_native_tokenizer,
+    load_tokenizer_only,
+    read_config,
+    read_verified,
+    sha256,
+)
 from model.rnn import RNNConfig, RNNSeq2Seq
 from model.storage import resolve
-from model.tokenizer import Tokenizer, tokenizer_from_files
+from model.tokenizer import Tokenizer
 from model.transformer import Transformer, TransformerConfig
 from model.weights import WeightsError, read_safetensors
-
-FORMAT = "nmt-batch-checkpoint"
-VERSION = 1
-WEIGHTS = "model.safetensors"
-CONFIG = "config.json"
-CARD = "README.md"
 
 # Two architectures, named explicitly (no registry).
 ARCHITECTURES = {
     "transformer": (Transformer, TransformerConfig),
     "rnn": (RNNSeq2Seq, RNNConfig),
 }
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint file is missing, malformed or does not match its recorded hash."""
 
 
 @dataclass
@@ -57,10 +59,6 @@ def build_model(arch: str, model_config: dict) -> torch.nn.Module:
         raise ValueError(f"unknown architecture {arch!r}; expected one of {sorted(ARCHITECTURES)}")
     cls, cfg_cls = ARCHITECTURES[arch]
     return cls(cfg_cls(**model_config))
-
-
-def _sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def unique_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -95,43 +93,11 @@ def save_checkpoint(
         "arch": model.arch,
         "model": asdict(model.cfg),
         "tokenizer": layout,
-        "files": {name: _sha256(data) for name, data in files.items()},
+        "files": {name: sha256(data) for name, data in files.items()},
         "metadata": metadata or {},
     }
     # Last: its presence marks the directory as complete.
     fs.pipe_file(f"{root}/{CONFIG}", json.dumps(config, indent=2, sort_keys=True).encode())
-
-
-def _read(fs, root: str, name: str, uri: str) -> bytes:
-    try:
-        return fs.cat_file(f"{root}/{name}")
-    except FileNotFoundError:
-        raise CheckpointError(f"checkpoint {uri}: missing file {name}") from None
-
-
-def read_config(uri: str, storage_options: dict | None = None) -> dict:
-    fs, root = resolve(uri, storage_options)
-    raw = _read(fs, root, CONFIG, uri)
-    try:
-        config = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"checkpoint {uri}: {CONFIG} is not valid JSON ({e})") from None
-    if not isinstance(config, dict) or config.get("format") != FORMAT:
-        raise CheckpointError(f"checkpoint {uri}: {CONFIG} is not an {FORMAT} config")
-    for key in ("arch", "model", "tokenizer", "files"):
-        if key not in config:
-            raise CheckpointError(f"checkpoint {uri}: {CONFIG} lacks the {key!r} field")
-    return config
-
-
-def _read_verified(fs, root: str, name: str, config: dict, uri: str) -> bytes:
-    data = _read(fs, root, name, uri)
-    expected = config["files"].get(name)
-    if expected is None:
-        raise CheckpointError(f"checkpoint {uri}: {CONFIG} records no hash for {name}")
-    if _sha256(data) != expected:
-        raise CheckpointError(f"checkpoint {uri}: {name} does not match its sha256 in {CONFIG} (tampered or truncated)")
-    return data
 
 
 def _load_weights(data: bytes, uri: str) -> dict[str, torch.Tensor]:
@@ -172,28 +138,10 @@ def load_checkpoint(
     """Rebuild model and tokenizer from a checkpoint directory; model is in eval mode."""
     config = read_config(uri, storage_options)
     fs, root = resolve(uri, storage_options)
-    tokenizer = _load_tokenizer(fs, root, config, uri)
-    state = _load_weights(_read_verified(fs, root, WEIGHTS, config, uri), uri)
+    tokenizer = load_native_tokenizer(fs, root, config, uri)
+    state = _load_weights(read_verified(fs, root, WEIGHTS, config, uri), uri)
     model = assemble(config["arch"], config["model"], state, f"checkpoint {uri}: {WEIGHTS}", device, dtype)
     return Checkpoint(model=model, tokenizer=tokenizer, config=config, metadata=config.get("metadata", {}))
-
-
-def _load_tokenizer(fs, root: str, config: dict, uri: str) -> Tokenizer:
-    try:
-        return tokenizer_from_files(config["tokenizer"], lambda name: _read_verified(fs, root, name, config, uri))
-    except CheckpointError:
-        raise
-    except (KeyError, TypeError) as e:
-        raise CheckpointError(f"checkpoint {uri}: malformed tokenizer entry in {CONFIG} ({e})") from None
-    except (RuntimeError, ValueError) as e:
-        raise CheckpointError(f"checkpoint {uri}: bad SentencePiece model ({e})") from None
-
-
-def load_tokenizer_only(uri: str, storage_options: dict | None = None) -> Tokenizer:
-    """The checkpoint's tokenizer without its weights (for CPU tokenize/detokenize stages)."""
-    config = read_config(uri, storage_options)
-    fs, root = resolve(uri, storage_options)
-    return _load_tokenizer(fs, root, config, uri)
 
 
 def default_card(model: torch.nn.Module, metadata: dict) -> str:

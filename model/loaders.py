@@ -13,9 +13,12 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
-from model.checkpoint import CONFIG, FORMAT, Checkpoint, CheckpointError, load_checkpoint, load_tokenizer_only
-from model.checkpoint import read_config as read_native_config
+from model.checkpoint_files import CONFIG, FORMAT, CheckpointError, load_tokenizer_only
+from model.checkpoint_files import read_config as read_native_config
 from model.storage import resolve
+
+# model.checkpoint and model.marian (torch) are imported where models are loaded: the CPU stages
+# only read tokenizers, and never pay for torch.
 
 
 @dataclass(frozen=True)
@@ -51,13 +54,15 @@ def _native_info(uri, storage_options) -> ModelInfo:
                      config.get("metadata", {}))
 
 
-def _native_load(uri, device, dtype, storage_options) -> Checkpoint:
+def _native_load(uri, device, dtype, storage_options):
+    from model.checkpoint import load_checkpoint
+
     return load_checkpoint(uri, device=device, dtype=dtype, storage_options=storage_options)
 
 
 # --- marian ---------------------------------------------------------------------------------------
 def _marian_info(uri, storage_options) -> ModelInfo:
-    from model.marian import transformer_config
+    from model.marian import transformer_config  # the driver: it loads torch for the actors' sake anyway
 
     fs, root = resolve(uri, storage_options)
     hf = _read_json_config(uri, storage_options)
@@ -88,7 +93,8 @@ def _stores_positions(head: bytes, name: str) -> bool:
     return "model.decoder.embed_positions.weight" in keys
 
 
-def _marian_load(uri, device, dtype, storage_options) -> Checkpoint:
+def _marian_load(uri, device, dtype, storage_options):
+    from model.checkpoint import Checkpoint
     from model.marian import load_marian
 
     model, tokenizer, hf, generation = load_marian(uri, device, dtype, storage_options)
@@ -97,7 +103,7 @@ def _marian_load(uri, device, dtype, storage_options) -> Checkpoint:
 
 
 def _marian_tokenizer(uri, storage_options):
-    from model.marian import load_marian_tokenizer
+    from model.marian_tokenizer import load_marian_tokenizer
 
     fs, root = resolve(uri, storage_options)
     return load_marian_tokenizer(fs, root, uri, _read_json_config(uri, storage_options))
@@ -133,7 +139,7 @@ def model_info(uri: str, storage_options: dict | None = None) -> ModelInfo:
     return loader_for(uri, storage_options).info(uri, storage_options)
 
 
-def load_model(uri: str, device="cpu", dtype=None, storage_options: dict | None = None) -> Checkpoint:
+def load_model(uri: str, device="cpu", dtype=None, storage_options: dict | None = None):
     """Model (eval mode) and tokenizer of any supported directory at any URI."""
     return loader_for(uri, storage_options).load(uri, device, dtype, storage_options)
 

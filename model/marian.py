@@ -27,7 +27,7 @@ import torch
 from safetensors.torch import save as save_safetensors
 
 from model.checkpoint import CheckpointError, assemble, unique_state
-from model.marian_tokenizer import MarianTokenizer
+from model.marian_tokenizer import TOKENIZER_FILES, load_marian_tokenizer, read_json  # noqa: F401
 from model.storage import resolve
 from model.transformer import Transformer, TransformerConfig, sinusoidal_positions
 from model.weights import WeightsError, read_safetensors, read_torch_bin
@@ -36,7 +36,6 @@ from model.weights import WeightsError, read_safetensors, read_torch_bin
 ACTIVATION_FROM_HF = {"relu": "relu", "swish": "swish", "silu": "silu", "gelu": "gelu", "gelu_new": "gelu_tanh",
                       "gelu_pytorch_tanh": "gelu_tanh", "gelu_fast": "gelu_tanh"}
 ACTIVATION_TO_HF = {"relu": "relu", "swish": "swish", "silu": "silu", "gelu": "gelu", "gelu_tanh": "gelu_new"}
-TOKENIZER_FILES = ("source.spm", "target.spm", "vocab.json")
 START_LOGIT_BIAS = -1e4  # exported start/pad row: never predicted, out of the softmax (as CTranslate2 drops it)
 
 
@@ -161,46 +160,10 @@ def our_state(hf_state: dict[str, torch.Tensor], cfg: TransformerConfig, where: 
     return state
 
 
-def _read_json(fs, root: str, name: str, uri: str, required: bool = True) -> dict:
-    path = f"{root}/{name}"
-    if not fs.exists(path):
-        if required:
-            raise CheckpointError(f"{uri}: missing file {name}")
-        return {}
-    try:
-        return json.loads(fs.cat_file(path))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{uri}: {name} is not valid JSON ({e})") from None
-
-
-def load_marian_tokenizer(fs, root: str, uri: str, hf: dict) -> MarianTokenizer:
-    tok_config = _read_json(fs, root, "tokenizer_config.json", uri, required=False)
-    separate = bool(tok_config.get("separate_vocabs", False))
-    files = {}
-    for name in TOKENIZER_FILES + (("target_vocab.json",) if separate else ()):
-        if not fs.exists(f"{root}/{name}"):
-            raise CheckpointError(f"{uri}: missing tokenizer file {name}")
-        files[name] = fs.cat_file(f"{root}/{name}")
-    pad = hf.get("pad_token_id")
-    try:
-        tok = MarianTokenizer(files, pad_id=pad, eos_id=hf.get("eos_token_id", 0),
-                              decoder_start_id=hf.get("decoder_start_token_id", pad),
-                              unk_token=tok_config.get("unk_token", "<unk>"), separate_vocabs=separate,
-                              model_max_length=hf.get("max_position_embeddings", 0))
-    except ValueError as e:
-        raise CheckpointError(f"{uri}: {e}") from None
-    for side, size, limit in (("vocab.json", tok.src_vocab_size, hf.get("vocab_size")),
-                              ("target vocabulary", tok.tgt_vocab_size, hf.get("decoder_vocab_size")
-                               or hf.get("vocab_size"))):
-        if limit and size > limit:
-            raise CheckpointError(f"{uri}: {side} has ids up to {size - 1}, beyond the model's {limit} rows")
-    return tok
-
-
 def load_marian(uri: str, device="cpu", dtype=None, storage_options: dict | None = None):
     """(model, tokenizer, config.json, generation_config.json) of a Marian directory, run as transformers runs it."""
     fs, root = resolve(uri, storage_options)
-    hf = _read_json(fs, root, "config.json", uri)
+    hf = read_json(fs, root, "config.json", uri)
     tokenizer = load_marian_tokenizer(fs, root, uri, hf)
     hf_state, source = read_hf_weights(fs, root, uri)
     stored = "model.encoder.embed_positions.weight" in hf_state and "model.decoder.embed_positions.weight" in hf_state
@@ -210,7 +173,7 @@ def load_marian(uri: str, device="cpu", dtype=None, storage_options: dict | None
     cfg = transformer_config(hf, stored, uri, src_pad)
     where = f"{uri}/{source}"
     model = assemble("transformer", asdict(cfg), our_state(hf_state, cfg, where), where, device, dtype)
-    generation = _read_json(fs, root, "generation_config.json", uri, required=False)
+    generation = read_json(fs, root, "generation_config.json", uri, required=False)
     return model, tokenizer, hf, generation
 
 

@@ -18,9 +18,11 @@ import json
 
 import sentencepiece as spm
 
+from model.checkpoint_files import CheckpointError
 from model.tokenizer import SENTENCE_END
 
 SPIECE_UNDERLINE = "▁"
+TOKENIZER_FILES = ("source.spm", "target.spm", "vocab.json")
 
 
 def _processor(data: bytes, name: str) -> spm.SentencePieceProcessor:
@@ -124,3 +126,39 @@ class MarianTokenizer:
         return cls({name: read(name) for name in layout["files"]}, pad_id=layout["pad_id"], eos_id=layout["eos_id"],
                    decoder_start_id=layout["decoder_start_id"], separate_vocabs=layout["separate_vocabs"],
                    model_max_length=layout.get("model_max_length", 0))
+
+
+def read_json(fs, root: str, name: str, uri: str, required: bool = True) -> dict:
+    path = f"{root}/{name}"
+    if not fs.exists(path):
+        if required:
+            raise CheckpointError(f"{uri}: missing file {name}")
+        return {}
+    try:
+        return json.loads(fs.cat_file(path))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{uri}: {name} is not valid JSON ({e})") from None
+
+
+def load_marian_tokenizer(fs, root: str, uri: str, hf: dict) -> MarianTokenizer:
+    tok_config = read_json(fs, root, "tokenizer_config.json", uri, required=False)
+    separate = bool(tok_config.get("separate_vocabs", False))
+    files = {}
+    for name in TOKENIZER_FILES + (("target_vocab.json",) if separate else ()):
+        if not fs.exists(f"{root}/{name}"):
+            raise CheckpointError(f"{uri}: missing tokenizer file {name}")
+        files[name] = fs.cat_file(f"{root}/{name}")
+    pad = hf.get("pad_token_id")
+    try:
+        tok = MarianTokenizer(files, pad_id=pad, eos_id=hf.get("eos_token_id", 0),
+                              decoder_start_id=hf.get("decoder_start_token_id", pad),
+                              unk_token=tok_config.get("unk_token", "<unk>"), separate_vocabs=separate,
+                              model_max_length=hf.get("max_position_embeddings", 0))
+    except ValueError as e:
+        raise CheckpointError(f"{uri}: {e}") from None
+    for side, size, limit in (("vocab.json", tok.src_vocab_size, hf.get("vocab_size")),
+                              ("target vocabulary", tok.tgt_vocab_size, hf.get("decoder_vocab_size")
+                               or hf.get("vocab_size"))):
+        if limit and size > limit:
+            raise CheckpointError(f"{uri}: {side} has ids up to {size - 1}, beyond the model's {limit} rows")
+    return tok

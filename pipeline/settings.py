@@ -17,8 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+from model.decode_config import DecodeConfig
 from model.flags import arg, leaf_values
-from model.search import DecodeConfig
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 UNITS = ("sentence", "document")

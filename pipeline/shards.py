@@ -36,7 +36,7 @@ from pipeline.io import (
 from pipeline.metrics import MetricOptions, make_metrics, sentence_stats
 from pipeline.run_stats import STATS_COLUMN, STATUS, RunStats
 from pipeline.translate import INTERNAL
-from pipeline.units import SENTENCES
+from pipeline.units import SEG, SENTENCES
 
 PATH = "path"  # the column Ray's read_parquet(include_paths=True) adds
 
@@ -217,8 +217,11 @@ def write_parts(table: pa.Table, output_uri: str, shard_names: dict[str, str], i
     for path in pc.unique(paths).to_pylist():
         rows = table.filter(pc.equal(paths, path))
         name = shard_names[path]
-        ids = rows.column(id_column).to_pylist()
-        digest = hashlib.sha1("\n".join(map(str, ids)).encode()).hexdigest()[:20]
+        # Named by the rows they hold (ids, and segment indices in document mode, where the segments
+        # of one document can arrive in several batches): a retried task rewrites the same file.
+        keys = [rows.column(id_column).to_pylist()] + ([rows.column(SEG).to_pylist()] if SEG in rows.column_names
+                                                       else [])
+        digest = hashlib.sha1("\n".join(map(str, zip(*keys, strict=True))).encode()).hexdigest()[:20]
         out = rows.drop_columns([c for c in (PATH, *INTERNAL) if c in rows.column_names])
         write_bytes_atomic(fs, f"{layout.parts(name)}/part-{digest}.parquet", table_to_parquet_bytes(out))
         written.append(RunStats.of_rows(rows).to_json())

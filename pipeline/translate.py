@@ -19,7 +19,7 @@ import time
 
 import pyarrow as pa
 
-from model.search import DecodeConfig
+from model.decode_config import DecodeConfig
 from pipeline.process_memory import peak_rss_mb
 from pipeline.run_stats import ROW_STATS, STATUS, row_stats_array
 

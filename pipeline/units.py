@@ -147,8 +147,9 @@ class DocumentUnit:
                 missing += 1
                 continue
             segments = translated[lo:hi]
-            out_text.append(layout.fill([s or "" for s in segments]))
-            out_status.append(document_status(text, seg_status[lo:hi], layout.cut))
+            status = document_status(text, seg_status[lo:hi], layout.cut)
+            out_text.append("" if status == "empty" else layout.fill([s or "" for s in segments]))
+            out_status.append(status)
             src_segs.append(layout.segments)
             tgt_segs.append(segments)
         if missing:

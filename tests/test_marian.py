@@ -331,8 +331,7 @@ def test_exported_tiny_trained_model_translates_alike(tmp_path):
 
 
 def test_the_translation_job_runs_a_marian_directory(local_ray, tmp_path):
-    """--model DIR with a Hugging Face directory, through Ray: greedy output is transformers' own, beam output
-    our in-process beam search's (which the tests above compare with transformers)."""
+    """--model DIR with a Hugging Face directory, through Ray: the translations are transformers' own."""
     import pyarrow.parquet as pq
 
     from jobs.translate_corpus import main as translate
@@ -340,7 +339,6 @@ def test_the_translation_job_runs_a_marian_directory(local_ray, tmp_path):
 
     path = build_marian_dir(str(tmp_path / "hf"), **SHAPES["shared-swish"])
     hf, tok = hf_model_and_tokenizer(path)
-    ours = load_model(path)
     (tmp_path / "in").mkdir()
     pq.write_table(pa.table({"id": list(range(40)), "source": SOURCES[:40]}), tmp_path / "in" / "a.parquet")
     flags = ["--input", str(tmp_path / "in"), "--model", path, "--max-len-a", "0", "--max-len-b", "30",
@@ -352,10 +350,5 @@ def test_the_translation_job_runs_a_marian_directory(local_ray, tmp_path):
     got = read_table(str(tmp_path / "greedy" / "translations")).column("translation").to_pylist()
     assert got == tok.batch_decode(out, skip_special_tokens=True)
 
-    assert translate([*flags, "--output", str(tmp_path / "beam"), "--beam-size", "4"]) == 0
-    src = pad_batch(ours.tokenizer.encode_source(SOURCES[:40]), ours.model.cfg.source_pad_id)
-    hyps = beam_search(ours.model, src, DecodeConfig(beam_size=4, max_len_a=0, max_len_b=30))
-    got = read_table(str(tmp_path / "beam" / "translations")).column("translation").to_pylist()
-    assert got == ours.tokenizer.decode_target([h[0].tokens for h in hyps])
-    report = json.load(open(tmp_path / "beam" / "report.json"))
+    report = json.load(open(tmp_path / "greedy" / "report.json"))
     assert report["model"]["format"] == "marian" and report["model"]["config"]["positions"] == "marian"

@@ -156,3 +156,16 @@ def test_an_id_in_two_shards_is_named_with_both_files(tmp_path):
         check_unique_ids(fs, shards, "id")
     make_input(tmp_path, {"id": ["e", "f"], "source": ["x", "y"]}, "in/three.parquet")
     check_unique_ids(fs, shards, "id")  # unique again: no error
+
+
+def test_part_names_tell_segments_of_one_document_apart(tmp_path):
+    """Document mode: two batches holding different segments of the same document are two part files."""
+    from pipeline.units import NSEG, SEG
+
+    path = make_input(tmp_path, {"id": ["d"], "source": ["A. B. C. D."]})
+    rows = translated(pa.table({"id": ["d"] * 4, "source": list("ABCD")}), path)
+    rows = rows.append_column(SEG, pa.array([0, 1, 2, 3], pa.int32())).append_column(NSEG, pa.array([4] * 4,
+                                                                                                   pa.int32()))
+    for batch in (rows.slice(0, 2), rows.slice(2)):
+        write_parts(batch, str(tmp_path / "out"), {str(path): "s1.parquet"}, "id", {})
+    assert len(list((tmp_path / "out" / "_parts" / "s1.parquet").iterdir())) == 2

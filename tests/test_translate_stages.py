@@ -192,3 +192,22 @@ def test_row_statistics_count_what_was_decoded(stages, tiny_checkpoint):
     assert tr(truncated).column(ROW_STATS).to_pylist()[3]["source_tokens"] == 8
     assert stats.source_tokens <= stats.padded_source_tokens  # padding efficiency can never exceed 1
     assert stats.sentences == 5 and stats.status == {"ok": 2, "empty": 2, "truncated": 1}
+
+
+def test_the_cpu_stages_never_import_torch(tmp_path):
+    """Tokenize, Detokenize and the write stage run in CPU actors and tasks: importing torch there would
+    cost each ~200 MB and seconds of start-up for nothing."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    code = ("import sys\n"
+            "from pipeline.translate import Tokenize, Detokenize\n"
+            "from pipeline.shards import write_parts, commit_shard\n"
+            "from pipeline.units import DocumentUnit\n"
+            f"Tokenize({ROOT + '/models/multi30k-en-de'!r}, 'source', 256, 'split', {{}})\n"
+            f"Detokenize({ROOT + '/models/multi30k-en-de'!r}, 1, False, {{}})\n"
+            "DocumentUnit().explode('id', 'source')\n"
+            "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
