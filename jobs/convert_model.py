@@ -1,10 +1,11 @@
-"""Convert models between our checkpoint format and Hugging Face Marian / OPUS-MT directories.
+"""Convert models between our checkpoint format and Hugging Face directories (Marian / OPUS-MT, M2M100 / NLLB-200).
 
     python jobs/convert_model.py --from marian --input ./opus-mt-en-de --output s3://bucket/models/en-de
+    python jobs/convert_model.py --from m2m100 --input ./nllb-200-distilled-600M --output s3://bucket/models/nllb
     python jobs/convert_model.py --to marian --input models/multi30k-en-de --output ./multi30k-en-de-hf
 
---from marian writes one of our checkpoint directories (weights as safetensors, the Marian
-tokenizer files kept as they are). The translation job also takes a Marian directory
+--from marian / m2m100 writes one of our checkpoint directories (weights as safetensors, the
+tokenizer files kept as they are). The translation job also takes such a directory
 directly as --model; converting once saves re-reading `pytorch_model.bin` on every actor and
 records the weights' hash in the checkpoint.
 
@@ -23,37 +24,50 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 from jobs.cli import arg, parse_config, print_config, with_absolute_paths  # noqa: E402
 
-FORMATS = ("marian",)
+
+def _marian_reader(uri, storage_options):
+    from model.marian import load_marian
+
+    return load_marian(uri, storage_options=storage_options)
+
+
+def _m2m100_reader(uri, storage_options):
+    from model.m2m100 import load_m2m100
+
+    return load_m2m100(uri, storage_options=storage_options)
+
+
+# --from: (uri, storage_options) -> (model, tokenizer, config.json, generation_config.json)
+READERS = {"marian": _marian_reader, "m2m100": _m2m100_reader}
 
 
 @dataclass(frozen=True)
 class ConvertConfig:
-    """Convert a model directory between our format and the Hugging Face Marian format."""
+    """Convert a model directory between our format and Hugging Face formats."""
 
     input: str = arg(help="model directory at any URI")
     output: str = arg(help="directory URI to write")
-    from_format: str = arg("", help="input format: marian (a Hugging Face Marian/OPUS-MT directory)",
-                           choices=FORMATS, flag="--from")
-    to_format: str = arg("", help="output format: marian (a Hugging Face Marian directory)", choices=FORMATS,
+    from_format: str = arg("", help="input format: marian (a Hugging Face Marian/OPUS-MT directory) or m2m100 "
+                           "(M2M100 / NLLB-200)", choices=sorted(READERS), flag="--from")
+    to_format: str = arg("", help="output format: marian (a Hugging Face Marian directory)", choices=["marian"],
                          flag="--to")
     max_positions: int = arg(1024, help="--to marian: positions (max_position_embeddings) of the exported model, "
                              "when ours has no limit")
-    weights_dtype: str = arg("fp32", help="--from marian: dtype of the stored weights (fp16 halves the size; "
+    weights_dtype: str = arg("fp32", help="--from: dtype of the stored weights (fp16 halves the size; "
                              "actors compute in fp32 or bf16 either way)", choices=["fp32", "fp16"])
     storage_options: dict = arg({}, help="JSON options for fsspec (e.g. endpoint_url); never logged")
 
     def __post_init__(self):
         if bool(self.from_format) == bool(self.to_format):
-            raise ValueError("give exactly one of --from marian or --to marian")
+            raise ValueError("give exactly one of --from (marian, m2m100) or --to marian")
 
 
-def import_marian(cfg: ConvertConfig) -> str:
+def import_hf(cfg: ConvertConfig) -> str:
     import torch
 
     from model.checkpoint import save_checkpoint
-    from model.marian import load_marian
 
-    model, tokenizer, hf, generation = load_marian(cfg.input, storage_options=cfg.storage_options)
+    model, tokenizer, hf, generation = READERS[cfg.from_format](cfg.input, cfg.storage_options)
     metadata = {"name": f"Converted from {cfg.input}", "converted_from": cfg.input, "hf_config": hf,
                 "generation_config": generation}
     dtype = torch.float16 if cfg.weights_dtype == "fp16" else torch.float32
@@ -83,7 +97,7 @@ def main(argv=None) -> int:
     from model.checkpoint import CheckpointError
 
     try:
-        message = import_marian(cfg) if cfg.from_format else export_marian(cfg)
+        message = import_hf(cfg) if cfg.from_format else export_marian(cfg)
     except (CheckpointError, ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -19,9 +19,7 @@ from datetime import UTC, datetime
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script
 
 from jobs.cli import arg, parse_config, print_config, redacted, with_absolute_paths  # noqa: E402
-from pipeline.metrics import parse_metrics  # noqa: E402
-
-BLEU_TOKENIZERS = ["13a", "intl", "zh", "ja-mecab", "ko-mecab", "char", "flores101", "flores200", "none"]
+from pipeline.metrics import BLEU_TOKENIZERS, parse_metrics  # noqa: E402
 
 
 @dataclass(frozen=True)

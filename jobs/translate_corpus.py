@@ -22,7 +22,7 @@ sys.path.insert(0, ROOT)  # run as a script
 
 from jobs.cli import arg, parse_config, print_config, redacted, with_absolute_paths  # noqa: E402
 from pipeline.io import absolute_uri  # noqa: E402
-from pipeline.metrics import parse_metrics  # noqa: E402
+from pipeline.metrics import BLEU_TOKENIZERS, parse_metrics  # noqa: E402
 from pipeline.settings import ComputeConfig, TranslationSettings  # noqa: E402
 
 SAMPLE_INPUT = os.path.join(ROOT, "samples", "multi30k-en-de")
@@ -49,6 +49,9 @@ class TranslateConfig:
     compute: ComputeConfig = arg(ComputeConfig())
     # scoring and output
     metrics: str = arg("bleu,chrf,ter", help="comma-separated metrics when a reference column exists ('' for none)")
+    bleu_tokenize: str = arg("auto", help="BLEU tokenizer (sacreBLEU -tok); auto: 13a overall, and per language pair "
+                             "sacreBLEU's choice for the target language (zh, ja-mecab, ko-mecab, else 13a)",
+                             choices=["auto", *BLEU_TOKENIZERS])
     overwrite: bool = arg(False, help="delete --output first instead of resuming into it")
     storage_options: dict = arg({}, help="JSON options for fsspec (e.g. endpoint_url); never logged")
 
@@ -58,6 +61,12 @@ class TranslateConfig:
     @property
     def metric_names(self) -> tuple[str, ...]:
         return parse_metrics(self.metrics)
+
+    @property
+    def metric_options(self):
+        from pipeline.metrics import MetricOptions
+
+        return MetricOptions(bleu_tokenize="13a" if self.bleu_tokenize == "auto" else self.bleu_tokenize)
 
 
 def hardware_for(cfg: TranslateConfig, gpus: float) -> TranslateConfig:
@@ -73,7 +82,7 @@ def fingerprint(cfg: TranslateConfig, models: list, columns) -> dict:
     columns, the metrics and every resolved `TranslationSettings` value (hardware settings may change)."""
     return {"model_weights": [m.weights_sha256 for m in models],
             "columns": [columns.id, columns.source, columns.reference],
-            "metrics": cfg.metrics, **cfg.translation.fingerprint()}
+            "metrics": cfg.metrics, "bleu_tokenize": cfg.bleu_tokenize, **cfg.translation.fingerprint()}
 
 
 @dataclass
@@ -92,15 +101,40 @@ def inspect_inputs(cfg: TranslateConfig) -> Plan:
 
     Writes nothing, so a bad input fails with nothing written and no output deleted.
     """
-    from model.loaders import model_info
-    from pipeline.shards import check_unique_ids, discover_shards
+    from model.loaders import load_tokenizer, model_info
+    from pipeline.shards import InputError, check_unique_ids, discover_shards
 
-    in_fs, shards, columns, _ = discover_shards(cfg.input, cfg.id_column, cfg.source_column,
+    in_fs, shards, columns, schema = discover_shards(cfg.input, cfg.id_column, cfg.source_column,
                                                 cfg.reference_column, cfg.storage_options)
     check_unique_ids(in_fs, shards, cfg.id_column)
+    for column in cfg.translation.languages.columns:
+        if column not in schema.names:
+            raise InputError(f"language column {column!r} is not in the input (columns: {schema.names})")
     model = model_info(cfg.model, cfg.storage_options)
+    check_languages(cfg.translation, load_tokenizer(cfg.model, cfg.storage_options), cfg.model)
     members = [model_info(uri, cfg.storage_options) for uri in cfg.ensemble]
     return Plan(in_fs, shards, columns, model, members)
+
+
+def check_languages(settings: TranslationSettings, tokenizer, uri: str) -> None:
+    """A multilingual model needs target languages, a bilingual one refuses them; a run-wide language the
+    model lacks is an error now, while a row's unknown language only marks that row (unsupported_language)."""
+    from pipeline.shards import InputError
+
+    if settings.multilingual and not tokenizer.multilingual:
+        raise InputError(f"model {uri} has no language tokens: --target-lang/--target-lang-column need a multilingual "
+                         "model (M2M100, NLLB-200 or a multilingual OPUS-MT model)")
+    if getattr(tokenizer, "needs_languages", False):
+        if not settings.multilingual:
+            raise InputError(f"model {uri} is multilingual: give the target language with --target-lang or "
+                             "--target-lang-column")
+        known = ", ".join(tokenizer.languages[:8]) + ", ..."
+        if not settings.source_lang_column and tokenizer.language_token(settings.source_lang) is None:
+            raise InputError(f"model {uri} has no source language {settings.source_lang!r} (--source-lang; it knows "
+                             f"{len(tokenizer.languages)} languages: {known})")
+        if not settings.target_lang_column and tokenizer.language_token(settings.target_lang) is None:
+            raise InputError(f"model {uri} has no target language {settings.target_lang!r} (--target-lang; it knows "
+                             f"{len(tokenizer.languages)} languages: {known})")
 
 
 def claim(cfg: TranslateConfig, plan: Plan):
@@ -155,15 +189,15 @@ def commit_all(cfg: TranslateConfig, plan: Plan, states) -> tuple[dict[str, dict
     import ray
 
     from pipeline.io import resolve
-    from pipeline.metrics import MetricOptions
     from pipeline.shards import OutputLayout, commit_shard, output_fields, read_shard_stats
     from pipeline.units import unit_for
 
     settings = cfg.translation
     added = output_fields(settings.decode.nbest, settings.write_scores, settings.write_segments)
     commit = ray.remote(num_cpus=cfg.compute.cpus_per_stage)(commit_shard)
-    refs = {s.name: commit.remote(s, cfg.input, cfg.output, plan.columns, added, cfg.metric_names, MetricOptions(),
-                                  cfg.storage_options, unit_for(settings))
+    languages = settings.languages if settings.multilingual else None
+    refs = {s.name: commit.remote(s, cfg.input, cfg.output, plan.columns, added, cfg.metric_names, cfg.metric_options,
+                                  cfg.storage_options, unit_for(settings), languages, cfg.bleu_tokenize)
             for s, (done, _) in zip(plan.shards, states, strict=True) if not done}
     fs, root = resolve(cfg.output, cfg.storage_options)
     layout = OutputLayout(root)
@@ -199,9 +233,8 @@ def main(argv=None) -> int:
 
     from model.checkpoint import CheckpointError
     from pipeline.cluster import init_ray
-    from pipeline.metrics import MetricOptions
     from pipeline.process_memory import peak_rss_mb
-    from pipeline.report import build_report, write_report
+    from pipeline.report import build_report, language_pair_entries, write_report
     from pipeline.shards import InputError
 
     try:
@@ -229,8 +262,9 @@ def main(argv=None) -> int:
     if failed:
         run["failed_shards"] = failed
     settings = cfg.translation
+    pairs = {"language_pairs": language_pair_entries(shard_stats, cfg.metric_options)} if settings.multilingual else {}
     report = build_report(
-        shard_stats, MetricOptions(), run=run,
+        shard_stats, cfg.metric_options, **pairs, run=run,
         model={"uri": cfg.model, "format": plan.model.format, "arch": plan.model.arch, "config": plan.model.config,
                "metadata": plan.model.metadata, "ensemble": cfg.ensemble},
         decode=settings.fingerprint(),

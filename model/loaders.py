@@ -2,6 +2,7 @@
 
     native   our own checkpoints (model/checkpoint.py): config.json has "format": "nmt-batch-checkpoint"
     marian   Hugging Face Marian / OPUS-MT directories (model/marian.py): config.json has "model_type": "marian"
+    m2m100   Hugging Face M2M100 and NLLB-200 directories (model/m2m100.py): "model_type": "m2m_100"
 
 Everything after loading (search, pipeline, reports) sees one model interface and one tokenizer
 interface. A new family is one more row here and one module holding its quirks.
@@ -60,24 +61,28 @@ def _native_load(uri, device, dtype, storage_options):
     return load_checkpoint(uri, device=device, dtype=dtype, storage_options=storage_options)
 
 
-# --- marian ---------------------------------------------------------------------------------------
-def _marian_info(uri, storage_options) -> ModelInfo:
-    from model.marian import transformer_config  # the driver: it loads torch for the actors' sake anyway
-
+def _hf_weights_digest(uri, storage_options) -> tuple[str, bytes, str]:
+    """(sha256, first bytes, file name) of a Hugging Face directory's weights file."""
     fs, root = resolve(uri, storage_options)
-    hf = _read_json_config(uri, storage_options)
-    digest, head = hashlib.sha256(), b""
     for name in ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"):
         if fs.exists(f"{root}/{name}"):
+            digest, head = hashlib.sha256(), b""
             with fs.open(f"{root}/{name}", "rb") as fh:
                 for chunk in iter(lambda: fh.read(1 << 24), b""):
                     head = head or chunk
                     digest.update(chunk)
-            break
-    else:
-        raise CheckpointError(f"model {uri}: no model.safetensors or pytorch_model.bin")
+            return digest.hexdigest(), head, name
+    raise CheckpointError(f"model {uri}: no model.safetensors or pytorch_model.bin")
+
+
+# --- marian ---------------------------------------------------------------------------------------
+def _marian_info(uri, storage_options) -> ModelInfo:
+    from model.marian import transformer_config  # the driver: it loads torch for the actors' sake anyway
+
+    hf = _read_json_config(uri, storage_options)
+    digest, head, name = _hf_weights_digest(uri, storage_options)
     cfg = transformer_config(hf, has_stored_positions=_stores_positions(head, name), where=f"model {uri}")
-    return ModelInfo("marian", "transformer", asdict(cfg), digest.hexdigest(),
+    return ModelInfo("marian", "transformer", asdict(cfg), digest,
                      {"hf_config": {k: hf[k] for k in sorted(hf) if not isinstance(hf[k], (dict, list))}})
 
 
@@ -109,6 +114,32 @@ def _marian_tokenizer(uri, storage_options):
     return load_marian_tokenizer(fs, root, uri, _read_json_config(uri, storage_options))
 
 
+# --- m2m100 (M2M100 and NLLB-200) ------------------------------------------------------------------
+def _m2m100_info(uri, storage_options) -> ModelInfo:
+    from model.m2m100 import transformer_config
+
+    hf = _read_json_config(uri, storage_options)
+    cfg = transformer_config(hf, where=f"model {uri}")
+    return ModelInfo("m2m100", "transformer", asdict(cfg), _hf_weights_digest(uri, storage_options)[0],
+                     {"hf_config": {k: hf[k] for k in sorted(hf) if not isinstance(hf[k], (dict, list))}})
+
+
+def _m2m100_load(uri, device, dtype, storage_options):
+    from model.checkpoint import Checkpoint
+    from model.m2m100 import load_m2m100
+
+    model, tokenizer, hf, generation = load_m2m100(uri, device, dtype, storage_options)
+    return Checkpoint(model=model, tokenizer=tokenizer, config={"format": "m2m100", "hf_config": hf},
+                      metadata={"generation_config": generation})
+
+
+def _m2m100_tokenizer(uri, storage_options):
+    from model.m2m100_tokenizer import load_m2m100_tokenizer
+
+    fs, root = resolve(uri, storage_options)
+    return load_m2m100_tokenizer(fs, root, uri, _read_json_config(uri, storage_options))
+
+
 @dataclass(frozen=True)
 class Loader:
     name: str
@@ -122,6 +153,7 @@ LOADERS = (
     Loader("native", lambda c: c.get("format") == FORMAT, _native_info, _native_load,
            lambda uri, so: load_tokenizer_only(uri, so)),
     Loader("marian", lambda c: c.get("model_type") == "marian", _marian_info, _marian_load, _marian_tokenizer),
+    Loader("m2m100", lambda c: c.get("model_type") == "m2m_100", _m2m100_info, _m2m100_load, _m2m100_tokenizer),
 )
 
 
@@ -132,7 +164,8 @@ def loader_for(uri: str, storage_options: dict | None = None) -> Loader:
             return loader
     kind = config.get("model_type") or config.get("format") or "unknown"
     raise CheckpointError(f"model {uri}: {CONFIG} describes a {kind!r} model; supported: our checkpoints "
-                          f"(format {FORMAT!r}) and Hugging Face Marian directories (model_type 'marian')")
+                          f"(format {FORMAT!r}), Hugging Face Marian (model_type 'marian') and M2M100/NLLB ('m2m_100') "
+                          "directories")
 
 
 def model_info(uri: str, storage_options: dict | None = None) -> ModelInfo:

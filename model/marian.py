@@ -27,10 +27,10 @@ import torch
 from safetensors.torch import save as save_safetensors
 
 from model.checkpoint import CheckpointError, assemble, unique_state
+from model.hf_layout import layer_names, read_hf_weights
 from model.marian_tokenizer import TOKENIZER_FILES, load_marian_tokenizer, read_json  # noqa: F401
 from model.storage import resolve
 from model.transformer import Transformer, TransformerConfig, sinusoidal_positions
-from model.weights import WeightsError, read_safetensors, read_torch_bin
 
 # transformers' activation names -> ours (model/transformer.py ACTIVATIONS), and back.
 ACTIVATION_FROM_HF = {"relu": "relu", "swish": "swish", "silu": "silu", "gelu": "gelu", "gelu_new": "gelu_tanh",
@@ -41,38 +41,6 @@ START_LOGIT_BIAS = -1e4  # exported start/pad row: never predicted, out of the s
 
 def is_marian(config: dict) -> bool:
     return config.get("model_type") == "marian"
-
-
-# --- names ----------------------------------------------------------------------------------------
-def _layer_pairs(ours: str, hf: str, decoder: bool) -> list[tuple[str, str]]:
-    """(our name, transformers' name) for every tensor of one layer."""
-    pairs: list[tuple[str, str]] = []
-
-    def affine(o: str, h: str):  # Linear and LayerNorm both hold weight + bias
-        pairs.extend([(f"{o}.weight", f"{h}.weight"), (f"{o}.bias", f"{h}.bias")])
-
-    def attention(o: str, h: str):
-        for proj in ("q_proj", "k_proj", "v_proj", "out_proj"):
-            affine(f"{o}.{proj}", f"{h}.{proj}")
-
-    attention(f"{ours}.self_attn", f"{hf}.self_attn")
-    affine(f"{ours}.self_norm", f"{hf}.self_attn_layer_norm")
-    if decoder:
-        attention(f"{ours}.cross_attn", f"{hf}.encoder_attn")
-        affine(f"{ours}.cross_norm", f"{hf}.encoder_attn_layer_norm")
-    affine(f"{ours}.ffn.fc1", f"{hf}.fc1")
-    affine(f"{ours}.ffn.fc2", f"{hf}.fc2")
-    affine(f"{ours}.ffn_norm", f"{hf}.final_layer_norm")
-    return pairs
-
-
-def layer_names(cfg: TransformerConfig) -> list[tuple[str, str]]:
-    pairs = []
-    for i in range(cfg.enc_layers):
-        pairs += _layer_pairs(f"encoder.{i}", f"model.encoder.layers.{i}", decoder=False)
-    for i in range(cfg.dec_layers):
-        pairs += _layer_pairs(f"decoder.{i}", f"model.decoder.layers.{i}", decoder=True)
-    return pairs
 
 
 # --- import -----------------------------------------------------------------------------------------
@@ -109,31 +77,6 @@ def transformer_config(hf: dict, has_stored_positions: bool, where: str, src_pad
         activation=ACTIVATION_FROM_HF[act], scale_embedding=hf.get("scale_embedding", False),
         positions="stored" if has_stored_positions else "marian",
         max_positions=hf.get("max_position_embeddings", 1024), src_pad_id=src_pad_id)
-
-
-def read_hf_weights(fs, root: str, uri: str) -> tuple[dict[str, torch.Tensor], str]:
-    """The tensors of a Hugging Face directory and the file(s) they came from.
-
-    `model.safetensors`, sharded safetensors (`model.safetensors.index.json`), or `pytorch_model.bin`
-    through torch's weights-only unpickler: a pickle that would build anything but tensors is refused.
-    """
-    def cat(name):
-        return fs.cat_file(f"{root}/{name}")
-
-    try:
-        if fs.exists(f"{root}/model.safetensors"):
-            return read_safetensors(cat("model.safetensors"), f"{uri}/model.safetensors"), "model.safetensors"
-        if fs.exists(f"{root}/model.safetensors.index.json"):
-            shards = sorted(set(json.loads(cat("model.safetensors.index.json"))["weight_map"].values()))
-            state: dict[str, torch.Tensor] = {}
-            for name in shards:
-                state.update(read_safetensors(cat(name), f"{uri}/{name}"))
-            return state, "model.safetensors.index.json"
-        if fs.exists(f"{root}/pytorch_model.bin"):
-            return read_torch_bin(cat("pytorch_model.bin"), f"{uri}/pytorch_model.bin"), "pytorch_model.bin"
-    except WeightsError as e:
-        raise CheckpointError(str(e)) from None
-    raise CheckpointError(f"{uri}: no model.safetensors or pytorch_model.bin")
 
 
 def our_state(hf_state: dict[str, torch.Tensor], cfg: TransformerConfig, where: str) -> dict[str, torch.Tensor]:

@@ -105,6 +105,22 @@ class MarianTokenizer:
     def sentence_end_ids(self) -> frozenset[int]:
         return frozenset(i for p, i in self.source_vocab.items() if p.rstrip(SPIECE_UNDERLINE).endswith(SENTENCE_END))
 
+    # Multilingual OPUS-MT models pick the target language with a ">>xx<<" token in front of the source.
+    @property
+    def languages(self) -> tuple[str, ...]:
+        return tuple(sorted(p[2:-2] for p in self.source_vocab if p.startswith(">>") and p.endswith("<<")))
+
+    @property
+    def multilingual(self) -> bool:
+        return bool(self.languages)
+
+    def language_prefixes(self, source_lang: str | None, target_lang: str | None):
+        """([>>target<<], []) for a multilingual model; the source language is not marked. None: unknown target."""
+        if not target_lang:
+            return [], []
+        token = self.source_vocab.get(target_lang if target_lang.startswith(">>") else f">>{target_lang}<<")
+        return None if token is None else ([token], [])
+
     def vocab_fingerprint(self) -> tuple[str, str]:
         def digest(*names):
             h = hashlib.sha256()

@@ -60,7 +60,8 @@ def _mask_lprobs(logits, step: int, at_max: torch.Tensor, cfg: DecodeConfig, ids
     pad, bos, eos = ids
     lprobs = F.log_softmax(logits.float(), dim=-1)  # (N, V)
     lprobs[:, pad] = float("-inf")
-    lprobs[:, bos] = float("-inf")
+    if bos != eos:  # fairseq-style models (M2M100) start decoding from EOS itself
+        lprobs[:, bos] = float("-inf")
     if step < cfg.min_len:
         lprobs[:, eos] = float("-inf")
     if at_max.any():
@@ -83,31 +84,53 @@ def _source_pad_id(model) -> int:
     return getattr(model.cfg, "source_pad_id", model.cfg.pad_id)
 
 
-def max_lengths(src: torch.Tensor, pad_id: int, cfg: DecodeConfig, max_positions: int = 0) -> torch.Tensor:
-    """(B,) maximum number of target tokens per sentence, EOS excluded.
+def max_lengths(src: torch.Tensor, pad_id: int, cfg: DecodeConfig, max_positions: int = 0,
+                prefix_len: int = 0) -> torch.Tensor:
+    """(B,) maximum number of target tokens per sentence, EOS and forced prefix excluded.
 
-    A model with a fixed number of positions (max_positions > 0) is fed the start token and then
-    each target token, so it can produce at most max_positions - 1 tokens before the forced EOS.
+    A model with a fixed number of positions (max_positions > 0) is fed the start token, the
+    prefix and then each target token, so it can produce at most max_positions - 1 - prefix_len
+    tokens before the forced EOS.
     """
     src_len = src.ne(pad_id).sum(1).float()  # pad_id: the source side's
     lengths = (cfg.max_len_a * src_len + cfg.max_len_b).floor().long().clamp(min=max(cfg.min_len, 1))
-    return lengths.clamp(max=max_positions - 1) if max_positions else lengths
+    return lengths.clamp(max=max(max_positions - 1 - prefix_len, 1)) if max_positions else lengths
+
+
+def _start(model, memory, rows: int, bos: int, prefix: torch.Tensor | None, device):
+    """(history, state) after the start token and the forced prefix (rows, P) have been fed.
+
+    The prefix (a target-language token) is forced at no cost, as transformers' forced_bos_token_id:
+    the steps that feed it are run for their cache only.
+    """
+    start = torch.full((rows, 1), bos, dtype=torch.long, device=device)
+    history = start if prefix is None else torch.cat([start, prefix], dim=1)
+    state = model.init_state(memory)
+    for t in range(history.size(1) - 1):
+        _, state = model.decode_step(history[:, t], memory, state)
+    return history, state
 
 
 @torch.inference_mode()
-def beam_search(model, src: torch.Tensor, cfg: DecodeConfig) -> list[list[Hypothesis]]:
-    """Decode src (B, S) and return, per sentence, its `cfg.nbest` best hypotheses."""
+def beam_search(model, src: torch.Tensor, cfg: DecodeConfig, prefix: torch.Tensor | None = None
+                ) -> list[list[Hypothesis]]:
+    """Decode src (B, S) and return, per sentence, its `cfg.nbest` best hypotheses.
+
+    prefix (B, P): target tokens forced after the start token (multilingual models' target language),
+    left out of the hypotheses and of every length.
+    """
     ids = _special_ids(model)
     pad, bos, eos = ids
     B0, K, device = src.size(0), cfg.beam_size, src.device
-    max_len = max_lengths(src, _source_pad_id(model), cfg, _max_positions(model))  # (B0,)
+    P = 0 if prefix is None else prefix.size(1)
+    max_len = max_lengths(src, _source_pad_id(model), cfg, _max_positions(model), P)  # (B0,)
     memory = select_rows(model.encode(src), torch.arange(B0, device=device).repeat_interleave(K))
-    state = model.init_state(memory)
+    expanded = None if prefix is None else prefix.repeat_interleave(K, dim=0)
+    history, state = _start(model, memory, B0 * K, bos, expanded, device)
 
     alive = torch.arange(B0, device=device)  # original sentence index of each live row group
     scores = torch.zeros(B0, K, device=device)
     scores[:, 1:] = float("-inf")  # all beams start identical: keep only the first
-    history = torch.full((B0 * K, 1), bos, dtype=torch.long, device=device)
     finished: list[list[Hypothesis]] = [[] for _ in range(B0)]
     n_finished = torch.zeros(B0, dtype=torch.long, device=device)
     beam_range = torch.arange(K, device=device)
@@ -130,7 +153,7 @@ def beam_search(model, src: torch.Tensor, cfg: DecodeConfig) -> list[list[Hypoth
                 raw = float(cand_scores[b, j])
                 finished[sent].append(
                     Hypothesis(
-                        tokens=history[row, 1:].tolist(),
+                        tokens=history[row, 1 + P:].tolist(),
                         score=length_penalty(raw, step + 1, cfg.length_penalty, cfg.alpha),
                         logprob=raw,
                     )
@@ -156,16 +179,17 @@ def beam_search(model, src: torch.Tensor, cfg: DecodeConfig) -> list[list[Hypoth
 
 
 @torch.inference_mode()
-def greedy_search(model, src: torch.Tensor, cfg: DecodeConfig) -> list[list[Hypothesis]]:
+def greedy_search(model, src: torch.Tensor, cfg: DecodeConfig, prefix: torch.Tensor | None = None
+                  ) -> list[list[Hypothesis]]:
     """Arg-max decoding with the same constraints and scores as beam search with K=1."""
     ids = _special_ids(model)
     pad, bos, eos = ids
     B0, device = src.size(0), src.device
-    max_len = max_lengths(src, _source_pad_id(model), cfg, _max_positions(model))
+    P = 0 if prefix is None else prefix.size(1)
+    max_len = max_lengths(src, _source_pad_id(model), cfg, _max_positions(model), P)
     memory = model.encode(src)
-    state = model.init_state(memory)
+    history, state = _start(model, memory, B0, bos, prefix, device)
     alive = torch.arange(B0, device=device)
-    history = torch.full((B0, 1), bos, dtype=torch.long, device=device)
     logprob = torch.zeros(B0, device=device)
     results: list[list[Hypothesis]] = [[] for _ in range(B0)]
 
@@ -179,7 +203,7 @@ def greedy_search(model, src: torch.Tensor, cfg: DecodeConfig) -> list[list[Hypo
             raw = float(logprob[b])
             results[int(alive[b])].append(
                 Hypothesis(
-                    tokens=history[b, 1:].tolist(),
+                    tokens=history[b, 1 + P:].tolist(),
                     score=length_penalty(raw, step + 1, cfg.length_penalty, cfg.alpha),
                     logprob=raw,
                 )
@@ -194,9 +218,11 @@ def greedy_search(model, src: torch.Tensor, cfg: DecodeConfig) -> list[list[Hypo
     return results
 
 
-def search(model, src: torch.Tensor, cfg: DecodeConfig) -> list[list[Hypothesis]]:
+def search(model, src: torch.Tensor, cfg: DecodeConfig, prefix: torch.Tensor | None = None
+           ) -> list[list[Hypothesis]]:
     """Greedy when beam_size is 1 (same result, less bookkeeping), beam search otherwise."""
-    return greedy_search(model, src, cfg) if cfg.beam_size == 1 else beam_search(model, src, cfg)
+    find = greedy_search if cfg.beam_size == 1 else beam_search
+    return find(model, src, cfg, prefix)
 
 
 class Ensemble:

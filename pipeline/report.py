@@ -51,6 +51,26 @@ def build_report(groups: dict[str, dict], metric_options: MetricOptions, **extra
     }
 
 
+def language_pair_entries(shard_stats: dict[str, dict], metric_options: MetricOptions) -> dict[str, dict]:
+    """Report entries per "source-target" language pair, summed over the shards. Each pair is scored with the
+    BLEU tokenizer its shards' statistics were made with (the target language's), named in its signature."""
+    from dataclasses import replace
+
+    from pipeline.metrics import bleu_tokenize_for
+
+    per_pair: dict[str, list[dict]] = {}
+    for stats in shard_stats.values():
+        for pair, entry in stats.get("pairs", {}).items():
+            per_pair.setdefault(pair, []).append(entry)
+    out = {}
+    for pair, entries in sorted(per_pair.items()):
+        target = entries[0].get("target", "")
+        options = replace(metric_options, bleu_tokenize=bleu_tokenize_for(target, entries[0].get("bleu_tokenize",
+                                                                                                 "auto")))
+        out[pair] = group_entry(sum_stats(entries), make_metrics(options))
+    return out
+
+
 def _cell(score: dict) -> str:
     text = f"{score['score']:.2f}"
     if "bootstrap" in score:
@@ -74,6 +94,7 @@ def report_markdown(report: dict, title: str) -> str:
         lines += ["| | sentences | " + " | ".join(n.upper() for n in names) + " |",
                   "|---|---:|" + "---:|" * len(names)]
         rows = [("**overall**", overall)] + list(report["groups"].items())
+        rows += list(report.get("language_pairs", {}).items())
         rows += [(f"length {k}", v) for k, v in report.get("length_buckets", {}).items()]
         for name, entry in rows:
             cells = [_cell(entry["scores"][n]) if n in entry["scores"] else "" for n in names]

@@ -25,6 +25,31 @@ UNITS = ("sentence", "document")
 
 
 @dataclass(frozen=True)
+class LanguageChoice:
+    """Where each row's language pair comes from: its own columns where set, else the run's flags."""
+
+    source: str = "en"
+    target: str = ""
+    source_column: str = ""
+    target_column: str = ""
+
+    @property
+    def columns(self) -> list[str]:
+        return [c for c in (self.source_column, self.target_column) if c]
+
+    def of_rows(self, table) -> tuple[list[str], list[str]]:
+        """(source languages, target languages) of a pyarrow table's rows ("" where unknown)."""
+        n = table.num_rows
+
+        def column(name: str, default: str) -> list[str]:
+            if not name:
+                return [default] * n
+            return [v or default for v in table.column(name).to_pylist()]
+
+        return column(self.source_column, self.source), column(self.target_column, self.target)
+
+
+@dataclass(frozen=True)
 class TranslationSettings:
     """Everything that changes the text or the columns written for a row."""
 
@@ -37,7 +62,13 @@ class TranslationSettings:
     write_scores: bool = arg(False, help="add a `score` column (length-normalized log-probability)")
     unit: str = arg("sentence", help="what a row's source is: a sentence (or short text), or a document that is "
                     "cut into sentences, translated and put back together with its layout", choices=UNITS)
-    source_lang: str = arg("en", help="--unit document: source language (ISO 639 code) for sentence splitting")
+    source_lang: str = arg("en", help="source language code: sentence splitting with --unit document, and the "
+                           "source language token of multilingual models (M2M100: en, NLLB: eng_Latn)")
+    target_lang: str = arg("", help="multilingual models: the target language of every row (M2M100: de, NLLB: "
+                           "deu_Latn, multilingual OPUS-MT: the xx of its >>xx<< tokens)")
+    source_lang_column: str = arg("", help="column with each row's source language (where null: --source-lang)")
+    target_lang_column: str = arg("", help="column with each row's target language (where null: --target-lang); "
+                                  "rows of all target languages share the same batches")
     write_segments: bool = arg(False, help="--unit document: add `source_segments` and `target_segments` list "
                                "columns (what was translated, for auditing)")
 
@@ -48,6 +79,15 @@ class TranslationSettings:
             raise ValueError("--nbest and --write-scores are per sentence: use them with --unit sentence")
         if self.write_segments and self.unit != "document":
             raise ValueError("--write-segments needs --unit document")
+
+    @property
+    def languages(self) -> LanguageChoice:
+        return LanguageChoice(self.source_lang, self.target_lang, self.source_lang_column, self.target_lang_column)
+
+    @property
+    def multilingual(self) -> bool:
+        """Whether rows name a target language (a multilingual model's language pair per row)."""
+        return bool(self.target_lang or self.target_lang_column)
 
     def fingerprint(self) -> dict:
         """The settings a resumed output must share with the run that started it (resolved values only)."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import posixpath
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pyarrow as pa
@@ -33,7 +33,7 @@ from pipeline.io import (
     table_to_parquet_bytes,
     write_bytes_atomic,
 )
-from pipeline.metrics import MetricOptions, make_metrics, sentence_stats
+from pipeline.metrics import MetricOptions, bleu_tokenize_for, make_metrics, sentence_stats
 from pipeline.run_stats import STATS_COLUMN, STATUS, RunStats
 from pipeline.translate import INTERNAL
 from pipeline.units import SEG, SENTENCES
@@ -248,7 +248,7 @@ def status_counts(table: pa.Table) -> dict[str, int]:
 
 def commit_shard(shard: Shard, input_uri: str, output_uri: str, columns: Columns, added: list[pa.Field],
                  metrics: tuple[str, ...], metric_options: MetricOptions, storage_options: dict,
-                 unit=SENTENCES) -> dict:
+                 unit=SENTENCES, languages=None, pair_bleu_tokenize: str = "auto") -> dict:
     """Merge a shard's parts into translations/<shard> in input order, score it, write its stats.
 
     Checks that every input row is there exactly once (in document mode: every segment of every
@@ -277,11 +277,39 @@ def commit_shard(shard: Shard, input_uri: str, output_uri: str, columns: Columns
         stats["null_references"] = merged.column(columns.reference).null_count
         objs = make_metrics(metric_options)
         stats["metrics"] = {m: sentence_stats(objs[m], hyps, [refs]).sum(0).tolist() for m in metrics}
+    if languages is not None:
+        stats["pairs"] = pair_stats(merged, languages, columns.reference, metrics,
+                                    replace(metric_options, bleu_tokenize=pair_bleu_tokenize), unit)
     write_bytes_atomic(out_fs, layout.translation(shard.name), table_to_parquet_bytes(merged))
     write_bytes_atomic(out_fs, layout.stats(shard.name), json.dumps(stats, sort_keys=True).encode())
     if parts:
         out_fs.rm(parts_dir, recursive=True)
     return stats
+
+
+def pair_stats(merged: pa.Table, languages, reference: str | None, metrics: tuple[str, ...],
+               metric_options: MetricOptions, unit) -> dict[str, dict]:
+    """Statistics per "source-target" language pair; BLEU tokenized as the target language asks
+    (metric_options.bleu_tokenize "auto": sacreBLEU's recommendation per language)."""
+    sources, targets = languages.of_rows(merged)
+    rows: dict[str, list[int]] = {}
+    for i, pair in enumerate(zip(sources, targets, strict=True)):
+        rows.setdefault("-".join(pair), []).append(i)
+    scored = unit.scored_texts(merged, reference) if reference and metrics else None
+    out = {}
+    for pair, idx in sorted(rows.items()):
+        part = merged.take(pa.array(idx, pa.int64()))
+        tokenize = bleu_tokenize_for(targets[idx[0]], metric_options.bleu_tokenize)
+        entry = {"sentences": len(idx), "status": status_counts(part), "target": targets[idx[0]],
+                 "bleu_tokenize": tokenize}
+        if scored is not None:
+            options = replace(metric_options, bleu_tokenize=tokenize)
+            objs = make_metrics(options)
+            hyps, refs = ([texts[i] for i in idx] for texts in scored)
+            entry["null_references"] = part.column(reference).null_count
+            entry["metrics"] = {m: sentence_stats(objs[m], hyps, [refs]).sum(0).tolist() for m in metrics}
+        out[pair] = entry
+    return out
 
 
 def read_shard_stats(fs, layout: OutputLayout, shard: Shard) -> dict:

@@ -9,6 +9,8 @@ Row status, in the `status` column of the output:
     empty       null, empty or whitespace-only source: empty translation
     split       longer than --max-source-tokens: translated in pieces, joined with a space
     truncated   longer than --max-source-tokens with --long-policy truncate: only the head translated
+    unsupported_language
+                the model has no token for the row's source or target language: empty translation
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from pipeline.run_stats import ROW_STATS, STATUS, row_stats_array
 # Internal columns travel between stages and never reach the output.
 PIECES = "__pieces"  # list<list<int32>>: source ids per piece, each ending in EOS
 HYP_IDS = "__hyp_ids"  # list<list<int32>>: n-best target ids
-INTERNAL = (PIECES, HYP_IDS, ROW_STATS)
+TARGET_PREFIX = "__target_prefix"  # list<int32>: tokens forced after the decoder's start (target language)
+INTERNAL = (PIECES, HYP_IDS, TARGET_PREFIX, ROW_STATS)
 
 
 def require_columns(table: pa.Table, stage: str, columns) -> None:
@@ -57,10 +60,15 @@ def split_pieces(ids: list[int], max_len: int, eos_id: int, boundary_ids: frozen
 
 
 class Tokenize:
-    """Source text -> id pieces and a status. Loads the checkpoint's SentencePiece model once."""
+    """Source text -> id pieces and a status. Loads the checkpoint's SentencePiece model once.
+
+    Multilingual models get each row's language pair (`languages`, a LanguageChoice): the source
+    language token goes in front of every piece, and the target language token is recorded for the
+    model actor to force after the decoder's start.
+    """
 
     def __init__(self, model_uri: str, source_column: str, max_source_tokens: int, long_policy: str,
-                 storage_options: dict):
+                 storage_options: dict, languages=None):
         from model.loaders import load_tokenizer
 
         self.tokenizer = load_tokenizer(model_uri, storage_options)
@@ -71,27 +79,49 @@ class Tokenize:
         self.long_policy = long_policy
         self.eos = self.tokenizer.eos_id
         self.boundaries = self.tokenizer.sentence_end_ids()
+        self.languages = languages
+
+    def _prefixes(self, table: pa.Table) -> list:
+        """Per row (source prefix, target prefix), or None for a language the model lacks."""
+        if self.languages is None:
+            return [([], [])] * table.num_rows
+        cache: dict = {}
+        out = []
+        for pair in zip(*self.languages.of_rows(table), strict=True):
+            if pair not in cache:
+                cache[pair] = self.tokenizer.language_prefixes(*pair)
+            out.append(cache[pair])
+        return out
 
     def __call__(self, table: pa.Table) -> pa.Table:
-        require_columns(table, "tokenize", [self.source_column])
+        require_columns(table, "tokenize", [self.source_column, *(self.languages.columns if self.languages else [])])
         texts = table.column(self.source_column).to_pylist()
         clean = [t if isinstance(t, str) and t.strip() else "" for t in texts]
         encoded = self.tokenizer.source_ids(clean)
-        pieces, status = [], []
-        for text, ids in zip(clean, encoded, strict=True):
+        pieces, status, targets = [], [], []
+        for text, ids, prefixes in zip(clean, encoded, self._prefixes(table), strict=True):
+            if prefixes is None:
+                pieces.append([])
+                status.append("unsupported_language")
+                targets.append([])
+                continue
+            head, target = prefixes
+            targets.append(target)
+            room = self.max_len - len(head)  # the source language token takes a position in every piece
             if not text:
                 pieces.append([])
                 status.append("empty")
-            elif len(ids) + 1 <= self.max_len:
-                pieces.append([ids + [self.eos]])
+            elif len(ids) + 1 <= room:
+                pieces.append([head + ids + [self.eos]])
                 status.append("ok")
             elif self.long_policy == "truncate":
-                pieces.append([ids[: self.max_len - 1] + [self.eos]])
+                pieces.append([head + ids[: room - 1] + [self.eos]])
                 status.append("truncated")
             else:
-                pieces.append(split_pieces(ids, self.max_len, self.eos, self.boundaries))
+                pieces.append([head + p for p in split_pieces(ids, room, self.eos, self.boundaries)])
                 status.append("split")
         return (table.append_column(PIECES, pa.array(pieces, pa.list_(pa.list_(pa.int32()))))
+                .append_column(TARGET_PREFIX, pa.array(targets, pa.list_(pa.int32())))
                 .append_column(STATUS, pa.array(status, pa.string())))
 
 
@@ -134,7 +164,12 @@ class Translator:
         started = time.perf_counter()
         rows = table.column(PIECES).to_pylist()
         flat = [(r, piece) for r, pieces in enumerate(rows) for piece in pieces]
-        hyps, widths = translate_ids(self.model, [p for _, p in flat], self.decode, self.max_tokens, self.device)
+        prefixes = None
+        if TARGET_PREFIX in table.column_names:  # forced target-language tokens, per row
+            row_prefix = table.column(TARGET_PREFIX).to_pylist()
+            prefixes = [row_prefix[r] for r, _ in flat]
+        hyps, widths = translate_ids(self.model, [p for _, p in flat], self.decode, self.max_tokens, self.device,
+                                     prefixes=prefixes)
         n = len(rows)
         per_row: list[list] = [[] for _ in range(n)]
         padded = [0] * n
@@ -160,7 +195,7 @@ class Translator:
         src_tokens = [sum(len(p) for p in pieces) for pieces in rows]  # as fed: truncated, one EOS per piece
         stats = row_stats_array(src_tokens, tgt_tokens, padded, (time.perf_counter() - started) / max(n, 1),
                                 peak_rss_mb(), self.actor_id)
-        return (table.drop_columns([PIECES])
+        return (table.drop_columns([c for c in (PIECES, TARGET_PREFIX) if c in table.column_names])
                 .append_column(HYP_IDS, pa.array(nbest_ids, pa.list_(pa.list_(pa.int32()))))
                 .append_column("score", pa.array(scores, pa.float64()))
                 .append_column("nbest_scores", pa.array(nbest_scores, pa.list_(pa.float64())))

@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.documents import split_document
+from pipeline.settings import LanguageChoice
 
 SEG, NSEG = "__seg", "__nseg"  # a segment's index in its document, and the document's segment count
 STATUS = "status"
@@ -41,7 +42,7 @@ class SentenceUnit:
 
     name = "sentence"
 
-    def explode(self, id_column: str, source_column: str):
+    def explode(self, id_column: str, source_column: str, languages=None):
         return None
 
     def done_ids(self, parts: pa.Table, id_column: str) -> set:
@@ -77,28 +78,34 @@ class SentenceUnit:
 class DocumentUnit:
     """Each row's source is a document; part rows are its translated segments (id, segment index)."""
 
-    lang: str = "en"
+    languages: LanguageChoice = LanguageChoice()
     write_segments: bool = False
     name = "document"
 
-    def explode(self, id_column: str, source_column: str):
-        lang = self.lang
+    def _split_languages(self, table: pa.Table) -> list[str]:
+        """Each document's language for sentence splitting (sentencex takes the code before any "_")."""
+        return [code.strip("_").split("_")[0] for code in self.languages.of_rows(table)[0]]
+
+    def explode(self, id_column: str, source_column: str, languages=None):
+        carried = self.languages.columns  # each segment keeps its document's language pair
 
         def split_documents(table: pa.Table) -> pa.Table:
-            """Ray Data stage: one row per segment to translate (path, id, __seg, __nseg, source)."""
-            paths, ids, segs, nsegs, texts = [], [], [], [], []
-            for path, doc_id, text in zip(table.column("path").to_pylist(), table.column(id_column).to_pylist(),
-                                          table.column(source_column).to_pylist(), strict=True):
+            """Ray Data stage: one row per segment to translate (path, id, __seg, __nseg, source, languages)."""
+            rows: list[int] = []
+            segs, nsegs, texts = [], [], []
+            for r, (text, lang) in enumerate(zip(table.column(source_column).to_pylist(),
+                                                 self._split_languages(table), strict=True)):
                 segments = split_document(text, lang).segments
-                for i, segment in enumerate(segments):
-                    paths.append(path)
-                    ids.append(doc_id)
-                    segs.append(i)
-                    nsegs.append(len(segments))
-                    texts.append(segment)
-            return pa.table({"path": pa.array(paths, pa.string()), id_column: pa.array(ids, table.schema.field(
-                id_column).type), SEG: pa.array(segs, pa.int32()), NSEG: pa.array(nsegs, pa.int32()),
-                source_column: pa.array(texts, pa.string())})
+                rows += [r] * len(segments)
+                segs += range(len(segments))
+                nsegs += [len(segments)] * len(segments)
+                texts += segments
+            take = pa.array(rows, pa.int64())
+            out = {"path": table.column("path").take(take), id_column: table.column(id_column).take(take),
+                   SEG: pa.array(segs, pa.int32()), NSEG: pa.array(nsegs, pa.int32()),
+                   source_column: pa.array(texts, pa.string())}
+            out.update({c: table.column(c).take(take) for c in carried if c not in out})
+            return pa.table(out)
 
         return split_documents
 
@@ -140,15 +147,16 @@ class DocumentUnit:
         texts = inputs.column(source_column).to_pylist()
         out_text, out_status, src_segs, tgt_segs = [], [], [], []
         missing = 0
-        for d, text in enumerate(texts):
-            layout = split_document(text, self.lang)
+        for d, (text, lang) in enumerate(zip(texts, self._split_languages(inputs), strict=True)):
+            layout = split_document(text, lang)
             lo, hi = bounds[d], bounds[d + 1]
             if hi - lo != len(layout.segments):
                 missing += 1
                 continue
             segments = translated[lo:hi]
             status = document_status(text, seg_status[lo:hi], layout.cut)
-            out_text.append("" if status == "empty" else layout.fill([s or "" for s in segments]))
+            untranslated = status in ("empty", "unsupported_language")
+            out_text.append("" if untranslated else layout.fill([s or "" for s in segments]))
             out_status.append(status)
             src_segs.append(layout.segments)
             tgt_segs.append(segments)
@@ -175,6 +183,8 @@ def document_status(text: str | None, segment_status: list[str], cut: bool = Fal
     """empty: nothing to translate in the document at all; split/truncated: a segment had to be cut."""
     if not text or not text.strip():
         return "empty"
+    if "unsupported_language" in segment_status:
+        return "unsupported_language"
     if "truncated" in segment_status:
         return "truncated"
     return "split" if cut or "split" in segment_status else "ok"
@@ -186,5 +196,5 @@ SENTENCES = SentenceUnit()
 def unit_for(settings) -> SentenceUnit | DocumentUnit:
     """The unit a run's TranslationSettings ask for."""
     units = {"sentence": lambda: SentenceUnit(),
-             "document": lambda: DocumentUnit(settings.source_lang, settings.write_segments)}
+             "document": lambda: DocumentUnit(settings.languages, settings.write_segments)}
     return units[settings.unit]()
