@@ -145,12 +145,14 @@ def engines_section() -> tuple[list[str], list[str]]:
         lines += ["", "Ratios:", ""] + [f"- {k}: **{v:.2f}**" for k, v in r["ratios"].items()] + [""]
         if "job" in r:
             j = r["job"]
-            job_cmd = job_command(j["sentences"], cfg["threads"], cfg["max_tokens"])
-            lines += [f"The whole job (`{job_cmd}`, {j['sentences']:,} sentences, one model actor, the tokenize, "
-                      f"detokenize and write stages on the same {m['cpus']} cores): "
-                      f"{j['target_tokens_per_second']:,.0f} target tokens/s for the whole run "
-                      f"({j['seconds']:.0f} s, Ray start-up included), "
-                      f"{j['target_tokens_per_actor_second']:,.0f} per actor-second.", ""]
+            job_cmd = job_command(j["sentences"], cfg["max_tokens"])
+            actors = j.get("actors", 1)
+            lines += [f"The whole job (`{job_cmd}`, {j['sentences']:,} sentences, the job's compute defaults: "
+                      f"{actors} model actor(s) of one torch thread, the tokenize, detokenize and write stages on "
+                      f"the same {m['cpus']} cores): {j['target_tokens_per_second']:,.0f} target tokens/s for the "
+                      f"whole run ({j['seconds']:.0f} s, Ray start-up included), "
+                      f"{j['target_tokens_per_actor_second']:,.0f} per actor-second; the bare decoder is one "
+                      f"process with {cfg['threads']} threads.", ""]
         key = "shipped/test_2016_flickr/fp32"
         if f"{key}: ours / ctranslate2" in r["ratios"]:
             int8 = r["ratios"].get("shipped/test_2016_flickr/int8: ours / ctranslate2")

@@ -69,11 +69,12 @@ class TranslateConfig:
         return MetricOptions(bleu_tokenize="13a" if self.bleu_tokenize == "auto" else self.bleu_tokenize)
 
 
-def hardware_for(cfg: TranslateConfig, gpus: float) -> TranslateConfig:
-    """`cfg` with its automatic hardware values filled for a cluster with `gpus` GPUs (ValueError if impossible)."""
+def hardware_for(cfg: TranslateConfig, gpus: float, cpus: float = 1.0) -> TranslateConfig:
+    """`cfg` with its automatic hardware values filled for a cluster with `gpus` GPUs and `cpus` CPUs
+    (ValueError if impossible)."""
     from pipeline.settings import resolve_hardware
 
-    translation, compute = resolve_hardware(cfg.translation, cfg.compute, gpus)
+    translation, compute = resolve_hardware(cfg.translation, cfg.compute, gpus, cpus)
     return replace(cfg, translation=translation, compute=compute)
 
 
@@ -242,11 +243,15 @@ def main(argv=None) -> int:
     except (InputError, CheckpointError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    init_ray(cfg.compute.model_actors * cfg.compute.cpus_per_actor + 4 * cfg.compute.cpus_per_stage + 1)
+    # A local instance: every core for model actors (CPU actors default to one per core) plus the
+    # other stages' slots; logical CPUs are scheduling slots, not threads.
+    compute = cfg.compute
+    init_ray(max(compute.model_actors * compute.cpus_per_actor, os.cpu_count() or 1) + compute.stage_cpus)
     try:
         # Before the output is claimed: the fingerprint records what will actually decode (bf16 on
         # a GPU cluster, fp32 on CPUs), never "auto".
-        cfg = hardware_for(cfg, ray.cluster_resources().get("GPU", 0))
+        resources = ray.cluster_resources()
+        cfg = hardware_for(cfg, resources.get("GPU", 0), resources.get("CPU", 1))
         states = claim(cfg, plan)
     except (InputError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

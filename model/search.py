@@ -39,16 +39,18 @@ def length_penalty(logprob: float, length: int, kind: str, alpha: float) -> floa
     return logprob / ((5.0 + length) / 6.0) ** alpha
 
 
-def beam_step(lprobs: torch.Tensor, scores: torch.Tensor):
+def beam_step(lprobs: torch.Tensor, scores: torch.Tensor, beam: int | None = None):
     """One beam step as a pure function.
 
-    lprobs (B, K, V) next-token log-probs, scores (B, K) cumulative scores.
+    lprobs (B, W, V) next-token log-probs of W live hypotheses per sentence, scores (B, W) their
+    cumulative scores; `beam` K (default W; W is 1 on the first step, before the beam expands).
     Returns the 2K best extensions per sentence, best first:
-    cand_scores (B, 2K), cand_tokens (B, 2K), cand_beams (B, 2K).
+    cand_scores (B, 2K), cand_tokens (B, 2K), cand_beams (B, 2K) (indices into W).
     """
-    B, K, V = lprobs.shape
-    total = (scores[:, :, None] + lprobs).view(B, K * V)
-    cand_scores, flat = total.topk(min(2 * K, K * V), dim=1)
+    B, W, V = lprobs.shape
+    K = beam or W
+    total = (scores[:, :, None] + lprobs).view(B, W * V)
+    cand_scores, flat = total.topk(min(2 * K, W * V), dim=1)
     return cand_scores, flat % V, torch.div(flat, V, rounding_mode="floor")
 
 
@@ -124,13 +126,19 @@ def beam_search(model, src: torch.Tensor, cfg: DecodeConfig, prefix: torch.Tenso
     B0, K, device = src.size(0), cfg.beam_size, src.device
     P = 0 if prefix is None else prefix.size(1)
     max_len = max_lengths(src, _source_pad_id(model), cfg, _max_positions(model), P)  # (B0,)
-    memory = select_rows(model.encode(src), torch.arange(B0, device=device).repeat_interleave(K))
-    expanded = None if prefix is None else prefix.repeat_interleave(K, dim=0)
-    history, state = _start(model, memory, B0 * K, bos, expanded, device)
+    # All K beams start identical, so the first step runs one row per sentence (as CTranslate2 does on
+    # CPU) and its 2K candidates expand the beam: 1/K of that step's work. A vocabulary smaller than 2K
+    # could not fill the candidates from one row; such toy models start expanded.
+    width = 1 if 2 * K <= model.cfg.tgt_vocab_size else K  # live hypotheses per sentence
+    memory = model.encode(src)
+    if width > 1:
+        memory = select_rows(memory, torch.arange(B0, device=device).repeat_interleave(K))
+    expanded = None if prefix is None else prefix.repeat_interleave(width, dim=0)
+    history, state = _start(model, memory, B0 * width, bos, expanded, device)
 
     alive = torch.arange(B0, device=device)  # original sentence index of each live row group
-    scores = torch.zeros(B0, K, device=device)
-    scores[:, 1:] = float("-inf")  # all beams start identical: keep only the first
+    scores = torch.zeros(B0, width, device=device)
+    scores[:, 1:] = float("-inf")  # expanded from the start: identical beams, keep only the first
     finished: list[list[Hypothesis]] = [[] for _ in range(B0)]
     n_finished = torch.zeros(B0, dtype=torch.long, device=device)
     beam_range = torch.arange(K, device=device)
@@ -138,9 +146,9 @@ def beam_search(model, src: torch.Tensor, cfg: DecodeConfig, prefix: torch.Tenso
     for step in range(int(max_len.max()) + 1):
         B = alive.numel()
         logits, state = model.decode_step(history[:, -1], memory, state)
-        at_max = (max_len[alive] <= step).repeat_interleave(K)
+        at_max = (max_len[alive] <= step).repeat_interleave(width)
         lprobs = _mask_lprobs(logits, step, at_max, cfg, ids)
-        cand_scores, cand_tokens, cand_beams = beam_step(lprobs.view(B, K, -1), scores)
+        cand_scores, cand_tokens, cand_beams = beam_step(lprobs.view(B, width, -1), scores, K)
 
         # EOS among the top K candidates ends a hypothesis (fairseq: at most K per sentence).
         ends = cand_tokens.eq(eos) & torch.isfinite(cand_scores)
@@ -149,7 +157,7 @@ def beam_search(model, src: torch.Tensor, cfg: DecodeConfig, prefix: torch.Tenso
             sent = int(alive[b])
             if len(finished[sent]) < K:
                 n_finished[sent] += 1
-                row = b * K + int(cand_beams[b, j])
+                row = b * width + int(cand_beams[b, j])
                 raw = float(cand_scores[b, j])
                 finished[sent].append(
                     Hypothesis(
@@ -167,13 +175,14 @@ def beam_search(model, src: torch.Tensor, cfg: DecodeConfig, prefix: torch.Tenso
         live_scores = cand_scores.masked_fill(cand_tokens.eq(eos), float("-inf"))
         top_scores, top = live_scores.topk(K, dim=1)  # (B, K)
         next_tokens = cand_tokens.gather(1, top)[keep]  # (B', K)
-        rows = (keep[:, None] * K + cand_beams.gather(1, top)[keep]).view(-1)  # (B'K,)
+        rows = (keep[:, None] * width + cand_beams.gather(1, top)[keep]).view(-1)  # (B'K,)
         state = model.reorder(state, rows)
-        if keep.numel() < B:  # a sentence finished: drop its rows from the source memory too
-            memory = select_rows(memory, (keep[:, None] * K + beam_range).view(-1))
+        if keep.numel() < B or width < K:  # sentences finished, or the beam expands: memory follows
+            memory = select_rows(memory, (keep[:, None] * width + beam_range % width).view(-1))
         history = torch.cat([history.index_select(0, rows), next_tokens.view(-1, 1)], dim=1)
         scores = top_scores[keep]
         alive = alive[keep]
+        width = K
 
     return [sorted(h, key=lambda x: -x.score)[: cfg.nbest] for h in finished]
 

@@ -100,13 +100,16 @@ class TranslationSettings:
 class ComputeConfig:
     """Actors, CPUs, GPUs and batch sizes: how the work is spread, never what it produces."""
 
-    actors: int = arg(0, help="fixed number of model actors (0: autoscale between --min-actors and --max-actors)")
+    actors: int = arg(0, help="fixed number of model actors (0: on GPUs autoscale between --min-actors and "
+                      "--max-actors; on CPUs one per --cpus-per-actor of the CPUs the other stages leave, "
+                      "unless --max-actors is given)")
     min_actors: int = arg(1, help="autoscaling pool: minimum model actors")
-    max_actors: int = arg(0, help="autoscaling pool: maximum model actors (0: one per GPU in the cluster, "
-                          "or 1 on CPU)")
+    max_actors: int = arg(0, help="autoscaling pool: maximum model actors (0: one per GPU in the cluster)")
     gpus_per_actor: float = arg(-1.0, help="GPUs per model actor, fractional allowed (-1: 1 if the cluster "
                                 "has GPUs, else 0)")
-    cpus_per_actor: float = arg(2.0, help="CPUs reserved per model actor (also its torch threads on CPU)")
+    # One torch thread per CPU actor and one actor per core: on 2 cores two 1-thread actors translate 1.5x
+    # faster than one 2-thread actor, whose threads wait on each other whenever another stage runs.
+    cpus_per_actor: float = arg(1.0, help="CPUs reserved per model actor (also its torch threads on CPU)")
     torch_threads: int = arg(0, help="torch threads per CPU actor (0: --cpus-per-actor)")
     batch_rows: int = arg(1024, help="rows per model-actor call (sorted by length inside the actor)")
     max_tokens: int = arg(12000, help="decoding token budget per sub-batch: rows x beam x (source + target)")
@@ -114,16 +117,27 @@ class ComputeConfig:
     cpus_per_stage: float = arg(0.25, help="CPUs per task/actor of the tokenize, detokenize and write stages")
 
     @property
+    def stage_cpus(self) -> float:
+        """CPU slots the pipeline needs beside the model actors: a read task (1 CPU, Ray Data's default), the
+        tokenize and detokenize actors, write tasks and the shard commits. Fewer, and a stage waits forever."""
+        return 4 * self.cpus_per_stage + 1
+
+    @property
     def model_actors(self) -> int:
         """Most model actors this config may start (to size a local Ray instance)."""
         return self.actors or max(self.min_actors, self.max_actors, 1)
 
 
-def resolve_hardware(settings: TranslationSettings, compute: ComputeConfig,
-                     gpus: float) -> tuple[TranslationSettings, ComputeConfig]:
-    """The automatic values filled for a cluster with `gpus` GPUs; ValueError for impossible ones."""
+def resolve_hardware(settings: TranslationSettings, compute: ComputeConfig, gpus: float,
+                     cpus: float = 1.0) -> tuple[TranslationSettings, ComputeConfig]:
+    """The automatic values filled for a cluster with `gpus` GPUs and `cpus` CPUs; ValueError for impossible ones."""
     gpus_per_actor = compute.gpus_per_actor if compute.gpus_per_actor >= 0 else (1.0 if gpus else 0.0)
     max_actors = compute.max_actors or (max(1, int(gpus // gpus_per_actor)) if gpus_per_actor else 1)
+    actors = compute.actors
+    if not actors and not gpus_per_actor and not compute.max_actors:
+        # CPU clusters: a fixed pool over the CPUs the other stages leave (Ray Data's autoscaler adds
+        # actors only for a deep queue, and a CPU actor is cheap to start).
+        actors = max(compute.min_actors, int((cpus - compute.stage_cpus) // compute.cpus_per_actor), 1)
     precision = settings.precision if settings.precision != "auto" else ("bf16" if gpus_per_actor else "fp32")
     if precision == "int8" and gpus_per_actor:
         raise ValueError("--precision int8 is for CPU actors (--gpus-per-actor 0); on GPUs use bf16 or fp16")
@@ -131,5 +145,5 @@ def resolve_hardware(settings: TranslationSettings, compute: ComputeConfig,
         raise ValueError("--precision fp16 needs GPU actors; use bf16 or fp32 on CPU")
     threads = compute.torch_threads or max(1, int(compute.cpus_per_actor))
     return (replace(settings, precision=precision),
-            replace(compute, gpus_per_actor=gpus_per_actor, max_actors=max(max_actors, compute.min_actors),
-                    torch_threads=threads))
+            replace(compute, actors=actors, gpus_per_actor=gpus_per_actor,
+                    max_actors=max(max_actors, compute.min_actors), torch_threads=threads))

@@ -104,7 +104,7 @@ def test_submit_translate_kill_score(head, s3_server, s3_bucket, corpus, tiny_ch
                     storage_options=s3_server.storage_options)
 
     # 2. the nightly script: translate the partition s3 -> s3 through `ray job submit`
-    fast = "--beam-size 2 --max-len-a 0 --max-len-b 8 --cpus-per-actor 1"
+    fast = "--beam-size 2 --max-len-a 0 --max-len-b 8 --cpus-per-actor 1 --actors 1"
     env = head.env | {"RAY_ADDRESS": head.address, "INPUT_PREFIX": f"{s3_bucket}/docs",
                       "OUTPUT_PREFIX": f"{s3_bucket}/translations", "EXTRA_ARGS": f"--model {model} {fast}"}
     res = subprocess.run(["bash", "scripts/nightly.sh", "2026-11-20"], env=env, cwd=ROOT, capture_output=True,
@@ -126,7 +126,8 @@ def test_submit_translate_kill_score(head, s3_server, s3_bucket, corpus, tiny_ch
     # 3. an actor process killed mid-run: the job still finishes with every id exactly once
     res = head.submit("jobs/translate_corpus.py", "--input", day_in, "--output", f"{s3_bucket}/killed",
                       "--model", model, "--batch-rows", "5", "--beam-size", "8", "--max-len-a", "0",
-                      "--max-len-b", "60", "--cpus-per-actor", "1", wait=False, job_id=(job_id := "kill-test"))
+                      "--max-len-b", "60", "--cpus-per-actor", "1", "--actors", "1", wait=False,
+                      job_id=(job_id := "kill-test"))
     assert res.returncode == 0, res.stderr
     deadline = time.time() + 300
     translator = "MapBatches\\(Translator\\)"

@@ -149,7 +149,7 @@ def run_job(model, input_uri, output, *extra):
     from jobs.translate_corpus import main as translate
 
     return translate(["--input", input_uri, "--output", output, "--model", model, "--unit", "document",
-                      "--cpus-per-actor", "1", "--batch-rows", "64", *extra])
+                      "--cpus-per-actor", "1", "--actors", "1", "--batch-rows", "64", *extra])
 
 
 def test_a_multi_paragraph_document_through_the_shipped_model(local_ray, tmp_path):

@@ -202,7 +202,7 @@ def test_the_job_takes_languages_per_row_and_reports_unknown_ones(local_ray, tmp
     out = tmp_path / "out"
     flags = ["--input", str(tmp_path / "in"), "--output", str(out), "--model", path, "--source-lang-column",
              "src_lang", "--target-lang-column", "tgt_lang", "--max-len-a", "0", "--max-len-b", "20",
-             "--beam-size", "1", "--batch-rows", "16", "--cpus-per-actor", "1"]
+             "--beam-size", "1", "--batch-rows", "16", "--cpus-per-actor", "1", "--actors", "1"]
     assert translate(flags) == 0
     rows = read_table(str(out / "translations")).to_pylist()
     assert [r["id"] for r in rows] == list(range(n))

@@ -342,7 +342,7 @@ def test_the_translation_job_runs_a_marian_directory(local_ray, tmp_path):
     (tmp_path / "in").mkdir()
     pq.write_table(pa.table({"id": list(range(40)), "source": SOURCES[:40]}), tmp_path / "in" / "a.parquet")
     flags = ["--input", str(tmp_path / "in"), "--model", path, "--max-len-a", "0", "--max-len-b", "30",
-             "--batch-rows", "16", "--cpus-per-actor", "1"]
+             "--batch-rows", "16", "--cpus-per-actor", "1", "--actors", "1"]
     assert translate([*flags, "--output", str(tmp_path / "greedy"), "--beam-size", "1"]) == 0
     with torch.no_grad():
         out = hf.generate(**tok(SOURCES[:40], return_tensors="pt", padding=True), num_beams=1, max_new_tokens=31,

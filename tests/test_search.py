@@ -51,7 +51,8 @@ class TableModel:
         logits = torch.full((prev.numel(), V), float("-inf"))
         for row in range(prev.numel()):
             names = {v: k for k, v in NAMES.items()}
-            key = " ".join(names[int(t)] for t in prefix[row, 1:])
+            # Rows of dead hypotheses (score -inf) may hold any token; they are decoded but never kept.
+            key = " ".join(names.get(int(t), "?") for t in prefix[row, 1:])
             table = self.tables[int(memory.table[row])]
             dist = table.get(key, table.get("*", {"</s>": 1.0}))
             for tok, p in dist.items():
@@ -155,7 +156,8 @@ def test_finished_sentences_leave_the_batch():
     results, model = decode([GREEDY_TRAP, RAMBLER], beam_size=2, length_penalty="none")
     assert results[0][0].tokens == [B]
     assert len(results[1][0].tokens) == 5
-    assert model.calls[0] == 4  # 2 sentences x 2 beams
+    assert model.calls[0] == 2  # the first step: one row per sentence (all beams are identical)
+    assert model.calls[1] == 4  # then 2 sentences x 2 beams
     assert model.calls[-1] == 2  # only the rambler's beams are left
     # and the batch result equals decoding each sentence alone
     for i, table in enumerate([GREEDY_TRAP, RAMBLER]):

@@ -11,7 +11,8 @@ from sacrebleu.metrics import BLEU, CHRF, TER
 from jobs.translate_corpus import main as translate
 from pipeline.io import read_table
 
-FAST = ["--beam-size", "2", "--max-len-a", "0", "--max-len-b", "6", "--batch-rows", "64", "--cpus-per-actor", "1"]
+FAST = ["--beam-size", "2", "--max-len-a", "0", "--max-len-b", "6", "--batch-rows", "64", "--cpus-per-actor", "1",
+        "--actors", "1"]
 
 
 def run(tiny_checkpoint, input_uri, output, *extra):

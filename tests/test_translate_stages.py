@@ -154,6 +154,24 @@ def test_int8_is_refused_on_gpu_actors():
         hardware_for(cfg, gpus=1)
 
 
+def test_cpu_clusters_get_a_fixed_pool_of_one_thread_actors_over_their_cores():
+    from jobs.cli import parse_config
+    from jobs.translate_corpus import TranslateConfig, hardware_for
+
+    def resolved(argv, gpus, cpus):
+        c = hardware_for(parse_config(TranslateConfig, argv), gpus, cpus).compute
+        return c.actors, c.max_actors, c.torch_threads
+
+    # Two CPU slots stay for the read task and the tokenize, detokenize, write and commit stages.
+    assert resolved([], gpus=0, cpus=16) == (14, 1, 1)
+    assert resolved([], gpus=0, cpus=4) == (2, 1, 1)  # a 2-core machine's local instance (2 cores + 2 slots)
+    assert resolved([], gpus=0, cpus=1) == (1, 1, 1)
+    assert resolved(["--cpus-per-actor", "4"], gpus=0, cpus=16) == (3, 1, 4)
+    assert resolved(["--actors", "2"], gpus=0, cpus=16) == (2, 1, 1)
+    assert resolved(["--max-actors", "6"], gpus=0, cpus=16) == (0, 6, 1)  # the user's autoscaling pool
+    assert resolved([], gpus=4, cpus=64) == (0, 4, 1)  # GPU clusters: one autoscaled actor per GPU
+
+
 def test_ensemble_members_must_share_the_source_vocabulary(tmp_path, tiny_checkpoint):
     """Same target SentencePiece model, another source one: the ensemble would feed one model ids it
     never saw, so it is refused naming the source side."""
