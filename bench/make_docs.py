@@ -116,6 +116,9 @@ ENGINE_LABELS = {"ours": "ours (token-budget batches)", "ours-fixed": "ours, fix
                  "batches of 32 or 64)"}
 
 
+JOB_RATIO = "job (whole run) / bare decoder, shipped fp32"
+
+
 def engines_section() -> tuple[list[str], list[str]]:
     """Ours, CTranslate2 and transformers on the same weights (bench/engines.py)."""
     from bench.engines import job_command
@@ -161,6 +164,8 @@ def engines_section() -> tuple[list[str], list[str]]:
                            + (f", {int8:.2f}x in int8" if int8 else "")
                            + (f", {r['ratios'][f'{key}: ours / transformers fp32']:.2f}x transformers `generate`"
                               if f"{key}: ours / transformers fp32" in r["ratios"] else "")
+                           + (f"; the whole job {r['ratios'][JOB_RATIO]:.2f}x the bare decoder"
+                              if JOB_RATIO in r["ratios"] else "")
                            + f" (`{cmd}`; docs/performance.md)")
     return lines, summary
 
