@@ -159,7 +159,8 @@ def engines_section() -> tuple[list[str], list[str]]:
         key = "shipped/test_2016_flickr/fp32"
         if f"{key}: ours / ctranslate2" in r["ratios"]:
             int8 = r["ratios"].get("shipped/test_2016_flickr/int8: ours / ctranslate2")
-            summary.append(f"- Engines on the same weights ({machine(r)}, beam {cfg['beam_size']}, test_2016_flickr): "
+            summary.append(f"- Engines on the same weights ({machine(r)}, {cfg['threads']} thread(s) per engine, beam "
+                           f"{cfg['beam_size']}, test_2016_flickr): "
                            f"ours {r['ratios'][f'{key}: ours / ctranslate2']:.2f}x CTranslate2 in fp32"
                            + (f", {int8:.2f}x in int8" if int8 else "")
                            + (f", {r['ratios'][f'{key}: ours / transformers fp32']:.2f}x transformers `generate`"
