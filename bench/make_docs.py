@@ -291,9 +291,37 @@ def architectures() -> tuple[list[str], list[str]]:
               "training log, is the like-for-like column. Each recurrent row is the run's best/ checkpoint "
               "(highest greedy validation BLEU); the Transformer row is the shipped model (average of its last 5 "
               "checkpoints).", ""]
+    lines += technique_effects(r["rows"], common)
     summary = ["- Seed architectures (test BLEU): " + ", ".join(f"{row['name']} {row['test_bleu']:.1f}"
                                                              for row in r["rows"]) + " (docs/results.md)"]
     return lines, summary
+
+
+# (question, row with the technique, row without it): each answered only from two runs of one machine.
+TECHNIQUES = [
+    ("Source reversal (Sutskever et al. report about +3 BLEU)", "lstm-reversed-noattn", "lstm-noattn"),
+    ("Input feeding (Luong et al.)", "lstm-luong-feed", "lstm-luong"),
+    ("Scheduled sampling (Bengio et al.)", "lstm-luong-ss", "lstm-luong"),
+]
+
+
+def technique_effects(rows: list[dict], epochs: int) -> list[str]:
+    by_name = {row["name"]: row for row in rows}
+    lines = []
+    for question, with_it, without in TECHNIQUES:
+        a, b = by_name.get(with_it), by_name.get(without)
+        if not a or not b:
+            continue
+        if a["hardware"] != b["hardware"]:
+            lines.append(f"- {question}: not compared, `{with_it}` and `{without}` were trained on different machines.")
+            continue
+        va, vb = (row.get("val_bleu_by_epoch", {}).get(str(epochs)) for row in (a, b))
+        both = va is not None and vb is not None
+        val = f", greedy val BLEU after {epochs} epochs {va:.2f} vs {vb:.2f}" if both else ""
+        lines.append(f"- {question}: test BLEU {a['test_bleu']:.2f} with, {b['test_bleu']:.2f} without "
+                     f"({a['test_bleu'] - b['test_bleu']:+.2f}){val}; `{with_it}` vs `{without}`, same budget, "
+                     f"same machine.")
+    return ["## What each technique did", ""] + lines + [""] if lines else []
 
 
 def sizing() -> list[str]:

@@ -21,6 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 from jobs.cli import arg, parse_config, print_config, with_absolute_paths  # noqa: E402
 from pipeline.io import is_local, join, pyarrow_filesystem, resolve  # noqa: E402
+from training.scheduled_sampling import ScheduledSampling  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,8 @@ class TrainConfig:
     hidden_dim: int = arg(512, help="RNN hidden dimension")
     bidirectional: bool = arg(True, help="RNN bidirectional encoder")
     reverse_source: bool = arg(False, help="RNN: feed the source reversed (Sutskever et al. 2014)")
+    input_feeding: bool = arg(False, help="RNN with Luong attention: feed each step's attentional vector into "
+                              "the next step (Luong et al. 2015)")
     dropout: float = arg(0.1, help="dropout")
     share_embeddings: bool = arg(True, help="one embedding table for source and target (joint vocabulary)")
     tie_output: bool = arg(True, help="tie the output projection to the target embeddings")
@@ -60,6 +63,7 @@ class TrainConfig:
     warmup: int = arg(4000, help="linear warmup updates")
     weight_decay: float = arg(0.0, help="Adam weight decay")
     label_smoothing: float = arg(0.1, help="label smoothing")
+    sampling: ScheduledSampling = arg(ScheduledSampling())
     clip_norm: float = arg(5.0, help="gradient norm clipping (5.0 as in Sutskever et al. 2014)")
     max_epochs: int = arg(50, help="stop after this many epochs")
     max_steps: int = arg(0, help="stop after this many updates (0: no limit)")
@@ -105,7 +109,7 @@ class TrainConfig:
                                        activation_dropout=self.activation_dropout)
         return "rnn", dict(common, cell=self.cell, attention=self.attention, emb_dim=self.emb_dim,
                            hidden_dim=self.hidden_dim, num_layers=self.layers, bidirectional=self.bidirectional,
-                           reverse_source=self.reverse_source)
+                           reverse_source=self.reverse_source, input_feeding=self.input_feeding)
 
 
 def storage(cfg: TrainConfig) -> tuple[str, object | None]:

@@ -10,8 +10,11 @@
 - attention="luong_dot" / "luong_general": multiplicative attention (Luong et
   al., 2015, global attention). The current decoder state scores the encoder
   states; the context and the state make the attentional hidden state.
-  Luong's "input feeding" is left out so that the decoder RNN can run over
-  the whole target at once during training.
+  Without input feeding the decoder RNN runs over the whole target at once
+  during training. With `input_feeding=True` (Luong 2015, section 3.3) each
+  step's attentional vector is concatenated to the next step's input, so the
+  model knows which source words it has already attended to; the decoder then
+  runs step by step.
 
 Same decoding interface as `model.transformer.Transformer`.
 Letters in shape comments: B batch, S source length, T target length,
@@ -42,6 +45,8 @@ class RNNConfig:
     num_layers: int = 2
     bidirectional: bool = True
     reverse_source: bool = False
+    # Luong's input feeding: the attentional vector of step t is part of the input of step t+1.
+    input_feeding: bool = False
     dropout: float = 0.2
     share_embeddings: bool = True
     tie_output: bool = True
@@ -60,6 +65,10 @@ class RNNConfig:
             raise ValueError(f"attention must be one of {ATTENTIONS}, got {self.attention!r}")
         if self.share_embeddings and self.src_vocab_size != self.tgt_vocab_size:
             raise ValueError("share_embeddings needs src_vocab_size == tgt_vocab_size")
+        if self.input_feeding and not self.attention.startswith("luong"):
+            # Bahdanau's decoder already reads the context at every step; without attention there
+            # is no attentional vector to feed.
+            raise ValueError(f"input_feeding needs Luong attention, got attention={self.attention!r}")
 
 
 @dataclass
@@ -75,6 +84,7 @@ class RNNMemory:
 class RNNState:
     hidden: torch.Tensor  # (B, L, H); batch first so every state tensor reorders on dim 0
     cell: torch.Tensor | None  # (B, L, H) for LSTM, None for GRU
+    feed: torch.Tensor | None = None  # (B, E) last attentional vector, with input feeding only
 
 
 def reverse_padded(tokens: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -138,7 +148,7 @@ class RNNSeq2Seq(nn.Module):
         # Bahdanau's U h_j and Luong-general's W h_j depend only on the source: keys computed once.
         needs_keys = cfg.attention in ("bahdanau", "luong_general")
         self.key_proj = nn.Linear(H, H, bias=False) if needs_keys else None
-        dec_in = E + H if cfg.attention == "bahdanau" else E
+        dec_in = E + H if cfg.attention == "bahdanau" else E + E if cfg.input_feeding else E
         self.decoder = rnn(dec_in, H, L, batch_first=True, dropout=cfg.dropout if L > 1 else 0.0)
         readout_in = H if cfg.attention == "none" else 2 * H
         # Readout to the embedding size so the output layer can be tied to the embeddings.
@@ -179,7 +189,10 @@ class RNNSeq2Seq(nn.Module):
 
     # --- decoder --------------------------------------------------------------
     def init_state(self, memory: RNNMemory) -> RNNState:
-        return RNNState(hidden=memory.init_hidden, cell=memory.init_cell)
+        feed = None
+        if self.cfg.input_feeding:  # nothing attended yet: zeros (Luong 2015; OpenNMT)
+            feed = memory.init_hidden.new_zeros(memory.init_hidden.size(0), self.cfg.emb_dim)
+        return RNNState(hidden=memory.init_hidden, cell=memory.init_cell, feed=feed)
 
     def _run_decoder(self, inputs: torch.Tensor, state: RNNState):
         """inputs (B, T, in) -> outputs (B, T, H) and the state after the last step."""
@@ -190,8 +203,12 @@ class RNNSeq2Seq(nn.Module):
         out, h = self.decoder(inputs, h)
         return out, RNNState(h.transpose(0, 1), None)
 
+    def _attentional(self, features: torch.Tensor) -> torch.Tensor:
+        """[state; context] -> Luong's attentional vector tanh(W_c [h; c]) (after dropout), size E."""
+        return self.dropout(torch.tanh(self.readout(self.dropout(features))))
+
     def _logits(self, features: torch.Tensor) -> torch.Tensor:
-        return self.output(self.dropout(torch.tanh(self.readout(self.dropout(features)))))
+        return self.output(self._attentional(features))
 
     def _steps(self, emb: torch.Tensor, memory: RNNMemory, state: RNNState):
         """Decoder over target embeddings emb (B, T, E) -> logits (B, T, V), final state."""
@@ -204,6 +221,16 @@ class RNNSeq2Seq(nn.Module):
                 ctx = self.attn(query, memory.keys, memory.values, memory.pad_mask)  # (B, 1, H)
                 out, state = self._run_decoder(torch.cat([emb[:, t : t + 1], ctx], dim=-1), state)
                 logits.append(self._logits(torch.cat([out, ctx], dim=-1)))
+            return torch.cat(logits, dim=1), state
+        if self.cfg.input_feeding:
+            # The input of step t holds the attentional vector of step t-1: step by step.
+            logits = []
+            for t in range(emb.size(1)):
+                out, state = self._run_decoder(torch.cat([emb[:, t : t + 1], state.feed[:, None]], dim=-1), state)
+                ctx = self.attn(out, memory.keys, memory.values, memory.pad_mask)  # (B, 1, H)
+                att = self._attentional(torch.cat([out, ctx], dim=-1))  # (B, 1, E)
+                logits.append(self.output(att))
+                state = RNNState(state.hidden, state.cell, feed=att[:, 0])
             return torch.cat(logits, dim=1), state
         out, state = self._run_decoder(emb, state)  # (B, T, H)
         if kind == "none":
@@ -221,8 +248,21 @@ class RNNSeq2Seq(nn.Module):
         return select_rows(state, index)
 
     # --- training -------------------------------------------------------------
-    def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
+    def forward(self, src: torch.Tensor, tgt_in: torch.Tensor, mix=None) -> torch.Tensor:
+        """Teacher forcing: src (B, S), tgt_in (B, T) starting with BOS -> logits (B, T, V).
+
+        With `mix` (scheduled sampling, Bengio et al. 2015; `training.scheduled_sampling.TokenMixer`)
+        the decoder runs step by step and the input of step t is the reference token or, where `mix`
+        says so, the model's own prediction from step t-1, as at inference.
+        """
         memory = self.encode(src)
-        emb = self.dropout(self.tgt_embed(tgt_in))  # (B, T, E)
-        logits, _ = self._steps(emb, memory, self.init_state(memory))
-        return logits
+        state = self.init_state(memory)
+        if mix is None:
+            logits, _ = self._steps(self.dropout(self.tgt_embed(tgt_in)), memory, state)  # (B, T, V)
+            return logits
+        steps = []
+        for t in range(tgt_in.size(1)):
+            tokens = tgt_in[:, :1] if t == 0 else mix(tgt_in[:, t : t + 1], steps[-1].detach())  # (B, 1)
+            step, state = self._steps(self.dropout(self.tgt_embed(tokens)), memory, state)
+            steps.append(step)
+        return torch.cat(steps, dim=1)

@@ -373,11 +373,25 @@ class Transformer(nn.Module):
         return select_rows(state, index)
 
     # --- training -----------------------------------------------------------
-    def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.Tensor:
-        """Teacher forcing: src (B, S), tgt_in (B, T) starting with BOS -> logits (B, T, V)."""
+    def forward(self, src: torch.Tensor, tgt_in: torch.Tensor, mix=None) -> torch.Tensor:
+        """Teacher forcing: src (B, S), tgt_in (B, T) starting with BOS -> logits (B, T, V).
+
+        With `mix` (scheduled sampling, `training.scheduled_sampling.TokenMixer`): the two-pass
+        approximation of Mihaylova and Martins (2019). A first pass under teacher forcing, without
+        gradients, predicts every position; `mix` puts some of those predictions in place of the
+        reference inputs; the second pass, the one trained, reads the mixed inputs. A Transformer
+        decodes all positions at once, so this replaces the recurrent models' step-by-step mixing.
+        """
         memory = self.encode(src)
+        if mix is not None:
+            with torch.no_grad():
+                first = self._teacher_forced(tgt_in, memory)  # position t-1 predicts the input at t
+            tgt_in = torch.cat([tgt_in[:, :1], mix(tgt_in[:, 1:], first[:, :-1])], dim=1)
+        return self._teacher_forced(tgt_in, memory)
+
+    def _teacher_forced(self, tgt_in: torch.Tensor, memory: TransformerMemory) -> torch.Tensor:
         T = tgt_in.size(1)
-        causal = torch.ones(T, T, dtype=torch.bool, device=src.device).tril()  # (T, T)
+        causal = torch.ones(T, T, dtype=torch.bool, device=tgt_in.device).tril()  # (T, T)
         cross_mask = memory.pad_mask[:, None, None, :]
         x = self._embed("tgt", tgt_in)
         for i, layer in enumerate(self.decoder):

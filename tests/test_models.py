@@ -14,10 +14,15 @@ RNN_VARIANTS = [
     for cell in ("lstm", "gru")
     for attn in ("none", "bahdanau", "luong_dot", "luong_general")
     for bidi, rev in ((True, False), (False, True))
+] + [  # Luong's input feeding: the attentional vector travels in the decoder state
+    dict(cell=cell, attention=attn, bidirectional=True, reverse_source=False, input_feeding=True)
+    for cell in ("lstm", "gru")
+    for attn in ("luong_dot", "luong_general")
 ]
 MODELS = [("transformer", lambda: tiny_transformer(VOCAB))] + [
     (
-        f"rnn-{v['cell']}-{v['attention']}-bi{int(v['bidirectional'])}-rev{int(v['reverse_source'])}",
+        f"rnn-{v['cell']}-{v['attention']}-bi{int(v['bidirectional'])}-rev{int(v['reverse_source'])}"
+        + ("-feed" if v.get("input_feeding") else ""),
         lambda v=v: tiny_rnn(VOCAB, **v),
     )
     for v in RNN_VARIANTS
@@ -119,6 +124,31 @@ def test_tiny_model_learns_to_reverse(name, factory, steps, lr):
     hyps = search(model, pad_batch(seqs, PAD_ID, suffix=EOS_ID), DecodeConfig(beam_size=4))
     exact = sum(h[0].tokens == s[::-1] for h, s in zip(hyps, seqs, strict=True)) / len(seqs)
     assert exact >= 0.95, f"{name}: exact match {exact:.2f}"
+
+
+def test_input_feeding_changes_the_model_and_needs_luong_attention():
+    from model.rnn import RNNConfig
+
+    with pytest.raises(ValueError, match="input_feeding needs Luong attention"):
+        RNNConfig(src_vocab_size=VOCAB, tgt_vocab_size=VOCAB, attention="bahdanau", input_feeding=True)
+    # Same weights where the shapes agree: the fed vector must change what the decoder computes.
+    plain = make(lambda: tiny_rnn(VOCAB, attention="luong_general"))
+    fed = make(lambda: tiny_rnn(VOCAB, attention="luong_general", input_feeding=True))
+    assert fed.decoder.input_size == plain.decoder.input_size + fed.cfg.emb_dim
+    _, src = mixed_batch()
+    tgt = pad_batch(random_sources(5, VOCAB, 3, 7, seed=4), PAD_ID, prefix=2)
+    with torch.no_grad():
+        memory = fed.encode(src)
+        state = fed.init_state(memory)
+        assert state.feed.shape == (src.size(0), fed.cfg.emb_dim) and not state.feed.any()
+        zeroed = fed(src, tgt)
+        # Zero the feed's input weights: the decoder then ignores the fed vector.
+        weights = [n for n, _ in fed.decoder.named_parameters() if n.startswith("weight_ih_l0")]
+        for name in weights:
+            getattr(fed.decoder, name)[:, fed.cfg.emb_dim:] = 0
+        ignored = fed(src, tgt)
+    assert not torch.allclose(zeroed[:, 1:], ignored[:, 1:])
+    torch.testing.assert_close(zeroed[:, 0], ignored[:, 0])  # step 0 is fed zeros either way
 
 
 def test_reverse_source_reverses_before_the_eos():

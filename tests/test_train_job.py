@@ -75,8 +75,13 @@ def test_recurrent_models_train_with_the_same_job(local_ray, sample_corpus, tmp_
     tok = str(tmp_path / "tok")
     assert train_tokenizer(["--input", sample_corpus, "--output", tok, "--vocab-size", "200"]) == 0
     assert train(["--train", sample_corpus, "--tokenizer", tok, "--output", str(tmp_path / "m"), "--arch", arch,
-                  "--cell", "gru", "--attention", "bahdanau", "--layers", "1", "--emb-dim", "16", "--hidden-dim", "32",
+                  "--cell", "gru", "--attention", "luong_general", "--input-feeding", "--layers", "1",
+                  "--emb-dim", "16", "--hidden-dim", "32", "--scheduled-sampling", "linear", "--ss-c", "0.1",
                   "--max-steps", "6", "--validate-every", "3", "--max-tokens", "300", "--cpus-per-worker", "0.5",
                   "--data-cpus", "0.25", "--torch-threads", "1", "--warmup", "2"]) == 0
     ckpt = load_checkpoint(str(tmp_path / "m" / "last"))
-    assert ckpt.config["arch"] == "rnn" and ckpt.config["model"]["attention"] == "bahdanau"
+    assert ckpt.config["arch"] == "rnn" and ckpt.config["model"]["attention"] == "luong_general"
+    assert ckpt.config["model"]["input_feeding"] is True
+    assert ckpt.metadata["train_config"]["sampling"]["scheduled_sampling"] == "linear"
+    log = [json.loads(line) for line in (tmp_path / "m" / "training_log.jsonl").read_text().splitlines()]
+    assert [round(r["teacher_forcing_rate"], 6) for r in log] == [0.7, 0.4]  # 1 - 0.1 * update

@@ -27,6 +27,7 @@ from model.search import DecodeConfig
 from model.tokenizer import PAD_ID, UNK_ID, load_tokenizer
 from pipeline.io import join, read_table, resolve, write_bytes_atomic
 from training.data import DROP_REASONS, make_batch, token_batches
+from training.scheduled_sampling import TokenMixer
 from training.state import TrainState, inverse_sqrt_lr, load_training_state, save_training_state
 from training.validate import validation_bleu, validation_loss
 
@@ -36,6 +37,13 @@ def _all_reduce(values: list[float], device) -> list[float]:
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(t)
     return t.tolist()
+
+
+def batch_loss(model, batch, label_smoothing: float, mix: TokenMixer | None = None):
+    """(label-smoothed loss sum, NLL sum) of one batch: teacher forcing, or scheduled sampling with `mix`."""
+    logits = model(batch.src, batch.tgt_in, mix=mix)
+    loss, nll, _ = label_smoothed_loss(logits, batch.tgt_out, PAD_ID, label_smoothing)
+    return loss, nll
 
 
 class Trainer:
@@ -69,7 +77,7 @@ class Trainer:
         self.dropped: Counter = Counter()  # this epoch, this worker
         self.dropped_last_epoch: Counter | None = None
         self.valid = self._load_valid() if self.rank == 0 and cfg.valid else None
-        self.window = {"loss": 0.0, "nll": 0.0, "tokens": 0, "t0": time.time()}
+        self.window = self._new_window()
         self.since_report = [0.0, 0.0]  # label-smoothed loss sum, target tokens (this worker)
         self.history_uri = join(cfg.output, "training_log.jsonl")
 
@@ -110,12 +118,13 @@ class Trainer:
             g["lr"] = lr
         # DDP averages gradients over workers; scale so the result is sum(loss) / all tokens.
         scale = weight * self.world / total_tokens
+        # One seed per (worker, update): the draws differ between workers and repeat after a resume.
+        mix = self.cfg.sampling.mixer(self.state.step, self.cfg.seed * 1009 + self.rank, self.device, PAD_ID)
         for i, batch in enumerate(group):
             batch = batch.to(self.device)
             sync = i == len(group) - 1 or not hasattr(self.ddp, "no_sync")
             with contextlib.nullcontext() if sync else self.ddp.no_sync(), self._autocast():
-                logits = self.ddp(batch.src, batch.tgt_in)
-                loss, nll, _ = label_smoothed_loss(logits, batch.tgt_out, PAD_ID, self.cfg.label_smoothing)
+                loss, nll = batch_loss(self.ddp, batch, self.cfg.label_smoothing, mix)
             (loss * scale).backward()
             self.window["loss"] += float(loss.detach()) * weight
             self.window["nll"] += float(nll) * weight
@@ -127,19 +136,32 @@ class Trainer:
         self.state.updates_in_epoch += 1
         self.state.target_tokens += int(total_tokens)
         self.window["tokens"] += int(local_tokens)
+        if mix is not None and weight:
+            sampled, eligible = mix.counts
+            self.window["sampled"] += sampled
+            self.window["eligible"] += eligible
         self.since_report[1] += local_tokens
         return True
 
     # --- progress, validation, checkpoints -----------------------------------------
     def log_progress(self) -> None:
-        loss, nll, tokens = _all_reduce([self.window["loss"], self.window["nll"], self.window["tokens"]], self.device)
-        dt = time.time() - self.window["t0"]
+        w = self.window
+        loss, nll, tokens, sampled, eligible = _all_reduce(
+            [w["loss"], w["nll"], w["tokens"], w["sampled"], w["eligible"]], self.device)
+        dt = time.time() - w["t0"]
         lr = self.optimizer.param_groups[0]["lr"]
         dropped = self.dropped_all_workers()
+        # The share of target inputs that were the model's own tokens (scheduled sampling), when on.
+        sampling_on = self.cfg.sampling.scheduled_sampling != "none"
+        own = f" | own tokens {sampled / max(eligible, 1):.1%}" if sampling_on else ""
         self.log(f"step {self.state.step} | epoch {self.state.epoch + 1} | loss {loss / max(tokens, 1):.3f} | "
                  f"nll {nll / max(tokens, 1):.3f} | lr {lr:.2e} | {tokens / dt:,.0f} tgt tok/s | "
-                 f"dropped pairs {dropped or 0}")
-        self.window = {"loss": 0.0, "nll": 0.0, "tokens": 0, "t0": time.time()}
+                 f"dropped pairs {dropped or 0}{own}")
+        self.window = self._new_window()
+
+    @staticmethod
+    def _new_window() -> dict:
+        return {"loss": 0.0, "nll": 0.0, "tokens": 0, "sampled": 0, "eligible": 0, "t0": time.time()}
 
     def validate_and_report(self, seconds: float) -> bool:
         """Validate on rank 0, checkpoint through Ray Train (all ranks). True if training should stop."""
@@ -150,6 +172,7 @@ class Trainer:
         self.since_report = [0.0, 0.0]
         metrics = {"step": self.state.step, "epoch": self.state.epoch, "target_tokens": self.state.target_tokens,
                    "lr": self.optimizer.param_groups[0]["lr"], "train_loss": loss_sum / max(tokens, 1.0),
+                   "teacher_forcing_rate": self.cfg.sampling.teacher_forcing_rate(self.state.step),
                    "dropped": self.dropped_all_workers()}
         stop = 0.0
         with tempfile.TemporaryDirectory() as tmp:
