@@ -27,7 +27,7 @@ ROWS = [
     ("lstm-luong", "LSTM, bidirectional encoder, multiplicative attention (Luong et al., 2015)"),
     ("lstm-luong-feed", "the same with input feeding (Luong et al., 2015)"),
     ("lstm-luong-ss", "the same without input feeding, trained with scheduled sampling, inverse sigmoid "
-     "k = 200 (Bengio et al., 2015)"),
+     "k = 100 (Bengio et al., 2015)"),
     ("transformer", "Transformer (Vaswani et al., 2017): the shipped model"),
 ]
 

@@ -35,7 +35,9 @@ class TrainConfig:
     name: str = arg("run", help="run name under <output>/ray/; the same name with --resume continues it")
     resume: bool = arg(False, help="continue the run <output>/ray/<name> from its latest checkpoint")
     source_column: str = arg("source", help="source text column")
-    target_column: str = arg("reference", help="target text column")
+    target_column: str = arg("reference", help="target text column of --train")
+    valid_target_column: str = arg("", help="reference column of --valid (default: --target-column); e.g. "
+                                   "`reference` when training on a translation job's `translation` column")
     # architecture
     arch: str = arg("transformer", help="model family", choices=["transformer", "rnn"])
     layers: int = arg(6, help="encoder and decoder layers")

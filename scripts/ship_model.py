@@ -80,7 +80,7 @@ def card(meta: dict, params: int, size_mb: float, dtype: str) -> str:
         f"- Hardware: {tr['hardware']}; autocast {meta['train_config'].get('autocast', '?')}",
         f"- Training time: {tr['seconds'] / 3600:.2f} h wall clock ({tr['step']:,} updates, {tr['epochs']} epochs, "
         f"{tr['target_tokens']:,} target tokens)",
-        "- Commands (from the repository root, `scripts/train_default_model.sh`):",
+        f"- Commands (from the repository root, `{meta.get('recipe', 'scripts/train_default_model.sh')}`):",
         "",
         "```bash",
         *meta["commands"],
@@ -97,6 +97,8 @@ def main() -> int:
     p.add_argument("--hardware", default="2 vCPU (AMD EPYC, AVX512-BF16) VM, 24 GB RAM, no GPU; 1 Ray Train "
                    "worker with 2 torch threads")
     p.add_argument("--gap-note", default="")
+    p.add_argument("--recipe", default=os.path.join(ROOT, "scripts", "train_default_model.sh"),
+                   help="the script that trained --run; its commands go into the card")
     args = p.parse_args()
 
     val, test = os.path.join(args.data, "val"), os.path.join(args.data, "test_2016_flickr")
@@ -111,7 +113,7 @@ def main() -> int:
     test_eval = evaluate(os.path.join(args.run, chosen), test)["overall"]
     val_eval = {"sentences": 1014, **scores[chosen]}
     tr = ckpt.metadata.get("training", {})
-    with open(os.path.join(ROOT, "scripts", "train_default_model.sh")) as f:
+    with open(args.recipe) as f:
         commands = [line.rstrip() for line in f if not line.startswith("#")]
     meta = {
         "name": "multi30k-en-de",
@@ -123,6 +125,7 @@ def main() -> int:
         "training": {"hardware": args.hardware, "seconds": tr.get("seconds", 0.0), "step": tr.get("step", 0),
                      "epochs": tr.get("epoch", 0), "target_tokens": tr.get("target_tokens", 0)},
         "commands": commands,
+        "recipe": os.path.relpath(os.path.abspath(args.recipe), ROOT),
         "gap_note": args.gap_note,
         "train_config": ckpt.metadata.get("train_config", {}),
     }

@@ -89,11 +89,12 @@ class Trainer:
 
     def _load_valid(self):
         cfg = self.cfg
-        table = read_table(cfg.valid, [cfg.source_column, cfg.target_column], cfg.storage_options)
+        target = cfg.valid_target_column or cfg.target_column
+        table = read_table(cfg.valid, [cfg.source_column, target], cfg.storage_options)
         if cfg.valid_max_sentences:
             table = table.slice(0, cfg.valid_max_sentences)
         sources = [s or "" for s in table.column(cfg.source_column).to_pylist()]
-        refs = [r or "" for r in table.column(cfg.target_column).to_pylist()]
+        refs = [r or "" for r in table.column(target).to_pylist()]
         pairs = list(zip(self.tokenizer.source.encode(sources), self.tokenizer.encode_target(refs), strict=True))
         return {"sources": sources, "refs": refs, "pairs": [(s, t) for s, t in pairs if s and t]}
 
@@ -272,6 +273,10 @@ class Trainer:
                     t_start, last_report = time.time(), self.state.step
                 stop = stop or self.state.step >= cfg.max_steps > 0
             if epoch_done:
+                if self.state.updates_in_epoch == 0:  # every pair filtered out: say so instead of "done"
+                    self.dropped_last_epoch = None
+                    raise ValueError(f"epoch {self.state.epoch + 1} had no training pairs; dropped: "
+                                     f"{self.dropped_all_workers() or 'none (the training data is empty)'}")
                 self.dropped_last_epoch, self.dropped = self.dropped, Counter()
                 self.state.epoch += 1
                 self.state.updates_in_epoch = 0
