@@ -50,7 +50,10 @@ def main() -> int:
     p.add_argument("--transformer-run", default=os.path.join(ROOT, "work", "multi30k", "model"),
                    help="the shipped model's training run (for its validation curve)")
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "architectures.json"))
+    p.add_argument("--rows", default="", help="comma-separated rows to measure (default: every row with a "
+                   "checkpoint); the others keep their last measurement")
     args = p.parse_args()
+    only = set(filter(None, args.rows.split(",")))
     test = os.path.join(args.work, "test_2016_flickr")
     # Rows whose checkpoints are not on this machine keep their last measurement (the hardware column
     # says where each was taken); rows found here are measured again.
@@ -62,10 +65,10 @@ def main() -> int:
     for name, title in ROWS:
         path = (os.path.join(ROOT, "models", "multi30k-en-de") if name == "transformer"
                 else os.path.join(args.work, "arch", name, "best"))
-        if not os.path.exists(os.path.join(path, "config.json")):
+        if (only and name not in only) or not os.path.exists(os.path.join(path, "config.json")):
             if name in previous:
                 rows.append(dict(previous[name], title=title))
-                print(f"{name}: no checkpoint at {path}; keeping the earlier measurement")
+                print(f"{name}: keeping the earlier measurement")
             else:
                 print(f"skipping {name}: no checkpoint at {path}")
             continue

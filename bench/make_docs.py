@@ -321,7 +321,12 @@ def technique_effects(rows: list[dict], epochs: int) -> list[str]:
         lines.append(f"- {question}: test BLEU {a['test_bleu']:.2f} with, {b['test_bleu']:.2f} without "
                      f"({a['test_bleu'] - b['test_bleu']:+.2f}){val}; `{with_it}` vs `{without}`, same budget, "
                      f"same machine.")
-    return ["## What each technique did", ""] + lines + [""] if lines else []
+    if not lines:
+        return []
+    caveat = (f"Each comparison is one run (one seed) per arm after at most {epochs} epochs of training, far from "
+              "convergence; the spread between seeds was not measured, so differences of about one BLEU are not "
+              "evidence either way.")
+    return ["## What each technique did", "", *lines, "", caveat, ""]
 
 
 def sizing() -> list[str]:
