@@ -48,8 +48,9 @@ def read_lines(path: str) -> list[str]:
 def input_sets(data: str, sentences: int, long: int) -> dict[str, tuple[list[str], list[str]]]:
     src, ref = read_lines(f"{data}/test_2016_flickr.en.gz"), read_lines(f"{data}/test_2016_flickr.de.gz")
     joined = [(" ".join(src[i:i + 3]), " ".join(ref[i:i + 3])) for i in range(0, len(src) - 2)]
-    return {"test_2016_flickr": (src[:sentences], ref[:sentences]),
+    sets = {"test_2016_flickr": (src[:sentences], ref[:sentences]),
             "long_x3": ([s for s, _ in joined[:long]], [r for _, r in joined[:long]])}
+    return {name: pair for name, pair in sets.items() if pair[0]}  # --long 0 leaves the long set out
 
 
 # --- models ---------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@
 #   EPOCHS   training budget per row (default 3: the like-for-like column of docs/results.md is the
 #            greedy val BLEU after the epochs every row has; 2-core CPU rows take 30-70 minutes at 3)
 #   THREADS  torch threads per run (default 2); EXTRA more flags (e.g. "--num-workers 4 --use-gpu")
-#   HARDWARE how bench/architectures.py describes the machine in the table
+#   HARDWARE how bench/architectures.py describes the machine in the table; TABLE=0 skips the table
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${WORK:-work/multi30k}
@@ -40,4 +40,6 @@ for name in $ROWS; do
   # shellcheck disable=SC2086
   python jobs/train_model.py "${common[@]}" --output "$WORK/arch/$name" --name "$name" $RES "${flags[@]}" ${EXTRA:-}
 done
-python bench/architectures.py --work "$WORK" ${HARDWARE:+--hardware "$HARDWARE"}
+# Only the rows trained here are measured again; the table keeps the others as they were. TABLE=0
+# leaves the table alone (for runs side by side, which would otherwise both rewrite it).
+[ "${TABLE:-1}" = 0 ] || python bench/architectures.py --work "$WORK" --rows "${ROWS// /,}" ${HARDWARE:+--hardware "$HARDWARE"}

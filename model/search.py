@@ -42,35 +42,96 @@ def length_penalty(logprob: float, length: int, kind: str, alpha: float) -> floa
 def beam_step(lprobs: torch.Tensor, scores: torch.Tensor, beam: int | None = None):
     """One beam step as a pure function.
 
-    lprobs (B, W, V) next-token log-probs of W live hypotheses per sentence, scores (B, W) their
-    cumulative scores; `beam` K (default W; W is 1 on the first step, before the beam expands).
+    lprobs (B, W, C) next-token log-probs of W live hypotheses per sentence (over the whole vocabulary,
+    or over each hypothesis' C best tokens), scores (B, W) their cumulative scores; `beam` K (default W;
+    W is 1 on the first step, before the beam expands).
     Returns the 2K best extensions per sentence, best first:
-    cand_scores (B, 2K), cand_tokens (B, 2K), cand_beams (B, 2K) (indices into W).
+    cand_scores (B, 2K), cand_tokens (B, 2K) (indices into C), cand_beams (B, 2K) (indices into W).
     """
-    B, W, V = lprobs.shape
+    B, W, C = lprobs.shape
     K = beam or W
-    total = (scores[:, :, None] + lprobs).view(B, W * V)
-    cand_scores, flat = total.topk(min(2 * K, W * V), dim=1)
-    return cand_scores, flat % V, torch.div(flat, V, rounding_mode="floor")
+    total = (scores[:, :, None] + lprobs).view(B, W * C)
+    cand_scores, flat = total.topk(min(2 * K, W * C), dim=1)
+    return cand_scores, flat % C, torch.div(flat, C, rounding_mode="floor")
 
 
-def _mask_lprobs(logits, step: int, at_max: torch.Tensor, cfg: DecodeConfig, ids) -> torch.Tensor:
-    """Log-probs with the search constraints applied (shared by beam and greedy search).
+# Groups per row in row_topk (at least 4 per wanted value; rows under 16 groups' width go to torch.topk).
+_GROUPS = 64
 
-    logits (N, V); at_max (N,) rows that must end now.
+
+def row_topk(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """x.topk(k, dim=1) for wide rows x (N, V): the same values, in a fraction of the time.
+
+    torch.topk over a vocabulary-wide row costs as much as a log_softmax. Here the row's first
+    G*(V//G) columns are split into G interleaved groups (group g: columns g, g+G, g+2G, ...). Each of
+    the k best values is the maximum of its group or below it, so they all lie in the k groups with
+    the largest maxima: one max per group (a vectorized pass over the row), a top-k over the G
+    maxima, and a top-k over those k groups' columns (plus the V % G tail columns) find them.
+    Only ties at the k-th value may resolve to a different column than torch.topk's.
+    """
+    N, V = x.shape
+    G = max(_GROUPS, 4 * k)
+    if V < 16 * G:
+        return x.topk(k, dim=1)
+    per = V // G  # columns per group
+    body = x[:, :G * per]
+    _, groups = body.view(N, per, G).amax(1).topk(k, dim=1)  # (N, k)
+    cols = (groups[:, :, None] + torch.arange(per, device=x.device) * G).view(N, k * per)
+    if V > G * per:  # the tail columns are candidates of their own
+        tail = torch.arange(G * per, V, device=x.device).expand(N, -1)
+        cols = torch.cat([cols, tail], dim=1)
+    values, at = x.gather(1, cols).topk(k, dim=1)
+    return values, cols.gather(1, at)
+
+
+def _constrain(logits: torch.Tensor, step: int, cfg: DecodeConfig, ids) -> None:
+    """Take the tokens the search may not produce out of logits (N, V), in place.
+
+    Without renormalizing, as fairseq does. (Rows at their length limit: `_end_at_max`.)
     """
     pad, bos, eos = ids
-    lprobs = F.log_softmax(logits.float(), dim=-1)  # (N, V)
-    lprobs[:, pad] = float("-inf")
+    logits[:, pad] = float("-inf")
     if bos != eos:  # fairseq-style models (M2M100) start decoding from EOS itself
-        lprobs[:, bos] = float("-inf")
+        logits[:, bos] = float("-inf")
     if step < cfg.min_len:
-        lprobs[:, eos] = float("-inf")
+        logits[:, eos] = float("-inf")
+
+
+def _candidates(logits: torch.Tensor, step: int, at_max: torch.Tensor, cfg: DecodeConfig, ids, k: int):
+    """Each row's k best next tokens under the search constraints: log-probs (N, k), token ids (N, k).
+
+    logits (N, V), overwritten (the search owns them); at_max (N,) rows that must end now.
+    The log-probs are log_softmax's, x - max - log(sum(exp(x - max))) over the whole row, but only
+    the k that the search can use are formed: the (N, V) log-probs, their sum with the beam scores
+    and a top-k over beam x vocabulary cost as much as the output projection itself.
+    """
+    eos = ids[2]
+    logits = logits.float()
+    top = logits.amax(dim=1, keepdim=True)  # (N, 1)
+    log_norm = (logits - top).exp_().sum(dim=1, keepdim=True).log_()  # (N, 1)
+    eos_logit = logits[:, eos].clone()
+    _constrain(logits, step, cfg, ids)
+    if k == 1:
+        values, tokens = logits.max(dim=1, keepdim=True)
+    else:
+        values, tokens = row_topk(logits, min(k, logits.size(1)))
+    return _end_at_max((values - top) - log_norm, tokens, at_max, eos_logit - top[:, 0] - log_norm[:, 0], eos)
+
+
+def _end_at_max(lprobs, tokens, at_max, eos_lprob, eos: int):
+    """Rows at their length limit can only end: their one candidate is EOS, at its own log-prob."""
     if at_max.any():
-        eos_lp = lprobs[at_max, eos]
         lprobs[at_max] = float("-inf")
-        lprobs[at_max, eos] = eos_lp
-    return lprobs
+        lprobs[at_max, 0] = eos_lprob[at_max]
+        tokens[at_max, 0] = eos
+    return lprobs, tokens
+
+
+def _next(model, prev: torch.Tensor, memory, state, step: int, at_max: torch.Tensor, cfg: DecodeConfig, ids,
+          k: int):
+    """One decoding step: each row's k best next tokens (log-probs (N, k), ids (N, k)) and the new state."""
+    logits, state = model.decode_step(prev, memory, state)
+    return (*_candidates(logits, step, at_max, cfg, ids, k), state)
 
 
 def _special_ids(model) -> tuple[int, int, int]:
@@ -145,10 +206,11 @@ def beam_search(model, src: torch.Tensor, cfg: DecodeConfig, prefix: torch.Tenso
 
     for step in range(int(max_len.max()) + 1):
         B = alive.numel()
-        logits, state = model.decode_step(history[:, -1], memory, state)
         at_max = (max_len[alive] <= step).repeat_interleave(width)
-        lprobs = _mask_lprobs(logits, step, at_max, cfg, ids)
-        cand_scores, cand_tokens, cand_beams = beam_step(lprobs.view(B, width, -1), scores, K)
+        lprobs, tokens, state = _next(model, history[:, -1], memory, state, step, at_max, cfg, ids, 2 * K)
+        C = lprobs.size(1)
+        cand_scores, cand_at, cand_beams = beam_step(lprobs.view(B, width, C), scores, K)
+        cand_tokens = tokens.view(B, width * C).gather(1, cand_beams * C + cand_at)
 
         # EOS among the top K candidates ends a hypothesis (fairseq: at most K per sentence).
         ends = cand_tokens.eq(eos) & torch.isfinite(cand_scores)
@@ -203,9 +265,9 @@ def greedy_search(model, src: torch.Tensor, cfg: DecodeConfig, prefix: torch.Ten
     results: list[list[Hypothesis]] = [[] for _ in range(B0)]
 
     for step in range(int(max_len.max()) + 1):
-        logits, state = model.decode_step(history[:, -1], memory, state)
-        lprobs = _mask_lprobs(logits, step, max_len[alive] <= step, cfg, ids)
-        best_lp, best = lprobs.max(dim=1)  # (B,)
+        best_lp, best, state = _next(model, history[:, -1], memory, state, step, max_len[alive] <= step, cfg,
+                                     ids, 1)
+        best_lp, best = best_lp[:, 0], best[:, 0]  # (B,)
         logprob = logprob + best_lp
         ended = best.eq(eos)
         for b in ended.nonzero().squeeze(1).tolist():

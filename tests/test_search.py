@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from model.rows import select_rows
 from model.search import DecodeConfig, beam_search, beam_step, greedy_search, length_penalty
@@ -186,3 +187,41 @@ def test_decode_config_validates():
         DecodeConfig(beam_size=2, nbest=3)
     with pytest.raises(ValueError):
         DecodeConfig(length_penalty="wu")
+
+
+@pytest.mark.parametrize("vocab", [50, 1100, 8000, 8063, 32000])
+@pytest.mark.parametrize("k", [1, 8, 10, 24])
+def test_row_topk_is_torch_topk(vocab, k):
+    from model.search import row_topk
+
+    gen = torch.Generator().manual_seed(vocab + k)
+    x = torch.randn(9, vocab, generator=gen)
+    x[1, 40:] = float("-inf")  # a row with few finite values
+    x[2, -1] = 100.0  # the best value in the tail columns that the groups leave out
+    k = min(k, vocab)
+    values, ids = row_topk(x, k)
+    expected_values, expected_ids = x.topk(k, dim=1)
+    assert torch.equal(values, expected_values)
+    assert torch.equal(ids[:, : min(k, 40)], expected_ids[:, : min(k, 40)])  # the -inf ties may come in any order
+
+
+def test_candidates_are_log_softmax_then_top_k():
+    from model.search import _candidates
+
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, 8000, generator=gen) * 3
+    pad, bos, eos = 0, 2, 3
+    logits[:, bos] = 50.0  # would win if it were not banned
+    at_max = torch.tensor([False, False, False, False, True, True])
+    reference = F.log_softmax(logits, dim=1)
+    lprobs, tokens = _candidates(logits.clone(), 0, at_max, DecodeConfig(beam_size=4, min_len=1), (pad, bos, eos), 8)
+
+    allowed = reference.clone()
+    allowed[:, [pad, bos, eos]] = float("-inf")  # EOS too: min_len 1 at step 0
+    expected, expected_tokens = allowed.topk(8, dim=1)
+    assert torch.equal(tokens[:4], expected_tokens[:4])
+    torch.testing.assert_close(lprobs[:4], expected[:4], rtol=0, atol=2e-6)
+    # Rows at their length limit have one candidate, EOS, at its own (unconstrained) log-prob.
+    assert tokens[4:, 0].tolist() == [eos, eos]
+    torch.testing.assert_close(lprobs[4:, 0], reference[4:, eos], rtol=0, atol=2e-6)
+    assert torch.isinf(lprobs[4:, 1:]).all()
