@@ -143,7 +143,9 @@ def _ours(job, ids, beam, max_len, min_len, precision, threads, fixed):
     from model.loaders import load_model
     from model.search import DecodeConfig
     from pipeline.decode import translate_ids
+    from pipeline.malloc import reuse_freed_memory
 
+    reuse_freed_memory()  # as the translation job's actors do
     torch.set_num_threads(threads)
     model = load_model(job["native"]).model
     if precision == "int8":

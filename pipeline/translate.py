@@ -136,8 +136,12 @@ class Translator:
         from model.search import Ensemble
 
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        if self.device.type == "cpu" and torch_threads:
-            torch.set_num_threads(torch_threads)
+        if self.device.type == "cpu":
+            from pipeline.malloc import reuse_freed_memory
+
+            reuse_freed_memory()
+            if torch_threads:
+                torch.set_num_threads(torch_threads)
         # int8 loads fp32 weights and quantizes the linear layers (a CPU-only path).
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32}[precision]
         if dtype == torch.float16 and self.device.type == "cpu":
