@@ -191,8 +191,11 @@ def beam_search(model, src: torch.Tensor, cfg: DecodeConfig, prefix: torch.Tenso
     # CPU) and its 2K candidates expand the beam: 1/K of that step's work. A vocabulary smaller than 2K
     # could not fill the candidates from one row; such toy models start expanded.
     width = 1 if 2 * K <= model.cfg.tgt_vocab_size else K  # live hypotheses per sentence
+    # A model that shares_memory_across_beams keeps one memory row per sentence for all its beams;
+    # others get a copy per beam.
+    shared = getattr(model, "shares_memory_across_beams", False)
     memory = model.encode(src)
-    if width > 1:
+    if width > 1 and not shared:
         memory = select_rows(memory, torch.arange(B0, device=device).repeat_interleave(K))
     expanded = None if prefix is None else prefix.repeat_interleave(width, dim=0)
     history, state = _start(model, memory, B0 * width, bos, expanded, device)
@@ -239,7 +242,9 @@ def beam_search(model, src: torch.Tensor, cfg: DecodeConfig, prefix: torch.Tenso
         next_tokens = cand_tokens.gather(1, top)[keep]  # (B', K)
         rows = (keep[:, None] * width + cand_beams.gather(1, top)[keep]).view(-1)  # (B'K,)
         state = model.reorder(state, rows)
-        if keep.numel() < B or width < K:  # sentences finished, or the beam expands: memory follows
+        if shared and keep.numel() < B:  # sentences finished: their memory goes
+            memory = select_rows(memory, keep)
+        elif not shared and (keep.numel() < B or width < K):  # the same, or the beam expands: copies follow
             memory = select_rows(memory, (keep[:, None] * width + beam_range % width).view(-1))
         history = torch.cat([history.index_select(0, rows), next_tokens.view(-1, 1)], dim=1)
         scores = top_scores[keep]
@@ -314,6 +319,7 @@ class Ensemble:
                 raise ValueError("ensemble members must share the source and target vocabularies and special ids")
         self.models = list(models)
         self.cfg = first
+        self.shares_memory_across_beams = all(getattr(m, "shares_memory_across_beams", False) for m in models)
 
     def encode(self, src):
         return tuple(m.encode(src) for m in self.models)

@@ -163,13 +163,14 @@ class PositionCache:
         return table[start:start + length]
 
 
-def _one_query_attention(q, k, v, mask) -> torch.Tensor:
-    """Attention of one query per row (a decoding step): q (B, H, 1, d), k/v (B, H, T, d) -> (B, H, 1, d).
+def _few_query_attention(q, k, v, mask) -> torch.Tensor:
+    """Attention of a decoding step: q (B, H, W, d), the W beams of a row (1 for self-attention),
+    k/v (B, H, T, d) -> (B, H, W, d).
 
     On CPU the fused kernel sets up a block per (row, head) and costs ~1.5x two batched matmuls at
     decoding shapes (T of 10-80); the result agrees to fp32 rounding.
     """
-    scores = torch.matmul(q, k.transpose(-1, -2)) * q.size(-1) ** -0.5  # (B, H, 1, T)
+    scores = torch.matmul(q, k.transpose(-1, -2)) * q.size(-1) ** -0.5  # (B, H, W, T)
     if mask is not None:
         scores = scores.masked_fill(~mask, float("-inf"))
     return torch.matmul(scores.softmax(-1), v)
@@ -193,15 +194,24 @@ class MultiHeadAttention(nn.Module):
         return self._heads(self.k_proj(x)), self._heads(self.v_proj(x))
 
     def attend(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask) -> torch.Tensor:
-        """x (B, Tq, D) attends over k, v (B, H, Tk, d); mask broadcasts to (B, H, Tq, Tk)."""
-        q = self._heads(self.q_proj(x))
+        """x (N, Tq, D) attends over k, v (B, H, Tk, d); mask broadcasts to (B, H, Tq, Tk).
+
+        N is B, or a multiple W*B in a decoding step (Tq 1): then rows W*b .. W*b+W-1 of x, the beams of
+        sentence b, all attend over row b of k and v (cross-attention keeps one copy of each sentence's
+        encoder keys/values instead of one per beam, so each step reads 1/W of the memory).
+        """
+        q = self._heads(self.q_proj(x))  # (N, H, Tq, d)
+        N, H, Tq, d = q.shape
+        B = k.size(0)
+        if N != B:  # Tq is 1
+            q = q.view(B, N // B, H, d).transpose(1, 2)  # (B, H, W, d): a sentence's beams as its queries
         p = self.dropout if self.training else 0.0
-        if q.size(2) == 1 and p == 0.0 and q.device.type == "cpu":
-            out = _one_query_attention(q, k, v, mask)
+        if Tq == 1 and p == 0.0 and q.device.type == "cpu":
+            out = _few_query_attention(q, k, v, mask)
         else:
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # (B, H, Tq, d)
-        B, H, Tq, d = out.shape
-        return self.out_proj(out.transpose(1, 2).reshape(B, Tq, H * d))
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=p)  # (B, H, Tq or W, d)
+        # (B, Tq or W, H, d) -> (N, Tq, D): beam rows come back in their order, sentence-major.
+        return self.out_proj(out.transpose(1, 2).reshape(N, Tq, H * d))
 
 
 class FeedForward(nn.Module):
@@ -274,6 +284,8 @@ class DecoderLayer(_Residual):
 
 class Transformer(nn.Module):
     arch = "transformer"
+    # decode_step takes memory with one row per sentence for several beam rows per sentence (see attend).
+    shares_memory_across_beams = True
 
     def __init__(self, cfg: TransformerConfig):
         super().__init__()

@@ -169,3 +169,21 @@ def test_cuda_half_precision_decoding_matches_fp32(dtype):
     half = beam_search(model.to(dtype), src.cuda(), cfg)
     agree = sum(a[0].tokens == b[0].tokens for a, b in zip(ref, half, strict=True))
     assert agree >= len(ref) - 1  # rounding may flip a near-tie, rarely
+
+
+def test_beams_sharing_one_memory_row_equal_a_copy_per_beam():
+    """The Transformer's beams read one copy of their sentence's encoder keys/values (cross-attention
+    queries grouped per sentence); the search gives every other model a copy per beam. Both agree."""
+    model = make(MODELS[0][1])
+    _, src = mixed_batch()
+    cfg = DecodeConfig(beam_size=3, max_len_a=1.0, max_len_b=3, nbest=3)
+    assert model.shares_memory_across_beams
+    shared = beam_search(model, src, cfg)
+    model.shares_memory_across_beams = False
+    copies = beam_search(model, src, cfg)
+    assert [[h.tokens for h in x] for x in shared] == [[h.tokens for h in x] for x in copies]
+    assert [h.score for x in shared for h in x] == pytest.approx([h.score for x in copies for h in x], abs=1e-5)
+    # An ensemble shares only when every member does: a recurrent member needs the copies.
+    mixed = Ensemble([make(MODELS[0][1]), make(MODELS[1][1])])
+    assert not mixed.shares_memory_across_beams
+    assert len(beam_search(mixed, src, cfg)) == src.size(0)
