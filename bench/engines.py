@@ -138,20 +138,13 @@ def worker(args) -> dict:
 
 
 def _ours(job, ids, beam, max_len, min_len, precision, threads, fixed):
-    import torch
-
     from model.loaders import load_model
     from model.search import DecodeConfig
+    from pipeline.cpu_decoding import for_cpu_decoding, setup_cpu_process
     from pipeline.decode import translate_ids
-    from pipeline.malloc import reuse_freed_memory
 
-    reuse_freed_memory()  # as the translation job's actors do
-    torch.set_num_threads(threads)
-    model = load_model(job["native"]).model
-    if precision == "int8":
-        from model.quantize import quantize_int8
-
-        model = quantize_int8(model)
+    setup_cpu_process(threads)  # as the translation job's actors do
+    model = for_cpu_decoding(load_model(job["native"]).model, precision, job["cpu_blas"], threads)
     cfg = DecodeConfig(beam_size=beam, max_len_a=0, max_len_b=max_len - 1, min_len=min_len)
     batches = [list(range(i, min(i + 32, len(ids)))) for i in range(0, len(ids), 32)] if fixed else None
     translate_ids(model, ids[:8], cfg, job["max_tokens"])  # warm-up
@@ -289,6 +282,7 @@ def main() -> int:
     p.add_argument("--max-tokens", type=int, default=12000, help="our token budget per sub-batch")
     p.add_argument("--ct2-batch-tokens", type=int, default=4096)
     p.add_argument("--repeats", type=int, default=3, help="timed runs per engine; the fastest is kept")
+    p.add_argument("--cpu-blas", default="auto", help="our engine's --cpu-blas (pipeline/blas.py)")
     p.add_argument("--job-sentences", type=int, default=10000, help="0: skip the whole-job run")
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "engines_cpu.json"))
     args = p.parse_args()
@@ -301,9 +295,11 @@ def main() -> int:
     from bench.machine import cpu_info
     from model.loaders import load_tokenizer
     from model.marian import marian_order
+    from pipeline.blas import numpy_blas, resolve_cpu_blas
 
     results = {"machine": {**cpu_info(), "processor": platform.processor() or platform.machine(), "gpu": None,
-                           "torch": torch.__version__,
+                           "torch": torch.__version__, "numpy_blas": numpy_blas(),
+                           "our_cpu_blas": resolve_cpu_blas(args.cpu_blas),
                            "ctranslate2": _version("ctranslate2"), "transformers": _version("transformers")},
                "config": {k: v for k, v in vars(args).items() if k not in ("worker", "data")}, "runs": [],
                "ratios": {}}
@@ -330,7 +326,8 @@ def main() -> int:
                                "marian_ids": [[to_marian[i] for i in row] for row in ids],
                                "beam": args.beam_size, "max_len": max_len, "min_len": min_len, "native": native,
                                "hf": hf, "ct2": ct2, "max_tokens": args.max_tokens,
-                               "ct2_batch_tokens": args.ct2_batch_tokens, "repeats": args.repeats}
+                               "ct2_batch_tokens": args.ct2_batch_tokens, "repeats": args.repeats,
+                               "cpu_blas": args.cpu_blas}
                         r = run_engine(work, job)
                         outputs = r.pop("outputs")
                         if size == "shipped":

@@ -100,22 +100,22 @@ def _constrain(logits: torch.Tensor, step: int, cfg: DecodeConfig, ids) -> None:
 def _candidates(logits: torch.Tensor, step: int, at_max: torch.Tensor, cfg: DecodeConfig, ids, k: int):
     """Each row's k best next tokens under the search constraints: log-probs (N, k), token ids (N, k).
 
-    logits (N, V), overwritten (the search owns them); at_max (N,) rows that must end now.
-    The log-probs are log_softmax's, x - max - log(sum(exp(x - max))) over the whole row, but only
-    the k that the search can use are formed: the (N, V) log-probs, their sum with the beam scores
-    and a top-k over beam x vocabulary cost as much as the output projection itself.
+    logits (N, V); at_max (N,) rows that must end now. The log-probs are normalized over the whole
+    row before the constraints take tokens out (fairseq does not renormalize either), and only each
+    row's k best are kept: adding the beam scores to all (N, V) log-probs and a top-k over beam x
+    vocabulary would cost as much as the output projection itself. log_softmax is one fused pass
+    over the row; a max, a subtraction, an exp and a sum as separate ops read the (N, V) block
+    from memory four times, which cost ~1.4x as much on the shipped model's 8k vocabulary.
     """
     eos = ids[2]
-    logits = logits.float()
-    top = logits.amax(dim=1, keepdim=True)  # (N, 1)
-    log_norm = (logits - top).exp_().sum(dim=1, keepdim=True).log_()  # (N, 1)
-    eos_logit = logits[:, eos].clone()
-    _constrain(logits, step, cfg, ids)
+    lprobs = torch.log_softmax(logits.float(), dim=1)  # (N, V)
+    eos_lprob = lprobs[:, eos].clone()
+    _constrain(lprobs, step, cfg, ids)
     if k == 1:
-        values, tokens = logits.max(dim=1, keepdim=True)
+        values, tokens = lprobs.max(dim=1, keepdim=True)
     else:
-        values, tokens = row_topk(logits, min(k, logits.size(1)))
-    return _end_at_max((values - top) - log_norm, tokens, at_max, eos_logit - top[:, 0] - log_norm[:, 0], eos)
+        values, tokens = row_topk(lprobs, min(k, lprobs.size(1)))
+    return _end_at_max(values, tokens, at_max, eos_lprob, eos)
 
 
 def _end_at_max(lprobs, tokens, at_max, eos_lprob, eos: int):

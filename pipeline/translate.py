@@ -129,7 +129,7 @@ class Translator:
     """Actor: holds the model, decodes a large batch sorted by length in token-budget sub-batches."""
 
     def __init__(self, model_uri: str, decode: DecodeConfig, precision: str, max_tokens: int, torch_threads: int,
-                 storage_options: dict, ensemble_uris: tuple[str, ...] = ()):
+                 storage_options: dict, ensemble_uris: tuple[str, ...] = (), cpu_blas: str = "auto"):
         import torch
 
         from model.loaders import load_model
@@ -137,11 +137,9 @@ class Translator:
 
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
         if self.device.type == "cpu":
-            from pipeline.malloc import reuse_freed_memory
+            from pipeline.cpu_decoding import setup_cpu_process
 
-            reuse_freed_memory()
-            if torch_threads:
-                torch.set_num_threads(torch_threads)
+            setup_cpu_process(torch_threads)
         # int8 loads fp32 weights and quantizes the linear layers (a CPU-only path).
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32}[precision]
         if dtype == torch.float16 and self.device.type == "cpu":
@@ -151,11 +149,11 @@ class Translator:
         ckpts = [load_model(uri, device=self.device, dtype=dtype, storage_options=storage_options)
                  for uri in (model_uri, *ensemble_uris)]
         check_same_vocabularies([model_uri, *ensemble_uris], [c.tokenizer for c in ckpts])
-        if precision == "int8":
-            from model.quantize import quantize_int8
+        if self.device.type == "cpu":
+            from pipeline.cpu_decoding import for_cpu_decoding
 
             for c in ckpts:
-                c.model = quantize_int8(c.model)
+                c.model = for_cpu_decoding(c.model, precision, cpu_blas, torch.get_num_threads())
         # Several checkpoints: average their log-probabilities at every step (Sutskever et al. 2014 used 5).
         self.model = ckpts[0].model if len(ckpts) == 1 else Ensemble([c.model for c in ckpts])
         self.decode, self.max_tokens = decode, max_tokens

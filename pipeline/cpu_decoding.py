@@ -1,0 +1,35 @@
+"""How a process that decodes on CPU sets itself and its models up: one place for the translation
+actors and the engines benchmark, so the benchmark measures what the actors run."""
+
+from __future__ import annotations
+
+from torch import nn
+
+
+def setup_cpu_process(threads: int) -> None:
+    """glibc keeps large freed blocks (pipeline/malloc.py) and torch runs `threads` threads (0: its default)."""
+    import torch
+
+    from pipeline.malloc import reuse_freed_memory
+
+    reuse_freed_memory()
+    if threads:
+        torch.set_num_threads(threads)
+
+
+def for_cpu_decoding(model: nn.Module, precision: str, cpu_blas: str, threads: int) -> nn.Module:
+    """`model` ready to decode on CPU at `precision` ("fp32", "bf16" or "int8").
+
+    int8 quantizes every linear layer (model/quantize.py); fp32 moves the vocabulary projection to
+    OpenBLAS where `cpu_blas` resolves to it (pipeline/blas.py). Returns a new model for int8, the same
+    one otherwise.
+    """
+    if precision == "int8":
+        from model.quantize import quantize_int8
+
+        return quantize_int8(model)
+    from pipeline.blas import resolve_cpu_blas, use_openblas
+
+    if resolve_cpu_blas(cpu_blas) == "openblas":
+        use_openblas(model, threads)
+    return model

@@ -1,0 +1,100 @@
+"""pipeline.blas: the vocabulary projection through OpenBLAS decodes what torch's own product decodes."""
+
+import copy
+import os
+
+import pyarrow as pa
+import pytest
+import torch
+from threadpoolctl import threadpool_info
+
+from model.search import DecodeConfig
+from pipeline.blas import OpenBLASLinear, numpy_blas, resolve_cpu_blas, use_openblas
+from pipeline.decode import translate_ids
+from pipeline.settings import CPU_BLAS, ComputeConfig
+from tests.helpers import random_sources, tiny_rnn, tiny_transformer
+
+needs_openblas = pytest.mark.skipif(numpy_blas() != "openblas", reason="numpy is not built with OpenBLAS")
+VOCAB = 64  # the models' target vocabulary: the one layer that moves
+
+
+@needs_openblas
+@pytest.mark.parametrize("make", [tiny_transformer, tiny_rnn], ids=["transformer", "rnn"])
+def test_only_the_vocabulary_projection_moves_and_decoding_is_unchanged(make):
+    torch.manual_seed(0)
+    model = make(VOCAB).eval()
+    reference = copy.deepcopy(model)
+    assert use_openblas(model, threads=1) == 1
+    moved = [name for name, m in model.named_modules() if isinstance(m, OpenBLASLinear)]
+    assert moved == ["output"]
+    # A tied embedding keeps its table: the moved layer holds a transposed copy of it.
+    assert torch.equal(model.tgt_embed.weight, reference.tgt_embed.weight)
+
+    srcs = [s + [3] for s in random_sources(24, VOCAB, 1, 9, seed=1)]
+    cfg = DecodeConfig(beam_size=3, nbest=3)
+    with torch.inference_mode():
+        x = torch.randn(5, 7, model.output.in_features)
+        torch.testing.assert_close(model.output(x), reference.output(x), rtol=1e-5, atol=1e-5)
+    ours, _ = translate_ids(model, srcs, cfg, max_tokens=400)
+    theirs, _ = translate_ids(reference, srcs, cfg, max_tokens=400)
+    assert [[h.tokens for h in n] for n in ours] == [[h.tokens for h in n] for n in theirs]
+    for a, b in zip(ours, theirs, strict=True):
+        assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-4)
+
+
+@needs_openblas
+def test_a_sentence_alone_decodes_as_inside_a_padded_batch():
+    torch.manual_seed(2)
+    model = tiny_transformer(VOCAB).eval()
+    use_openblas(model, threads=1)
+    srcs = [s + [3] for s in random_sources(16, VOCAB, 1, 12, seed=3)]
+    cfg = DecodeConfig(beam_size=4)
+    batched, _ = translate_ids(model, srcs, cfg, max_tokens=10_000)
+    for i in (0, 7, 15):
+        alone, _ = translate_ids(model, [srcs[i]], cfg, max_tokens=10_000)
+        assert alone[0][0].tokens == batched[i][0].tokens
+        assert alone[0][0].score == pytest.approx(batched[i][0].score, abs=1e-5)
+
+
+@needs_openblas
+def test_openblas_threads_follow_the_actor_not_numpy_default():
+    use_openblas(tiny_transformer(VOCAB).eval(), threads=1)
+    assert {p["num_threads"] for p in threadpool_info() if p["internal_api"] == "openblas"} == {1}
+
+
+def test_choices_resolve_per_machine(monkeypatch):
+    import pipeline.blas as blas
+
+    assert ComputeConfig().cpu_blas == "auto" and set(CPU_BLAS) == {"auto", "torch", "openblas"}
+    assert resolve_cpu_blas("torch") == "torch"
+    with pytest.raises(ValueError, match="cpu_blas must be one of"):
+        resolve_cpu_blas("mkl")
+    monkeypatch.setattr(blas, "numpy_blas", lambda: "openblas")
+    for vendor, expected in (("AuthenticAMD", "openblas"), ("GenuineIntel", "torch"), ("", "torch")):
+        monkeypatch.setattr(blas, "cpu_vendor", lambda vendor=vendor: vendor)
+        assert resolve_cpu_blas("auto") == expected
+    monkeypatch.setattr(blas, "numpy_blas", lambda: "mkl")
+    monkeypatch.setattr(blas, "cpu_vendor", lambda: "AuthenticAMD")
+    assert resolve_cpu_blas("auto") == "torch"
+    with pytest.raises(ValueError, match="needs numpy built with OpenBLAS"):
+        resolve_cpu_blas("openblas")
+
+
+@needs_openblas
+def test_the_translation_actor_decodes_alike_with_either_blas():
+    """The shipped model through the actor: --cpu-blas openblas and torch give the same translations."""
+    from pipeline.io import read_table
+    from pipeline.translate import HYP_IDS, Tokenize, Translator
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    model = os.path.join(root, "models", "multi30k-en-de")
+    sample = read_table(os.path.join(root, "samples", "multi30k-en-de"))
+    table = pa.table({"id": list(range(60)), "source": sample.column("source").to_pylist()[:60]})
+    tokenized = Tokenize(model, "source", 256, "split", {})(table)
+    out = {}
+    for blas in ("openblas", "torch"):
+        actor = Translator(model, DecodeConfig(beam_size=4), "fp32", 12000, 1, {}, cpu_blas=blas)
+        layers = [type(m).__name__ for m in actor.model.modules()]
+        assert ("OpenBLASLinear" in layers) == (blas == "openblas")
+        out[blas] = actor(tokenized).column(HYP_IDS).to_pylist()
+    assert out["openblas"] == out["torch"]
