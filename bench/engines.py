@@ -230,7 +230,7 @@ def run_engine(work: str, job: dict) -> dict:
 
 
 # --- the whole job --------------------------------------------------------------------------------
-def job_vs_bare(work: str, data: str, sentences: int, threads: int, max_tokens: int) -> dict:
+def job_vs_bare(work: str, data: str, sentences: int, threads: int, max_tokens: int, engine: str = "ours") -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -244,25 +244,29 @@ def job_vs_bare(work: str, data: str, sentences: int, threads: int, max_tokens: 
         chunk = rows[s * per:(s + 1) * per]
         pq.write_table(pa.table({"id": [r[0] for r in chunk], "source": [r[1] for r in chunk],
                                  "reference": [r[2] for r in chunk]}), os.path.join(corpus, f"part-{s}.parquet"))
-    out = os.path.join(work, "job-out")
+    out = os.path.join(work, f"job-out-{engine}")
     # The job's own compute defaults (on CPUs: one 1-thread model actor per core, less one CPU for the
     # other stages), as a user runs it.
     cmd = [sys.executable, os.path.join(ROOT, "jobs", "translate_corpus.py"), "--input", corpus, "--output", out,
-           "--beam-size", "4", "--max-tokens", str(max_tokens), "--metrics", "bleu", "--overwrite"]
+           "--beam-size", "4", "--max-tokens", str(max_tokens), "--metrics", "bleu", "--overwrite", "--engine", engine]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                    env={**os.environ, "RAY_ADDRESS": "local"})
     with open(os.path.join(out, "report.json")) as f:
-        run = json.load(f)["run"]
-    return {"sentences": run["sentences"], "seconds": run["seconds"],
+        report = json.load(f)
+    run = report["run"]
+    bleu = report.get("overall", {}).get("scores", {}).get("bleu")
+    return {"engine": engine, "bleu": round(bleu["score"], 2) if bleu else None,
+            "sentences": run["sentences"], "seconds": run["seconds"],
             "target_tokens_per_second": run["target_tokens_per_second"],
             "target_tokens_per_actor_second": run["target_tokens_per_actor_second"],
-            "actors": len(run["actor_rows"]), "command": job_command(sentences, max_tokens)}
+            "actors": len(run["actor_rows"]), "command": job_command(sentences, max_tokens, engine)}
 
 
-def job_command(sentences: int, max_tokens: int) -> str:
+def job_command(sentences: int, max_tokens: int, engine: str = "ours") -> str:
     """How the whole-job figure is produced (corpus: test_2016_flickr repeated to `sentences` rows, 8 shards)."""
     return (f"python jobs/translate_corpus.py --input <{sentences:,} sentences in 8 shards> --output <dir> "
-            f"--beam-size 4 --max-tokens {max_tokens} --metrics bleu")
+            f"--beam-size 4 --max-tokens {max_tokens} --metrics bleu" + (f" --engine {engine}" if engine != "ours"
+                                                                          else ""))
 
 
 # --- driver ---------------------------------------------------------------------------------------
@@ -284,6 +288,7 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=3, help="timed runs per engine; the fastest is kept")
     p.add_argument("--cpu-blas", default="auto", help="our engine's --cpu-blas (pipeline/blas.py)")
     p.add_argument("--job-sentences", type=int, default=10000, help="0: skip the whole-job run")
+    p.add_argument("--job-engines", default="ours,ctranslate2", help="the job's --engine values to run it with")
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "engines_cpu.json"))
     args = p.parse_args()
     if args.worker:
@@ -340,7 +345,10 @@ def main() -> int:
                         results["runs"].append(r)
                         print(json.dumps({k: v for k, v in r.items() if k != "outputs_sample"}), flush=True)
         if args.job_sentences:
-            results["job"] = job_vs_bare(work, args.data, args.job_sentences, args.threads, args.max_tokens)
+            jobs = {engine: job_vs_bare(work, args.data, args.job_sentences, args.threads, args.max_tokens, engine)
+                    for engine in args.job_engines.split(",")}
+            results["job"] = jobs.get("ours") or next(iter(jobs.values()))
+            results["jobs"] = jobs
     _ratios(results)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
@@ -365,9 +373,13 @@ def _ratios(results: dict) -> None:
                                                                           / hf["target_tokens_per_second"], 2)
     job = results.get("job")
     bare = by.get(("shipped", "test_2016_flickr", "fp32", "ours"))
-    if job and bare:
+    if job and bare and job.get("engine", "ours") == "ours":
         results["ratios"]["job (whole run) / bare decoder, shipped fp32"] = round(
             job["target_tokens_per_second"] / bare["target_tokens_per_second"], 2)
+    jobs = results.get("jobs", {})
+    if "ours" in jobs and "ctranslate2" in jobs:
+        results["ratios"]["job --engine ctranslate2 / job --engine ours, shipped fp32"] = round(
+            jobs["ctranslate2"]["target_tokens_per_second"] / jobs["ours"]["target_tokens_per_second"], 2)
 
 
 def _version(name: str) -> str | None:

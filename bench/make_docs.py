@@ -117,6 +117,7 @@ ENGINE_LABELS = {"ours": "ours (token-budget batches)", "ours-fixed": "ours, fix
 
 
 JOB_RATIO = "job (whole run) / bare decoder, shipped fp32"
+CT2_JOB_RATIO = "job --engine ctranslate2 / job --engine ours, shipped fp32"
 
 
 def engines_section() -> tuple[list[str], list[str]]:
@@ -146,14 +147,15 @@ def engines_section() -> tuple[list[str], list[str]]:
                          f"{x['sentences_per_second']:.1f} | {x['peak_rss_mb']:.0f} | "
                          f"{x['bleu'] if 'bleu' in x else '-'} | {ratio} |")
         lines += ["", "Ratios:", ""] + [f"- {k}: **{v:.2f}**" for k, v in r["ratios"].items()] + [""]
-        if "job" in r:
-            j = r["job"]
-            job_cmd = job_command(j["sentences"], cfg["max_tokens"])
+        for j in (r.get("jobs") or ({"ours": r["job"]} if "job" in r else {})).values():
+            engine = j.get("engine", "ours")
+            job_cmd = job_command(j["sentences"], cfg["max_tokens"], engine)
             actors = j.get("actors", 1)
-            lines += [f"The whole job (`{job_cmd}`, {j['sentences']:,} sentences, the job's compute defaults: "
-                      f"{actors} model actor(s) of one torch thread, the tokenize, detokenize and write stages on "
-                      f"the same {m['cpus']} cores): {j['target_tokens_per_second']:,.0f} target tokens/s for the "
-                      f"whole run ({j['seconds']:.0f} s, Ray start-up included), "
+            bleu = f", BLEU {j['bleu']}" if j.get("bleu") is not None else ""
+            lines += [f"The whole job, `--engine {engine}` (`{job_cmd}`, {j['sentences']:,} sentences, the job's "
+                      f"compute defaults: {actors} model actor(s) of one thread, the tokenize, detokenize and write "
+                      f"stages on the same {m['cpus']} cores): {j['target_tokens_per_second']:,.0f} target tokens/s "
+                      f"for the whole run ({j['seconds']:.0f} s, Ray start-up included{bleu}), "
                       f"{j['target_tokens_per_actor_second']:,.0f} per actor-second; the bare decoder is one "
                       f"process with {cfg['threads']} threads.", ""]
         key = "shipped/test_2016_flickr/fp32"
@@ -167,6 +169,8 @@ def engines_section() -> tuple[list[str], list[str]]:
                               if f"{key}: ours / transformers fp32" in r["ratios"] else "")
                            + (f"; the whole job {r['ratios'][JOB_RATIO]:.2f}x the bare decoder"
                               if JOB_RATIO in r["ratios"] else "")
+                           + (f"; the job with `--engine ctranslate2` {r['ratios'][CT2_JOB_RATIO]:.2f}x the job "
+                              "with ours" if CT2_JOB_RATIO in r["ratios"] else "")
                            + f" (`{cmd}`; docs/performance.md)")
     return lines, summary
 

@@ -57,6 +57,14 @@ class TranslateConfig:
 
     def __post_init__(self):
         parse_metrics(self.metrics)
+        if self.translation.engine == "ctranslate2":  # fail here, not in every actor after Ray starts
+            from pipeline.ct2_engine import missing_packages
+
+            if self.ensemble:
+                raise ValueError("--engine ctranslate2 decodes single models; drop --ensemble or use --engine ours")
+            if missing_packages():
+                raise ValueError(f"--engine ctranslate2 needs {' and '.join(missing_packages())}: "
+                                 "pip install -e '.[ctranslate2]'")
 
     @property
     def metric_names(self) -> tuple[str, ...]:
@@ -287,7 +295,7 @@ def main(argv=None) -> int:
         # The run's time includes Ray's and the actors' start-up; this is the rate a running actor keeps.
         print(f"decoding: {run['sentences_per_actor_second']:,.1f} {rows} per actor-second "
               f"({run['actor_decode_seconds']:.1f} actor-seconds, {settings.precision}, "
-              f"beam {settings.decode.beam_size})")
+              f"beam {settings.decode.beam_size}, engine {settings.engine})")
     if bleu:
         scored = "sentences" if settings.unit == "sentence" else "documents (document-level, whitespace normalised)"
         print(f"BLEU {bleu['score']:.2f} on {overall['sentences']:,} {scored} ({bleu['signature']})")

@@ -337,4 +337,4 @@ class Ensemble:
         return torch.stack(lprobs).mean(0), tuple(new_state)
 
     def reorder(self, state, index):
-        return select_rows(state, index)
+        return tuple(m.reorder(st, index) for m, st in zip(self.models, state, strict=True))

@@ -6,7 +6,8 @@ Shared by the translation actors and by validation during training.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 
 import torch
 
@@ -46,6 +47,7 @@ def translate_ids(
     device: torch.device | str = "cpu",
     batches: list[list[int]] | None = None,
     prefixes: Sequence[Sequence[int]] | None = None,
+    search_batch: Callable | None = None,
 ) -> tuple[list[list[Hypothesis]], list[int]]:
     """Decode id lists (each ending in EOS) and return hypotheses in the input order.
 
@@ -61,10 +63,15 @@ def translate_ids(
 
     `prefixes` (one id list per sentence, all of one length) are target tokens forced after the start
     token: multilingual models' target-language token, so rows of different target languages share batches.
+
+    `search_batch(src, cfg, prefix)` decodes one padded batch (default: model.search.search on `model`);
+    another engine (pipeline/ct2_engine.py) plugs in here and keeps the batching, order and retries.
     """
     if batches is None:
         batches = token_budget_batches([len(s) for s in src_ids], cfg.beam_size, max_tokens)
     pad_id = model.cfg.source_pad_id
+    if search_batch is None:
+        search_batch = partial(search, model)
     results: list[list[Hypothesis] | None] = [None] * len(src_ids)
     widths = [0] * len(src_ids)
     pending = deque(batches)
@@ -75,7 +82,7 @@ def translate_ids(
         if prefixes is not None and len(prefixes[idx[0]]):
             prefix = torch.tensor([list(prefixes[i]) for i in idx], dtype=torch.long, device=device)
         try:
-            hyps = search(model, src.to(device), cfg, prefix)
+            hyps = search_batch(src.to(device), cfg, prefix)
         except DEVICE_OUT_OF_MEMORY:
             if len(idx) == 1:
                 raise

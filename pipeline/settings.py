@@ -24,6 +24,7 @@ CPU_BLAS = ("auto", "torch", "openblas")  # pipeline/blas.py, which needs torch,
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 UNITS = ("sentence", "document")
+ENGINES = ("ours", "ctranslate2")
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,9 @@ class TranslationSettings:
     decode: DecodeConfig = arg(DecodeConfig())
     precision: str = arg("auto", help="auto: bf16 on GPU, fp32 on CPU; int8 (CPU actors only): int8 linear "
                          "layers, 1.5-1.7x faster than fp32", choices=PRECISIONS)
+    engine: str = arg("ours", help="the model actors' decoder: ours, or ctranslate2 (opt-in: single Transformer "
+                      "models converted once per actor; needs the ctranslate2 and transformers packages, "
+                      "pip install -e '.[ctranslate2]')", choices=ENGINES)
     max_source_tokens: int = arg(256, help="longer sources are split (or truncated) to this many subwords")
     long_policy: str = arg("split", help="what to do with sources over --max-source-tokens",
                            choices=["split", "truncate"])

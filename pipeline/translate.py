@@ -129,7 +129,8 @@ class Translator:
     """Actor: holds the model, decodes a large batch sorted by length in token-budget sub-batches."""
 
     def __init__(self, model_uri: str, decode: DecodeConfig, precision: str, max_tokens: int, torch_threads: int,
-                 storage_options: dict, ensemble_uris: tuple[str, ...] = (), cpu_blas: str = "auto"):
+                 storage_options: dict, ensemble_uris: tuple[str, ...] = (), cpu_blas: str = "auto",
+                 engine: str = "ours"):
         import torch
 
         from model.loaders import load_model
@@ -146,9 +147,20 @@ class Translator:
             raise ValueError("--precision fp16 needs a GPU; use bf16 or fp32 on CPU")
         if precision == "int8" and self.device.type != "cpu":
             raise ValueError("--precision int8 is for CPU actors; on GPUs use bf16 or fp16")
+        self.decode, self.max_tokens = decode, max_tokens
+        self.actor_id = f"{socket.gethostname()}:{os.getpid()}"
+        if engine == "ctranslate2":  # converted once (from fp32 weights on the CPU), then decoded by CTranslate2
+            from pipeline.ct2_engine import CTranslate2Engine, check_supported
+
+            ckpt = load_model(model_uri, storage_options=storage_options)
+            check_supported(ckpt.model, decode, ensemble=bool(ensemble_uris))
+            self.model = self.search_batch = CTranslate2Engine(ckpt.model, ckpt.tokenizer, decode, precision,
+                                                               self.device.type, torch.get_num_threads())
+            return
         ckpts = [load_model(uri, device=self.device, dtype=dtype, storage_options=storage_options)
                  for uri in (model_uri, *ensemble_uris)]
         check_same_vocabularies([model_uri, *ensemble_uris], [c.tokenizer for c in ckpts])
+        self.search_batch = None  # model.search on self.model
         if self.device.type == "cpu":
             from pipeline.cpu_decoding import for_cpu_decoding
 
@@ -156,8 +168,6 @@ class Translator:
                 c.model = for_cpu_decoding(c.model, precision, cpu_blas, torch.get_num_threads())
         # Several checkpoints: average their log-probabilities at every step (Sutskever et al. 2014 used 5).
         self.model = ckpts[0].model if len(ckpts) == 1 else Ensemble([c.model for c in ckpts])
-        self.decode, self.max_tokens = decode, max_tokens
-        self.actor_id = f"{socket.gethostname()}:{os.getpid()}"
 
     def __call__(self, table: pa.Table) -> pa.Table:
         from pipeline.decode import translate_ids
@@ -171,7 +181,7 @@ class Translator:
             row_prefix = table.column(TARGET_PREFIX).to_pylist()
             prefixes = [row_prefix[r] for r, _ in flat]
         hyps, widths = translate_ids(self.model, [p for _, p in flat], self.decode, self.max_tokens, self.device,
-                                     prefixes=prefixes)
+                                     prefixes=prefixes, search_batch=self.search_batch)
         n = len(rows)
         per_row: list[list] = [[] for _ in range(n)]
         padded = [0] * n

@@ -108,6 +108,8 @@ def test_resume_translates_only_what_is_missing(local_ray, tiny_checkpoint, samp
     assert run(tiny_checkpoint, sample_corpus, out, "--precision", "fp32") == 0
     # ... and another precision is another system.
     assert run(tiny_checkpoint, sample_corpus, out, "--precision", "int8") == 2
+    # ... and so is another engine.
+    assert run(tiny_checkpoint, sample_corpus, out, "--engine", "ctranslate2") == 2
 
     # A run that died between writing a shard's statistics and removing its parts left stale parts:
     # the next run removes them (and translates nothing).
@@ -174,3 +176,15 @@ def test_bad_arguments_fail_before_decoding_with_one_line(tiny_checkpoint, sampl
     assert {"missing column": "'text'", "not parquet": "x.parquet", "unknown model": "no-model",
             "duplicate id": "id 2 appears in both"}[case] in err[0]
     assert not (tmp_path / "o").exists()  # nothing written
+
+
+def test_the_job_decodes_with_the_ctranslate2_engine(local_ray, tiny_checkpoint, sample_corpus, tmp_path):
+    pytest.importorskip("ctranslate2")
+    out = str(tmp_path / "out")
+    assert run(tiny_checkpoint, sample_corpus, out, "--engine", "ctranslate2", "--metrics", "bleu") == 0
+    table = outputs(out)
+    assert sorted(table.column("id").to_pylist()) == sorted(read_table(sample_corpus).column("id").to_pylist())
+    assert set(table.column("status").to_pylist()) == {"ok"}
+    assert all(t for t in table.column("translation").to_pylist())
+    report = json.load(open(os.path.join(out, "report.json")))
+    assert report["decode"]["engine"] == "ctranslate2" and report["run"]["sentences"] == 300

@@ -1,0 +1,83 @@
+"""--engine ctranslate2: CTranslate2 decodes the model actors' batches, inside the same pipeline."""
+
+import os
+
+import pyarrow as pa
+import pytest
+import sacrebleu
+
+from model.search import DecodeConfig
+from pipeline.io import read_table
+from pipeline.translate import HYP_IDS, Detokenize, Tokenize, Translator
+
+pytest.importorskip("ctranslate2")
+pytest.importorskip("transformers")
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHIPPED = os.path.join(ROOT, "models", "multi30k-en-de")
+
+
+@pytest.fixture(scope="module")
+def sample():
+    table = read_table(os.path.join(ROOT, "samples", "multi30k-en-de"))
+    n = 80
+    sources = table.column("source").to_pylist()[:n]
+    return (Tokenize(SHIPPED, "source", 256, "split", {})(pa.table({"id": list(range(n)), "source": sources})),
+            table.column("reference").to_pylist()[:n])
+
+
+def actor(decode, engine, precision="fp32"):
+    return Translator(SHIPPED, decode, precision, 12000, 1, {}, engine=engine)
+
+
+def test_the_shipped_model_translates_alike_in_both_engines(sample):
+    tokenized, refs = sample
+    decode = DecodeConfig(beam_size=4)
+    detok = Detokenize(SHIPPED, nbest=1, write_scores=True, storage_options={})
+    out = {engine: detok(actor(decode, engine)(tokenized)) for engine in ("ours", "ctranslate2")}
+    texts = {e: t.column("translation").to_pylist() for e, t in out.items()}
+    same = sum(a == b for a, b in zip(texts["ours"], texts["ctranslate2"], strict=True))
+    assert same >= 0.95 * len(refs), same
+    bleu = {e: sacrebleu.corpus_bleu(t, [refs]).score for e, t in texts.items()}
+    assert abs(bleu["ours"] - bleu["ctranslate2"]) < 0.5, bleu
+    # The scores mean the same (logprob / length, EOS counted) where the translations agree.
+    scores = {e: t.column("score").to_pylist() for e, t in out.items()}
+    for a, b, ta, tb in zip(scores["ours"], scores["ctranslate2"], texts["ours"], texts["ctranslate2"], strict=True):
+        if ta == tb:
+            assert a == pytest.approx(b, abs=2e-3)
+
+
+def test_nbest_and_int8(sample):
+    tokenized, _ = sample
+    nbest = actor(DecodeConfig(beam_size=4, nbest=3), "ctranslate2")(tokenized)
+    for row in nbest.column("nbest_scores").to_pylist():
+        assert len(row) == 3 and row == sorted(row, reverse=True)
+    int8 = actor(DecodeConfig(beam_size=4), "ctranslate2", "int8")(tokenized).column(HYP_IDS).to_pylist()
+    fp32 = actor(DecodeConfig(beam_size=4), "ctranslate2")(tokenized).column(HYP_IDS).to_pylist()
+    assert sum(a == b for a, b in zip(int8, fp32, strict=True)) >= 0.6 * len(fp32)
+
+
+def test_each_sentence_keeps_its_own_length_limit(sample):
+    """max_len = a * source length + b per sentence, as in ours, though CTranslate2 takes one limit per batch."""
+    tokenized, _ = sample
+    decode = DecodeConfig(beam_size=2, max_len_a=0.25, max_len_b=1)
+    pieces = tokenized.column("__pieces").to_pylist()
+    hyps = actor(decode, "ctranslate2")(tokenized).column(HYP_IDS).to_pylist()
+    limits = [int(0.25 * len(p[0]) + 1) for p in pieces]
+    assert len(set(limits)) > 1  # the batch mixes limits
+    assert all(len(h[0]) <= limit for h, limit in zip(hyps, limits, strict=True))
+    assert any(len(h[0]) == limit for h, limit in zip(hyps, limits, strict=True))  # the limits bind
+
+
+def test_what_it_cannot_decode_is_refused_at_start(tiny_checkpoint):
+    from jobs.translate_corpus import TranslateConfig
+    from pipeline.ct2_engine import check_supported
+    from pipeline.settings import TranslationSettings
+    from tests.helpers import tiny_rnn
+
+    with pytest.raises(ValueError, match="runs Transformer models"):
+        check_supported(tiny_rnn(), DecodeConfig(), ensemble=False)
+    with pytest.raises(ValueError, match="length-penalty"):
+        Translator(SHIPPED, DecodeConfig(length_penalty="gnmt"), "fp32", 12000, 1, {}, engine="ctranslate2")
+    with pytest.raises(ValueError, match="single models"):
+        TranslateConfig(ensemble=[tiny_checkpoint], translation=TranslationSettings(engine="ctranslate2"))
