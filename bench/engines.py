@@ -304,7 +304,7 @@ def main() -> int:
 
     results = {"machine": {**cpu_info(), "processor": platform.processor() or platform.machine(), "gpu": None,
                            "torch": torch.__version__, "numpy_blas": numpy_blas(),
-                           "our_cpu_blas": resolve_cpu_blas(args.cpu_blas),
+                           "our_cpu_blas": resolve_cpu_blas(args.cpu_blas, args.threads),
                            "ctranslate2": _version("ctranslate2"), "transformers": _version("transformers")},
                "config": {k: v for k, v in vars(args).items() if k not in ("worker", "data")}, "runs": [],
                "ratios": {}}

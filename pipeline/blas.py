@@ -8,9 +8,13 @@ project it reaches 41 GFLOP/s on that shape at one thread, where OpenBLAS (numpy
 false" there and runs oneDNN). The smaller products of the layers run alike in both libraries
 (within ~10%, MKL ahead), so only vocabulary-wide layers move.
 
-`--cpu-blas auto` moves them on AMD CPUs when numpy's BLAS is OpenBLAS, and leaves Intel CPUs (MKL's
-home ground, not measured here) and other architectures to torch. The results agree with MKL's to
-float32 rounding: the test set's translations are token-identical.
+`--cpu-blas auto` moves them on AMD CPUs when numpy's BLAS is OpenBLAS and the actor runs one torch
+thread (the CPU actors' default), and leaves Intel CPUs (MKL's home ground, not measured here) and
+other architectures to torch. OpenBLAS runs its product on the calling thread only: with torch's
+OpenMP threads beside OpenBLAS's own pthreads, each pool spun while the other worked, and a 2-thread
+decoder fell from ~1,200 to 454 target tokens/s. So with more torch threads `auto` keeps MKL, whose
+threads are torch's. The results agree with MKL's to float32 rounding: the test set's translations
+are token-identical.
 """
 
 from __future__ import annotations
@@ -64,27 +68,28 @@ def cpu_vendor() -> str:
     return ""
 
 
-def resolve_cpu_blas(choice: str) -> str:
-    """"torch" or "openblas" for this machine; ValueError for an unknown choice or a missing OpenBLAS."""
+def resolve_cpu_blas(choice: str, threads: int = 1) -> str:
+    """"torch" or "openblas" for this machine and an actor of `threads` torch threads; ValueError for an
+    unknown choice or a missing OpenBLAS."""
     if choice not in CPU_BLAS:
         raise ValueError(f"cpu_blas must be one of {CPU_BLAS}, got {choice!r}")
     has_openblas = numpy_blas() == "openblas"
     if choice == "openblas" and not has_openblas:
         raise ValueError(f"--cpu-blas openblas needs numpy built with OpenBLAS (numpy's BLAS: {numpy_blas()!r})")
     if choice == "auto":
-        return "openblas" if has_openblas and cpu_vendor() == "AuthenticAMD" else "torch"
+        return "openblas" if has_openblas and cpu_vendor() == "AuthenticAMD" and threads == 1 else "torch"
     return choice
 
 
-def use_openblas(model: nn.Module, threads: int) -> int:
+def use_openblas(model: nn.Module) -> int:
     """Move `model`'s fp32 vocabulary projection (its `output` layer, as in every model of model/) to
     OpenBLAS, in place; returns how many layers moved (0 or 1).
 
-    `threads` caps OpenBLAS's own thread pool (it does not follow torch.set_num_threads).
+    OpenBLAS is held to the calling thread (its own pool would compete with torch's OpenMP threads).
     """
     from threadpoolctl import threadpool_limits
 
-    threadpool_limits(limits=max(1, threads), user_api="blas")
+    threadpool_limits(limits=1, user_api="blas")
     layer = getattr(model, "output", None)
     if type(layer) is not nn.Linear or layer.weight.dtype != torch.float32 or layer.weight.device.type != "cpu":
         return 0

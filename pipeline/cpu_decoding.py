@@ -21,8 +21,8 @@ def for_cpu_decoding(model: nn.Module, precision: str, cpu_blas: str, threads: i
     """`model` ready to decode on CPU at `precision` ("fp32", "bf16" or "int8").
 
     int8 quantizes every linear layer (model/quantize.py); fp32 moves the vocabulary projection to
-    OpenBLAS where `cpu_blas` resolves to it (pipeline/blas.py). Returns a new model for int8, the same
-    one otherwise.
+    OpenBLAS where `cpu_blas` resolves to it for an actor of `threads` torch threads (pipeline/blas.py).
+    Returns a new model for int8, the same one otherwise.
     """
     if precision == "int8":
         from model.quantize import quantize_int8
@@ -30,6 +30,6 @@ def for_cpu_decoding(model: nn.Module, precision: str, cpu_blas: str, threads: i
         return quantize_int8(model)
     from pipeline.blas import resolve_cpu_blas, use_openblas
 
-    if resolve_cpu_blas(cpu_blas) == "openblas":
-        use_openblas(model, threads)
+    if resolve_cpu_blas(cpu_blas, threads) == "openblas":
+        use_openblas(model)
     return model

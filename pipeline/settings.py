@@ -118,7 +118,8 @@ class ComputeConfig:
     cpus_per_actor: float = arg(1.0, help="CPUs reserved per model actor (also its torch threads on CPU)")
     torch_threads: int = arg(0, help="torch threads per CPU actor (0: --cpus-per-actor)")
     cpu_blas: str = arg("auto", help="BLAS of CPU actors' fp32 vocabulary projection: openblas (numpy's; ~1.5x "
-                        "MKL's speed on AMD CPUs), torch (MKL on x86), auto (openblas on AMD, else torch)",
+                        "MKL's speed on AMD CPUs, on one thread), torch (MKL on x86), auto (openblas on AMD for "
+                        "1-thread actors, else torch)",
                         choices=CPU_BLAS)
     batch_rows: int = arg(1024, help="rows per model-actor call (sorted by length inside the actor)")
     max_tokens: int = arg(12000, help="decoding token budget per sub-batch: rows x beam x (source + target)")
