@@ -33,8 +33,8 @@ def command(script: str, cfg: dict, keys: tuple[str, ...]) -> str:
 
 TRANSLATE_KEYS = ("sentences", "scale", "shards", "beam_size", "batch_rows", "actors", "cpus_per_actor")
 ENGINES_CMD = "python bench/engines.py"
-ENGINES_KEYS = ("sizes", "precisions", "sentences", "long", "base_sentences", "base_length", "beam_size", "threads",
-                "max_tokens", "ct2_batch_tokens", "repeats", "job_sentences")
+ENGINES_KEYS = ("sizes", "precisions", "engines", "sentences", "long", "base_sentences", "base_length", "beam_size",
+                "threads", "max_tokens", "ct2_batch_tokens", "repeats", "cpu_blas", "job_sentences", "job_engines")
 SCORE_KEYS = ("rows", "files", "metrics", "actors")
 
 
