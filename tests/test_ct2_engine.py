@@ -7,8 +7,9 @@ import pytest
 import sacrebleu
 
 from model.search import DecodeConfig
+from pipeline.decode import translate_ids
 from pipeline.io import read_table
-from pipeline.translate import HYP_IDS, Detokenize, Tokenize, Translator
+from pipeline.translate import HYP_IDS, PIECES, Detokenize, Tokenize, Translator
 
 pytest.importorskip("ctranslate2")
 pytest.importorskip("transformers")
@@ -20,21 +21,23 @@ SHIPPED = os.path.join(ROOT, "models", "multi30k-en-de")
 @pytest.fixture(scope="module")
 def sample():
     table = read_table(os.path.join(ROOT, "samples", "multi30k-en-de"))
-    n = 80
+    n = 60
     sources = table.column("source").to_pylist()[:n]
     return (Tokenize(SHIPPED, "source", 256, "split", {})(pa.table({"id": list(range(n)), "source": sources})),
             table.column("reference").to_pylist()[:n])
 
 
-def actor(decode, engine, precision="fp32"):
-    return Translator(SHIPPED, decode, precision, 12000, 1, {}, engine=engine)
+@pytest.fixture(scope="module")
+def ct2_actor():
+    """One converted model for the module (each actor converts at start: a few seconds)."""
+    return Translator(SHIPPED, DecodeConfig(beam_size=4), "fp32", 12000, 1, {}, engine="ctranslate2")
 
 
-def test_the_shipped_model_translates_alike_in_both_engines(sample):
+def test_the_shipped_model_translates_alike_in_both_engines(sample, ct2_actor):
     tokenized, refs = sample
-    decode = DecodeConfig(beam_size=4)
     detok = Detokenize(SHIPPED, nbest=1, write_scores=True, storage_options={})
-    out = {engine: detok(actor(decode, engine)(tokenized)) for engine in ("ours", "ctranslate2")}
+    ours = Translator(SHIPPED, DecodeConfig(beam_size=4), "fp32", 12000, 1, {})
+    out = {"ours": detok(ours(tokenized)), "ctranslate2": detok(ct2_actor(tokenized))}
     texts = {e: t.column("translation").to_pylist() for e, t in out.items()}
     same = sum(a == b for a, b in zip(texts["ours"], texts["ctranslate2"], strict=True))
     assert same >= 0.95 * len(refs), same
@@ -47,26 +50,33 @@ def test_the_shipped_model_translates_alike_in_both_engines(sample):
             assert a == pytest.approx(b, abs=2e-3)
 
 
-def test_nbest_and_int8(sample):
+def pieces(tokenized):
+    return [p[0] for p in tokenized.column(PIECES).to_pylist()]
+
+
+def test_nbest_and_int8(sample, ct2_actor):
     tokenized, _ = sample
-    nbest = actor(DecodeConfig(beam_size=4, nbest=3), "ctranslate2")(tokenized)
-    for row in nbest.column("nbest_scores").to_pylist():
-        assert len(row) == 3 and row == sorted(row, reverse=True)
-    int8 = actor(DecodeConfig(beam_size=4), "ctranslate2", "int8")(tokenized).column(HYP_IDS).to_pylist()
-    fp32 = actor(DecodeConfig(beam_size=4), "ctranslate2")(tokenized).column(HYP_IDS).to_pylist()
-    assert sum(a == b for a, b in zip(int8, fp32, strict=True)) >= 0.6 * len(fp32)
+    engine = ct2_actor.model  # the engine decodes with the DecodeConfig it is given per batch
+    nbest, _ = translate_ids(engine, pieces(tokenized), DecodeConfig(beam_size=4, nbest=3), 12000,
+                             search_batch=engine)
+    for hyps in nbest:
+        assert len(hyps) == 3 and [h.score for h in hyps] == sorted((h.score for h in hyps), reverse=True)
+    int8 = Translator(SHIPPED, DecodeConfig(beam_size=4), "int8", 12000, 1, {}, engine="ctranslate2")
+    fp32 = ct2_actor(tokenized).column(HYP_IDS).to_pylist()
+    quantized = int8(tokenized).column(HYP_IDS).to_pylist()
+    assert sum(a == b for a, b in zip(quantized, fp32, strict=True)) >= 0.6 * len(fp32)
 
 
-def test_each_sentence_keeps_its_own_length_limit(sample):
+def test_each_sentence_keeps_its_own_length_limit(sample, ct2_actor):
     """max_len = a * source length + b per sentence, as in ours, though CTranslate2 takes one limit per batch."""
     tokenized, _ = sample
-    decode = DecodeConfig(beam_size=2, max_len_a=0.25, max_len_b=1)
-    pieces = tokenized.column("__pieces").to_pylist()
-    hyps = actor(decode, "ctranslate2")(tokenized).column(HYP_IDS).to_pylist()
-    limits = [int(0.25 * len(p[0]) + 1) for p in pieces]
-    assert len(set(limits)) > 1  # the batch mixes limits
-    assert all(len(h[0]) <= limit for h, limit in zip(hyps, limits, strict=True))
-    assert any(len(h[0]) == limit for h, limit in zip(hyps, limits, strict=True))  # the limits bind
+    engine, sources = ct2_actor.model, pieces(tokenized)
+    hyps, _ = translate_ids(engine, sources, DecodeConfig(beam_size=2, max_len_a=0.25, max_len_b=1), 12000,
+                            search_batch=engine)
+    limits = [int(0.25 * len(p) + 1) for p in sources]
+    assert len(set(limits)) > 1  # the batches mix limits
+    assert all(len(h[0].tokens) <= limit for h, limit in zip(hyps, limits, strict=True))
+    assert any(len(h[0].tokens) == limit for h, limit in zip(hyps, limits, strict=True))  # the limits bind
 
 
 def test_what_it_cannot_decode_is_refused_at_start(tiny_checkpoint):
