@@ -103,11 +103,9 @@ def read_blocks(cfg: ScoreConfig, fs, files, columns: list[str] | None = None):
     300,000-row table was a single block, scored by one actor while the others idled. Cutting it
     into blocks of --batch-rows spreads the calls over every actor (a streaming split, not a shuffle).
     """
-    import ray.data
+    from pipeline.io import read_parquet_dataset
 
-    from pipeline.io import pyarrow_filesystem
-
-    ds = ray.data.read_parquet(files, filesystem=pyarrow_filesystem(fs))
+    ds = read_parquet_dataset(files, fs)
     if columns:
         ds = ds.select_columns(columns)
     return ds.repartition(target_num_rows_per_block=cfg.batch_rows)

@@ -164,10 +164,9 @@ def claim(cfg: TranslateConfig, plan: Plan):
 
 def run_pipeline(cfg: TranslateConfig, plan: Plan, states):
     """Translate what is missing; returns this run's statistics (a RunStats)."""
-    import ray.data
 
     from pipeline.build import ModelSpec, PipelinePlan, build_pipeline
-    from pipeline.io import pyarrow_filesystem
+    from pipeline.io import read_parquet_dataset
     from pipeline.run_stats import STATS_COLUMN, RunStats
 
     shards = plan.shards
@@ -179,8 +178,7 @@ def run_pipeline(cfg: TranslateConfig, plan: Plan, states):
             done_ids={s.path: ids for s, (_, ids) in zip(shards, states, strict=True) if ids},
             model=ModelSpec(cfg.model, tuple(cfg.ensemble), cfg.storage_options),
             translation=cfg.translation, compute=cfg.compute)
-        ds = ray.data.read_parquet([s.path for s in todo], filesystem=pyarrow_filesystem(plan.in_fs),
-                                   include_paths=True)
+        ds = read_parquet_dataset([s.path for s in todo], plan.in_fs, include_paths=True)
         for batch in build_pipeline(ds, pipeline_plan).iter_batches(batch_format="pyarrow", batch_size=None):
             for text in batch.column(STATS_COLUMN).to_pylist():
                 stats = stats.merge(RunStats.from_json(text))
