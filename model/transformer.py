@@ -19,13 +19,11 @@ V vocabulary, D model dim, H heads, d head dim.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-
-from model.rows import select_rows
 
 
 @dataclass(frozen=True)
@@ -95,11 +93,19 @@ class TransformerMemory:
 
 @dataclass
 class TransformerState:
-    """Self-attention cache: keys/values of every target position decoded so far."""
+    """Self-attention cache: keys/values of every target position decoded so far.
 
-    self_k: tuple[torch.Tensor, ...]  # per layer (B, H, T, d)
+    The search picks surviving rows after every step. `reorder` only records them in `rows` (row r
+    continues cached row rows[r]); the next step gathers those rows straight into the cache it
+    extends. Copying the rows out (index_select) and then the reordered cache into a longer one
+    (cat) read and wrote the whole cache twice per step: at ~10 GB/s of memory bandwidth the
+    second copy cost more than the step's attention over the cache.
+    """
+
+    self_k: tuple[torch.Tensor, ...]  # per layer (rows before `rows` is applied, H, T, d)
     self_v: tuple[torch.Tensor, ...]
     step: int  # number of target tokens already fed
+    rows: torch.Tensor | None = None  # (B,) cached row of each decoding row; None: row r is row r
 
 
 def sinusoidal_positions(length: int, dim: int, offset: int = 0) -> torch.Tensor:
@@ -161,6 +167,19 @@ class PositionCache:
             table = self.formula(size, self.dim).to(like)
             self.tables[key] = table
         return table[start:start + length]
+
+
+def extend_cache(past: torch.Tensor, new: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
+    """torch.cat([past[rows], new], dim=2) with one copy of the past: past (B0, H, T, d), new
+    (B, H, Tq, d), rows (B,) or None (past's rows as they are) -> (B, H, T + Tq, d)."""
+    T = past.size(2)
+    out = new.new_empty(new.size(0), new.size(1), T + new.size(2), new.size(3))
+    if rows is None:
+        out[:, :, :T].copy_(past)
+    else:
+        torch.index_select(past, 0, rows, out=out[:, :, :T])  # writes through the strided view
+    out[:, :, T:].copy_(new)
+    return out
 
 
 def _few_query_attention(q, k, v, mask) -> torch.Tensor:
@@ -266,16 +285,17 @@ class DecoderLayer(_Residual):
         self.ffn = FeedForward(cfg.d_model, cfg.ff_dim, cfg.activation_dropout, cfg.activation)
         self.ffn_norm = nn.LayerNorm(cfg.d_model)
 
-    def forward(self, x, past_k, past_v, self_mask, cross_k, cross_v, cross_mask):
-        """x (B, Tq, D); past_k/v (B, H, Tp, d) the keys/values of earlier positions, or None.
+    def forward(self, x, past_k, past_v, self_mask, cross_k, cross_v, cross_mask, past_rows=None):
+        """x (B, Tq, D); past_k/v (B0, H, Tp, d) the keys/values of earlier positions, or None;
+        past_rows (B,) the row of past_k/v each row of x continues (None: the same row).
 
         Returns x and the self-attention keys/values of the past and x's own positions (the new cache).
         """
         h = self.sublayer_input(x, self.self_norm)
         k, v = self.self_attn.project_kv(h)
         if past_k is not None:
-            k = torch.cat([past_k, k], dim=2)  # (B, H, Tp+Tq, d)
-            v = torch.cat([past_v, v], dim=2)
+            k = extend_cache(past_k, k, past_rows)  # (B, H, Tp+Tq, d)
+            v = extend_cache(past_v, v, past_rows)
         x = self.residual(x, self.self_attn.attend(h, k, v, self_mask), self.self_norm)
         h = self.sublayer_input(x, self.cross_norm)
         x = self.residual(x, self.cross_attn.attend(h, cross_k, cross_v, cross_mask), self.cross_norm)
@@ -373,7 +393,7 @@ class Transformer(nn.Module):
         for i, layer in enumerate(self.decoder):
             # One query at the newest position sees every cached key: no causal mask needed.
             x, k, v = layer(x, state.self_k[i], state.self_v[i], None, memory.cross_k[i], memory.cross_v[i],
-                            cross_mask)
+                            cross_mask, state.rows)
             new_k.append(k)  # (B, H, T+1, d)
             new_v.append(v)
         if self.cfg.pre_norm:
@@ -381,8 +401,10 @@ class Transformer(nn.Module):
         logits = self.output(x[:, 0])  # (B, V)
         return logits, TransformerState(tuple(new_k), tuple(new_v), state.step + 1)
 
-    def reorder(self, state, index: torch.Tensor):
-        return select_rows(state, index)
+    def reorder(self, state: TransformerState, index: torch.Tensor) -> TransformerState:
+        """Rows `index` of the state, applied lazily by the next step (see TransformerState)."""
+        rows = index if state.rows is None else state.rows.index_select(0, index)
+        return replace(state, rows=rows)
 
     # --- training -----------------------------------------------------------
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor, mix=None) -> torch.Tensor:

@@ -125,8 +125,8 @@ def test_submit_translate_kill_score(head, s3_server, s3_bucket, corpus, tiny_ch
 
     # 3. an actor process killed mid-run: the job still finishes with every id exactly once
     res = head.submit("jobs/translate_corpus.py", "--input", day_in, "--output", f"{s3_bucket}/killed",
-                      "--model", model, "--batch-rows", "5", "--beam-size", "8", "--max-len-a", "0",
-                      "--max-len-b", "60", "--cpus-per-actor", "1", "--actors", "1", wait=False,
+                      "--model", model, "--batch-rows", "10", "--beam-size", "4", "--max-len-a", "0",
+                      "--max-len-b", "30", "--cpus-per-actor", "1", "--actors", "1", wait=False,
                       job_id=(job_id := "kill-test"))
     assert res.returncode == 0, res.stderr
     deadline = time.time() + 300
