@@ -56,6 +56,32 @@ def test_incremental_decoding_equals_full_recomputation(name, factory):
 
 
 @pytest.mark.parametrize("name, factory", MODELS, ids=[n for n, _ in MODELS])
+def test_rows_reordered_twice_between_steps_decode_as_that_batch_from_the_start(name, factory):
+    """Search reorders the state's rows (and may do so twice before the next step: an ensemble, a
+    caller); the rows then continue exactly as if that batch had been decoded from the start."""
+    from model.rows import select_rows
+
+    model = make(factory)
+    _, src = mixed_batch()
+    tgt = pad_batch(random_sources(5, VOCAB, 5, 7, seed=4), PAD_ID, prefix=2)
+    first, then = torch.tensor([4, 0, 0, 2, 1, 3]), torch.tensor([1, 5, 2, 2, 0])
+    rows = first[then]
+    with torch.no_grad():
+        expected = model(src[rows], tgt[rows])[:, 3:]
+        memory = model.encode(src)
+        state = model.init_state(memory)
+        for t in range(3):
+            _, state = model.decode_step(tgt[:, t], memory, state)
+        state = model.reorder(model.reorder(state, first), then)
+        memory = select_rows(memory, rows)
+        steps = []
+        for t in range(3, tgt.size(1)):
+            logits, state = model.decode_step(tgt[rows, t], memory, state)
+            steps.append(logits)
+    torch.testing.assert_close(torch.stack(steps, dim=1), expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("name, factory", MODELS, ids=[n for n, _ in MODELS])
 def test_sentence_alone_equals_sentence_in_padded_batch(name, factory):
     model = make(factory)
     seqs, src = mixed_batch()
