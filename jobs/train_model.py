@@ -131,7 +131,7 @@ def build_train_dataset(cfg: TrainConfig):
     fs, files = list_parquet_files(cfg.train, cfg.storage_options)
     # Fractional CPUs: on a small machine the training workers hold most cores, and the
     # read and tokenize stages must still get a slot or the pipeline waits forever.
-    ds = read_parquet_dataset(files, fs, ray_remote_args={"num_cpus": cfg.data_cpus})
+    ds = read_parquet_dataset(files, fs, num_cpus=cfg.data_cpus)
     ds = ds.select_columns([cfg.source_column, cfg.target_column]).randomize_block_order(seed=cfg.seed)
     return ds.map_batches(
         TokenizePairs,
