@@ -204,6 +204,25 @@ class MultiHeadAttention(nn.Module):
         self.v_proj = nn.Linear(d_model, d_model)
         self.out_proj = nn.Linear(d_model, d_model)
         self.dropout = dropout
+        self.qkv: nn.Linear | None = None  # set by fuse_qkv (inference), in place of q/k/v_proj
+
+    def fuse_qkv(self) -> None:
+        """For decoding only: one (D -> 3D) product gives the queries, keys and values of self-attention
+        in place of three (D -> D) products. A decoding step's GEMMs are small (rows = live beams), so
+        one wider product runs closer to the CPU's peak than three narrow ones, and int8 quantizes the
+        input once instead of three times. The three layers go (their weights live on in `qkv`), so
+        the module no longer loads or saves checkpoints, and cross-attention, whose queries and
+        keys/values come from different inputs, must not be fused.
+        """
+        parts = (self.q_proj, self.k_proj, self.v_proj)
+        weight = parts[0].weight
+        fused = nn.Linear(weight.size(1), 3 * weight.size(0), device=weight.device, dtype=weight.dtype)
+        with torch.no_grad():
+            fused.weight.copy_(torch.cat([p.weight for p in parts]))
+            fused.bias.copy_(torch.cat([p.bias if p.bias is not None else torch.zeros_like(p.weight[:, 0])
+                                        for p in parts]))
+        self.qkv = fused.train(self.training)
+        del self.q_proj, self.k_proj, self.v_proj
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
         B, L, D = x.shape
@@ -212,14 +231,25 @@ class MultiHeadAttention(nn.Module):
     def project_kv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self._heads(self.k_proj(x)), self._heads(self.v_proj(x))
 
-    def attend(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask) -> torch.Tensor:
-        """x (N, Tq, D) attends over k, v (B, H, Tk, d); mask broadcasts to (B, H, Tq, Tk).
+    def project_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Self-attention's queries, keys and values of x (B, L, D), each (B, H, L, d)."""
+        if self.qkv is None:
+            k, v = self.project_kv(x)  # before q, as attend() always ran: training stays bit-identical
+            return self._heads(self.q_proj(x)), k, v
+        q, k, v = self.qkv(x).chunk(3, dim=-1)  # views of the one product
+        return self._heads(q), self._heads(k), self._heads(v)
 
-        N is B, or a multiple W*B in a decoding step (Tq 1): then rows W*b .. W*b+W-1 of x, the beams of
+    def attend(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask) -> torch.Tensor:
+        """x (N, Tq, D) attends over k, v (B, H, Tk, d); mask broadcasts to (B, H, Tq, Tk)."""
+        return self.attend_queries(self._heads(self.q_proj(x)), k, v, mask)
+
+    def attend_queries(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask) -> torch.Tensor:
+        """Queries q (N, H, Tq, d) attend over k, v (B, H, Tk, d) -> (N, Tq, D), after the output projection.
+
+        N is B, or a multiple W*B in a decoding step (Tq 1): then rows W*b .. W*b+W-1 of q, the beams of
         sentence b, all attend over row b of k and v (cross-attention keeps one copy of each sentence's
         encoder keys/values instead of one per beam, so each step reads 1/W of the memory).
         """
-        q = self._heads(self.q_proj(x))  # (N, H, Tq, d)
         N, H, Tq, d = q.shape
         B = k.size(0)
         if N != B:  # Tq is 1
@@ -270,8 +300,7 @@ class EncoderLayer(_Residual):
 
     def forward(self, x, mask):
         h = self.sublayer_input(x, self.self_norm)
-        k, v = self.self_attn.project_kv(h)
-        x = self.residual(x, self.self_attn.attend(h, k, v, mask), self.self_norm)
+        x = self.residual(x, self.self_attn.attend_queries(*self.self_attn.project_qkv(h), mask), self.self_norm)
         return self.residual(x, self.ffn(self.sublayer_input(x, self.ffn_norm)), self.ffn_norm)
 
 
@@ -292,11 +321,11 @@ class DecoderLayer(_Residual):
         Returns x and the self-attention keys/values of the past and x's own positions (the new cache).
         """
         h = self.sublayer_input(x, self.self_norm)
-        k, v = self.self_attn.project_kv(h)
+        q, k, v = self.self_attn.project_qkv(h)
         if past_k is not None:
             k = extend_cache(past_k, k, past_rows)  # (B, H, Tp+Tq, d)
             v = extend_cache(past_v, v, past_rows)
-        x = self.residual(x, self.self_attn.attend(h, k, v, self_mask), self.self_norm)
+        x = self.residual(x, self.self_attn.attend_queries(q, k, v, self_mask), self.self_norm)
         h = self.sublayer_input(x, self.cross_norm)
         x = self.residual(x, self.cross_attn.attend(h, cross_k, cross_v, cross_mask), self.cross_norm)
         return self.residual(x, self.ffn(self.sublayer_input(x, self.ffn_norm)), self.ffn_norm), k, v
@@ -400,6 +429,13 @@ class Transformer(nn.Module):
             x = self.dec_norm(x)
         logits = self.output(x[:, 0])  # (B, V)
         return logits, TransformerState(tuple(new_k), tuple(new_v), state.step + 1)
+
+    def fuse_for_decoding(self) -> None:
+        """Inference only, in place: every self-attention computes q, k and v in one product
+        (MultiHeadAttention.fuse_qkv). Decodes the same translations; loads and saves no checkpoints after."""
+        for layer in (*self.encoder, *self.decoder):
+            if layer.self_attn.qkv is None:
+                layer.self_attn.fuse_qkv()
 
     def reorder(self, state: TransformerState, index: torch.Tensor) -> TransformerState:
         """Rows `index` of the state, applied lazily by the next step (see TransformerState)."""

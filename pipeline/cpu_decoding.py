@@ -22,8 +22,12 @@ def for_cpu_decoding(model: nn.Module, precision: str, cpu_blas: str, threads: i
 
     int8 quantizes every linear layer (model/quantize.py); fp32 moves the vocabulary projection to
     OpenBLAS where `cpu_blas` resolves to it for an actor of `threads` torch threads (pipeline/blas.py).
+    Both first apply the family's inference rewrites (pipeline/decode.py::prepare_for_decoding).
     Returns a new model for int8, the same one otherwise.
     """
+    from pipeline.decode import prepare_for_decoding
+
+    prepare_for_decoding(model)
     if precision == "int8":
         from model.quantize import quantize_int8
 

@@ -19,6 +19,15 @@ from pipeline.batching import least_padding_batches, pad_batch
 DEVICE_OUT_OF_MEMORY = torch.cuda.OutOfMemoryError
 
 
+def prepare_for_decoding(model):
+    """`model` after the inference-only rewrites its family offers (`fuse_for_decoding`: the Transformer's
+    fused q/k/v products), in place; for the actors, never for a model that trains on."""
+    fuse = getattr(model, "fuse_for_decoding", None)
+    if fuse is not None:
+        fuse()
+    return model
+
+
 def decode_cost(beam: int, target_ratio: float = 1.0):
     """Padded size of a batch during beam search: every row is expanded to `beam` hypotheses,
     each holding the source memory plus a target that grows to ~ratio x source length."""

@@ -166,6 +166,11 @@ class Translator:
 
             for c in ckpts:
                 c.model = for_cpu_decoding(c.model, precision, cpu_blas, torch.get_num_threads())
+        else:
+            from pipeline.decode import prepare_for_decoding
+
+            for c in ckpts:
+                prepare_for_decoding(c.model)
         # Several checkpoints: average their log-probabilities at every step (Sutskever et al. 2014 used 5).
         self.model = ckpts[0].model if len(ckpts) == 1 else Ensemble([c.model for c in ckpts])
 
