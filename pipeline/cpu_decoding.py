@@ -20,8 +20,9 @@ def setup_cpu_process(threads: int) -> None:
 def for_cpu_decoding(model: nn.Module, precision: str, cpu_blas: str, threads: int) -> nn.Module:
     """`model` ready to decode on CPU at `precision` ("fp32", "bf16" or "int8").
 
-    int8 quantizes every linear layer (model/quantize.py); fp32 moves the vocabulary projection to
-    OpenBLAS where `cpu_blas` resolves to it for an actor of `threads` torch threads (pipeline/blas.py).
+    int8 quantizes every linear layer (model/quantize.py); fp32 runs its products in the library
+    `cpu_blas` resolves to for an actor of `threads` torch threads (pipeline/blas.py): OpenBLAS's
+    vocabulary projection, oneDNN's linear layers, or torch's own.
     Both first apply the family's inference rewrites (pipeline/decode.py::prepare_for_decoding).
     Returns a new model for int8, the same one otherwise.
     """
@@ -32,8 +33,7 @@ def for_cpu_decoding(model: nn.Module, precision: str, cpu_blas: str, threads: i
         from model.quantize import quantize_int8
 
         return quantize_int8(model)
-    from pipeline.blas import resolve_cpu_blas, use_openblas
+    from pipeline.blas import resolve_cpu_blas, use_cpu_blas
 
-    if resolve_cpu_blas(cpu_blas, threads) == "openblas":
-        use_openblas(model)
+    use_cpu_blas(model, resolve_cpu_blas(cpu_blas, threads))
     return model

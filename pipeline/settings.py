@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from model.decode_config import DecodeConfig
 from model.flags import arg, leaf_values
 
-CPU_BLAS = ("auto", "torch", "openblas")  # pipeline/blas.py, which needs torch, resolves them
+CPU_BLAS = ("auto", "torch", "openblas", "onednn")  # pipeline/blas.py, which needs torch, resolves them
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 UNITS = ("sentence", "document")
@@ -117,9 +117,10 @@ class ComputeConfig:
     # faster than one 2-thread actor, whose threads wait on each other whenever another stage runs.
     cpus_per_actor: float = arg(1.0, help="CPUs reserved per model actor (also its torch threads on CPU)")
     torch_threads: int = arg(0, help="torch threads per CPU actor (0: --cpus-per-actor)")
-    cpu_blas: str = arg("auto", help="BLAS of CPU actors' fp32 vocabulary projection: openblas (numpy's; ~1.5x "
-                        "MKL's speed on AMD CPUs, on one thread), torch (MKL on x86), auto (openblas on AMD for "
-                        "1-thread actors, else torch)",
+    cpu_blas: str = arg("auto", help="library of CPU actors' fp32 products: openblas (the vocabulary projection "
+                        "in numpy's OpenBLAS, ~1.5x MKL's speed on AMD CPUs at one thread), onednn (every linear "
+                        "layer in torch's oneDNN; ~1.15x at 2+ threads on AMD), torch (MKL on x86), auto (on AMD: "
+                        "openblas for 1-thread actors, onednn for more; elsewhere torch)",
                         choices=CPU_BLAS)
     batch_rows: int = arg(1024, help="rows per model-actor call (sorted by length inside the actor)")
     max_tokens: int = arg(12000, help="decoding token budget per sub-batch: rows x beam x (source + target)")

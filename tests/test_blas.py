@@ -1,4 +1,5 @@
-"""pipeline.blas: the vocabulary projection through OpenBLAS decodes what torch's own product decodes."""
+"""pipeline.blas: the vocabulary projection through OpenBLAS, and every linear layer through oneDNN, decode
+what torch's own products decode."""
 
 import copy
 import os
@@ -9,12 +10,21 @@ import torch
 from threadpoolctl import threadpool_info
 
 from model.search import DecodeConfig
-from pipeline.blas import OpenBLASLinear, numpy_blas, resolve_cpu_blas, use_openblas
+from pipeline.blas import (
+    OneDNNLinear,
+    OpenBLASLinear,
+    numpy_blas,
+    onednn_available,
+    resolve_cpu_blas,
+    use_onednn,
+    use_openblas,
+)
 from pipeline.decode import translate_ids
 from pipeline.settings import CPU_BLAS, ComputeConfig
 from tests.helpers import random_sources, tiny_rnn, tiny_transformer
 
 needs_openblas = pytest.mark.skipif(numpy_blas() != "openblas", reason="numpy is not built with OpenBLAS")
+needs_onednn = pytest.mark.skipif(not onednn_available(), reason="torch is not built with oneDNN")
 VOCAB = 64  # the models' target vocabulary: the one layer that moves
 
 
@@ -65,20 +75,26 @@ def test_openblas_runs_on_the_calling_thread_only():
 def test_choices_resolve_per_machine(monkeypatch):
     import pipeline.blas as blas
 
-    assert ComputeConfig().cpu_blas == "auto" and set(CPU_BLAS) == {"auto", "torch", "openblas"}
+    assert ComputeConfig().cpu_blas == "auto" and set(CPU_BLAS) == {"auto", "torch", "openblas", "onednn"}
     assert resolve_cpu_blas("torch") == "torch"
     with pytest.raises(ValueError, match="cpu_blas must be one of"):
         resolve_cpu_blas("mkl")
     monkeypatch.setattr(blas, "numpy_blas", lambda: "openblas")
-    for vendor, expected in (("AuthenticAMD", "openblas"), ("GenuineIntel", "torch"), ("", "torch")):
+    monkeypatch.setattr(blas, "onednn_available", lambda: True)
+    for vendor, one, two in (("AuthenticAMD", "openblas", "onednn"), ("GenuineIntel", "torch", "torch"),
+                             ("", "torch", "torch")):
         monkeypatch.setattr(blas, "cpu_vendor", lambda vendor=vendor: vendor)
-        assert resolve_cpu_blas("auto") == expected
-        assert resolve_cpu_blas("auto", threads=2) == "torch"  # torch's threads would compete with OpenBLAS's
+        assert resolve_cpu_blas("auto") == one
+        # OpenBLAS's pool would compete with torch's threads; oneDNN runs on them.
+        assert resolve_cpu_blas("auto", threads=2) == two
     monkeypatch.setattr(blas, "numpy_blas", lambda: "mkl")
+    monkeypatch.setattr(blas, "onednn_available", lambda: False)
     monkeypatch.setattr(blas, "cpu_vendor", lambda: "AuthenticAMD")
-    assert resolve_cpu_blas("auto") == "torch"
+    assert resolve_cpu_blas("auto") == resolve_cpu_blas("auto", threads=2) == "torch"
     with pytest.raises(ValueError, match="needs numpy built with OpenBLAS"):
         resolve_cpu_blas("openblas")
+    with pytest.raises(ValueError, match="needs torch built with oneDNN"):
+        resolve_cpu_blas("onednn")
 
 
 @needs_openblas
@@ -93,9 +109,39 @@ def test_the_translation_actor_decodes_alike_with_either_blas():
     table = pa.table({"id": list(range(60)), "source": sample.column("source").to_pylist()[:60]})
     tokenized = Tokenize(model, "source", 256, "split", {})(table)
     out = {}
-    for blas in ("openblas", "torch"):
+    choices = ("torch", "openblas") + (("onednn",) if onednn_available() else ())
+    for blas in choices:
         actor = Translator(model, DecodeConfig(beam_size=4), "fp32", 12000, 1, {}, cpu_blas=blas)
         layers = [type(m).__name__ for m in actor.model.modules()]
         assert ("OpenBLASLinear" in layers) == (blas == "openblas")
+        assert ("Linear" in layers) == (blas != "onednn")  # oneDNN takes every fp32 linear layer
         out[blas] = actor(tokenized).column(HYP_IDS).to_pylist()
-    assert out["openblas"] == out["torch"]
+    assert all(out[blas] == out["torch"] for blas in choices)
+
+
+@needs_onednn
+@pytest.mark.parametrize("make", [tiny_transformer, tiny_rnn], ids=["transformer", "rnn"])
+def test_every_linear_layer_moves_to_onednn_and_decoding_is_unchanged(make):
+    torch.manual_seed(0)
+    model = make(VOCAB).eval()
+    reference = copy.deepcopy(model)
+    linear = [name for name, m in model.named_modules() if type(m) is torch.nn.Linear]
+    assert use_onednn(model) == len(linear) > 1
+    assert [name for name, m in model.named_modules() if isinstance(m, OneDNNLinear)] == linear
+    assert torch.equal(model.tgt_embed.weight, reference.tgt_embed.weight)  # tied output: a packed copy
+    with torch.inference_mode():
+        x = torch.randn(5, 7, model.output.in_features)
+        torch.testing.assert_close(model.output(x), reference.output(x), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(copy.deepcopy(model).output(x), model.output(x), rtol=0, atol=0)
+
+    srcs = [s + [3] for s in random_sources(24, VOCAB, 1, 9, seed=1)]
+    cfg = DecodeConfig(beam_size=3, nbest=3)
+    ours, _ = translate_ids(model, srcs, cfg, max_tokens=400)
+    theirs, _ = translate_ids(reference, srcs, cfg, max_tokens=400)
+    assert [[h.tokens for h in n] for n in ours] == [[h.tokens for h in n] for n in theirs]
+    for a, b in zip(ours, theirs, strict=True):
+        assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-4)
+    # oneDNN computes each row on its own: a sentence decodes alike alone and in a batch.
+    alone, _ = translate_ids(model, [srcs[5]], cfg, max_tokens=400)
+    assert alone[0][0].tokens == ours[5][0].tokens
+    assert alone[0][0].score == pytest.approx(ours[5][0].score, abs=1e-5)
