@@ -87,7 +87,11 @@ class TransformerMemory:
     """
 
     pad_mask: torch.Tensor  # (B, S) True at real tokens
-    cross_k: tuple[torch.Tensor, ...]  # per layer (B, H, S, d)
+    # Per layer: the keys transposed, (B, H, d, S), and the values, (B, H, S, d). When decoding both are
+    # contiguous in that layout, the one a step's q @ k^T and p @ v read: as the projection leaves
+    # them (heads a strided view of (B, S, D)) matmul copied every layer's keys and values at every
+    # step, and long inputs decoded ~5-8% slower.
+    cross_kt: tuple[torch.Tensor, ...]
     cross_v: tuple[torch.Tensor, ...]
 
 
@@ -399,10 +403,12 @@ class Transformer(nn.Module):
         if self.cfg.pre_norm:
             x = self.enc_norm(x)
         cross = [layer.cross_attn.project_kv(x) for layer in self.decoder]
+        # Training reads the memory once per batch: the views as projected keep it bit-identical.
+        lay_out = (lambda t: t) if self.training else (lambda t: t.contiguous())
         return TransformerMemory(
             pad_mask=pad_mask,
-            cross_k=tuple(k for k, _ in cross),
-            cross_v=tuple(v for _, v in cross),
+            cross_kt=tuple(lay_out(k.transpose(-1, -2)) for k, _ in cross),
+            cross_v=tuple(lay_out(v) for _, v in cross),
         )
 
     def init_state(self, memory: TransformerMemory) -> TransformerState:
@@ -421,8 +427,8 @@ class Transformer(nn.Module):
         new_k, new_v = [], []
         for i, layer in enumerate(self.decoder):
             # One query at the newest position sees every cached key: no causal mask needed.
-            x, k, v = layer(x, state.self_k[i], state.self_v[i], None, memory.cross_k[i], memory.cross_v[i],
-                            cross_mask, state.rows)
+            x, k, v = layer(x, state.self_k[i], state.self_v[i], None, memory.cross_kt[i].transpose(-1, -2),
+                            memory.cross_v[i], cross_mask, state.rows)
             new_k.append(k)  # (B, H, T+1, d)
             new_v.append(v)
         if self.cfg.pre_norm:
@@ -465,7 +471,7 @@ class Transformer(nn.Module):
         cross_mask = memory.pad_mask[:, None, None, :]
         x = self._embed("tgt", tgt_in)
         for i, layer in enumerate(self.decoder):
-            x, _, _ = layer(x, None, None, causal, memory.cross_k[i], memory.cross_v[i], cross_mask)
+            x, _, _ = layer(x, None, None, causal, memory.cross_kt[i].transpose(-1, -2), memory.cross_v[i], cross_mask)
         if self.cfg.pre_norm:
             x = self.dec_norm(x)
         return self.output(x)

@@ -1,5 +1,5 @@
-"""The decoding actors' fused self-attention projections (one q/k/v product) decode what the three
-separate products decode, in fp32 and in int8."""
+"""The Transformer's decoding fast paths change no translation: fused self-attention projections (one
+q/k/v product, fp32 and int8), and cross-attention keys/values laid out for the step's products."""
 
 import copy
 
@@ -79,3 +79,19 @@ def test_fusing_twice_is_once_and_other_families_are_left_alone():
     rnn = tiny_rnn(VOCAB).eval()
     keys = list(rnn.state_dict())
     assert prepare_for_decoding(rnn) is rnn and list(rnn.state_dict()) == keys
+
+
+def test_cross_attention_memory_is_laid_out_for_decoding_and_left_as_projected_in_training():
+    torch.manual_seed(0)
+    model = tiny_transformer(VOCAB)
+    src = pad_batch(random_sources(4, VOCAB, 2, 9, seed=6), PAD_ID, suffix=EOS_ID)
+    memory = model.eval().encode(src)
+    B, S = src.shape
+    H, d = model.cfg.n_heads, model.cfg.d_model // model.cfg.n_heads
+    for kt, v in zip(memory.cross_kt, memory.cross_v, strict=True):
+        assert kt.shape == (B, H, d, S) and v.shape == (B, H, S, d)
+        assert kt.is_contiguous() and v.is_contiguous()  # q @ k^T and p @ v read them without a copy
+    trained = model.train().encode(src)  # views of the projections: training stays bit-identical
+    assert not any(t.is_contiguous() for t in (*trained.cross_kt, *trained.cross_v))
+    for a, b in zip((*memory.cross_kt, *memory.cross_v), (*trained.cross_kt, *trained.cross_v), strict=True):
+        assert torch.equal(a, b)
