@@ -120,6 +120,16 @@ def test_the_translation_actor_decodes_alike_with_either_blas():
 
 
 @needs_onednn
+def test_onednn_keeps_a_small_primitive_cache_unless_the_user_sized_it(monkeypatch):
+    monkeypatch.delenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", raising=False)
+    use_onednn(tiny_rnn(VOCAB))
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "8"
+    monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "512")
+    use_onednn(tiny_rnn(VOCAB))
+    assert os.environ["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] == "512"
+
+
+@needs_onednn
 @pytest.mark.parametrize("make", [tiny_transformer, tiny_rnn], ids=["transformer", "rnn"])
 def test_every_linear_layer_moves_to_onednn_and_decoding_is_unchanged(make):
     torch.manual_seed(0)
