@@ -283,7 +283,7 @@ def main() -> int:
     p.add_argument("--base-length", type=int, default=32, help="target tokens per sentence for the base shape")
     p.add_argument("--beam-size", type=int, default=4)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--max-tokens", type=int, default=12000, help="our token budget per sub-batch")
+    p.add_argument("--max-tokens", type=int, default=24000, help="our token budget per sub-batch")
     p.add_argument("--ct2-batch-tokens", type=int, default=4096)
     p.add_argument("--repeats", type=int, default=3, help="timed runs per engine; the fastest is kept")
     p.add_argument("--cpu-blas", default="auto", help="our engine's --cpu-blas (pipeline/blas.py)")
