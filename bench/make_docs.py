@@ -34,7 +34,8 @@ def command(script: str, cfg: dict, keys: tuple[str, ...]) -> str:
 TRANSLATE_KEYS = ("sentences", "scale", "shards", "beam_size", "batch_rows", "actors", "cpus_per_actor")
 ENGINES_CMD = "python bench/engines.py"
 ENGINES_KEYS = ("sizes", "precisions", "engines", "sentences", "long", "base_sentences", "base_length", "beam_size",
-                "threads", "max_tokens", "ct2_batch_tokens", "repeats", "cpu_blas", "job_sentences", "job_engines")
+                "threads", "max_tokens", "ct2_batch_tokens", "repeats", "rounds", "cpu_blas", "job_sentences",
+                "job_engines")
 SCORE_KEYS = ("rows", "files", "metrics", "actors")
 
 
@@ -130,8 +131,11 @@ def engines_section() -> tuple[list[str], list[str]]:
         cmd = command(ENGINES_CMD, cfg, ENGINES_KEYS)
         lines += [f"### {machine(r)}: {m.get('cpu_model', '')} (`{path}`)", "",
                   f"Beam {cfg['beam_size']}, length penalty 1.0 (score / length, EOS counted), {cfg['threads']} "
-                  f"threads per engine, each engine in its own process, decoding time only (fastest of "
-                  f"{cfg.get('repeats', 1)} runs), target tokens counted with EOS. torch {m['torch']}, CTranslate2 "
+                  f"threads per engine, each engine in its own process, decoding time only ("
+                  + (f"fastest of {cfg['rounds']} interleaved rounds: every engine once per round, the order "
+                     f"reversed each round, {cfg.get('repeats', 1)} timed run(s) per process"
+                     if cfg.get("rounds") else f"fastest of {cfg.get('repeats', 1)} runs, engines one after another")
+                  + f"), target tokens counted with EOS. torch {m['torch']}, CTranslate2 "
                   f"{m['ctranslate2']}, transformers {m['transformers']}. The shipped model is exported with "
                   "`jobs/convert_model.py --to marian` and converted with the stock `ct2-transformers-converter`; "
                   f"the base shape (6+6 layers, d512, 8 heads, ff 2048, 32k vocabulary) has random weights and "
