@@ -443,6 +443,15 @@ class Transformer(nn.Module):
             if layer.self_attn.qkv is None:
                 layer.self_attn.fuse_qkv()
 
+    def encoding_products(self) -> list[tuple[nn.Module, str]]:
+        """(module, attribute) of every linear layer `encode` runs: the encoder's, and each decoder layer's
+        cross-attention keys and values. They multiply every source token of a batch at once (thousands
+        of rows), where a decoding step's products have one row per live beam; pipeline/blas.py gives
+        them to the library that runs such products fastest."""
+        pairs = [(m, name) for m in self.encoder.modules() for name, child in m.named_children()
+                 if isinstance(child, nn.Linear)]
+        return pairs + [(layer.cross_attn, name) for layer in self.decoder for name in ("k_proj", "v_proj")]
+
     def reorder(self, state: TransformerState, index: torch.Tensor) -> TransformerState:
         """Rows `index` of the state, applied lazily by the next step (see TransformerState)."""
         rows = index if state.rows is None else state.rows.index_select(0, index)

@@ -118,7 +118,8 @@ class ComputeConfig:
     cpus_per_actor: float = arg(1.0, help="CPUs reserved per model actor (also its torch threads on CPU)")
     torch_threads: int = arg(0, help="torch threads per CPU actor (0: --cpus-per-actor)")
     cpu_blas: str = arg("auto", help="library of CPU actors' fp32 products: openblas (the vocabulary projection "
-                        "in numpy's OpenBLAS, ~1.5x MKL's speed on AMD CPUs at one thread), onednn (every linear "
+                        "and the encoder's products in numpy's OpenBLAS, ~1.5-2x MKL's speed on AMD CPUs at one "
+                        "thread), onednn (every linear "
                         "layer in torch's oneDNN; ~1.15x at 2+ threads on AMD), torch (MKL on x86), auto (on AMD: "
                         "openblas for 1-thread actors, onednn for more; elsewhere torch)",
                         choices=CPU_BLAS)

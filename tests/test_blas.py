@@ -30,13 +30,22 @@ VOCAB = 64  # the models' target vocabulary: the one layer that moves
 
 @needs_openblas
 @pytest.mark.parametrize("make", [tiny_transformer, tiny_rnn], ids=["transformer", "rnn"])
-def test_only_the_vocabulary_projection_moves_and_decoding_is_unchanged(make):
+def test_the_projection_and_encoding_move_and_decoding_is_unchanged(make):
+    """The vocabulary projection and (Transformer) every product `encode` runs move; a decoding step's
+    layer products stay in torch."""
     torch.manual_seed(0)
     model = make(VOCAB).eval()
     reference = copy.deepcopy(model)
-    assert use_openblas(model) == 1
+    encoding = [f"encoder.{n}" for n, m in model.encoder.named_modules() if isinstance(m, torch.nn.Linear)
+                ] if make is tiny_transformer else []
+    cross = [f"decoder.{i}.cross_attn.{p}" for i in range(len(model.decoder)) for p in ("k_proj", "v_proj")
+             ] if make is tiny_transformer else []
+    assert use_openblas(model) == 1 + len(encoding) + len(cross)
     moved = [name for name, m in model.named_modules() if isinstance(m, OpenBLASLinear)]
-    assert moved == ["output"]
+    assert sorted(moved) == sorted(["output", *encoding, *cross])
+    assert make is tiny_rnn or len(encoding) >= 4 * len(model.encoder)  # q, k, v, out and the FFN's two
+    assert not any(".self_attn." in n or ".ffn." in n or "cross_attn.q_proj" in n for n in moved
+                   if n.startswith("decoder."))
     # A tied embedding keeps its table: the moved layer holds a transposed copy of it.
     assert torch.equal(model.tgt_embed.weight, reference.tgt_embed.weight)
 
