@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from model import cpu_kernels
 from model.decode_config import LENGTH_PENALTIES, DecodeConfig  # noqa: F401  (re-exported)
 from model.rows import select_rows
 
@@ -84,17 +85,15 @@ def row_topk(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     return values, cols.gather(1, at)
 
 
-def _constrain(logits: torch.Tensor, step: int, cfg: DecodeConfig, ids) -> None:
-    """Take the tokens the search may not produce out of logits (N, V), in place.
-
-    Without renormalizing, as fairseq does. (Rows at their length limit: `_end_at_max`.)
-    """
+def _banned(step: int, cfg: DecodeConfig, ids) -> list[int]:
+    """The tokens the search may not produce at `step`. (Rows at their length limit: `_end_at_max`.)"""
     pad, bos, eos = ids
-    logits[:, pad] = float("-inf")
+    banned = [pad]
     if bos != eos:  # fairseq-style models (M2M100) start decoding from EOS itself
-        logits[:, bos] = float("-inf")
+        banned.append(bos)
     if step < cfg.min_len:
-        logits[:, eos] = float("-inf")
+        banned.append(eos)
+    return banned
 
 
 def _candidates(logits: torch.Tensor, step: int, at_max: torch.Tensor, cfg: DecodeConfig, ids, k: int):
@@ -103,14 +102,22 @@ def _candidates(logits: torch.Tensor, step: int, at_max: torch.Tensor, cfg: Deco
     logits (N, V); at_max (N,) rows that must end now. The log-probs are normalized over the whole
     row before the constraints take tokens out (fairseq does not renormalize either), and only each
     row's k best are kept: adding the beam scores to all (N, V) log-probs and a top-k over beam x
-    vocabulary would cost as much as the output projection itself. log_softmax is one fused pass
-    over the row; a max, a subtraction, an exp and a sum as separate ops read the (N, V) block
-    from memory four times, which cost ~1.4x as much on the shipped model's 8k vocabulary.
+    vocabulary would cost as much as the output projection itself.
+
+    On CPU a C kernel does it in two cached reads per row (model/cpu_kernels.py). Elsewhere
+    log_softmax is one fused pass over the row; a max, a subtraction, an exp and a sum as separate ops
+    read the (N, V) block from memory four times, which cost ~1.4x as much on the shipped model's 8k
+    vocabulary.
     """
     eos = ids[2]
+    banned = _banned(step, cfg, ids)
+    fast = cpu_kernels.candidates(logits, k, banned, eos)
+    if fast is not None:
+        values, tokens, eos_lprob = fast
+        return _end_at_max(values, tokens, at_max, eos_lprob, eos)
     lprobs = torch.log_softmax(logits.float(), dim=1)  # (N, V)
     eos_lprob = lprobs[:, eos].clone()
-    _constrain(lprobs, step, cfg, ids)
+    lprobs[:, banned] = float("-inf")  # without renormalizing, as fairseq does
     if k == 1:
         values, tokens = lprobs.max(dim=1, keepdim=True)
     else:
