@@ -1,4 +1,8 @@
-"""The CPU beam search's vocabulary-wide step in C (model/kernels/candidates.c), through ctypes.
+"""The CPU decoding step's C kernels (model/kernels/*.c), through ctypes.
+
+Two kernels: the beam search's vocabulary-wide step (`candidates`, candidates.c) and a decoder
+self-attention that reads its cache in place through each row's ancestry (`step_attention`,
+attention.c; model/transformer.py's StepCache).
 
 A decoding step ends with a pass over every row's whole vocabulary: normalise it (log_softmax) and keep
 its k best tokens. In torch that is a log_softmax that writes the whole (rows x V) block and a top-k
@@ -6,9 +10,10 @@ that reads it back, ~12-15% of a CPU decoding step of the shipped model at one t
 reads each row twice while it is in cache (its maximum and k best logits, then the sum of exponentials)
 and writes only the k results: the same candidates, log-probabilities within float rounding.
 
-The source ships with the package and is compiled once per machine, on first use, into a cache
-directory (~/.cache/nmt-batch, or $NMT_KERNEL_CACHE): a C compiler (cc) is all it needs. Without one,
-or with NMT_CPU_KERNELS=0, `candidates` returns None and the search runs its torch code.
+The sources ship with the package and are compiled once per machine, on first use, into one library
+in a cache directory (~/.cache/nmt-batch, or $NMT_KERNEL_CACHE): a C compiler (cc) is all it needs.
+Without one, or with NMT_CPU_KERNELS=0, `available()` is False, `candidates` returns None, and the
+search and the Transformer run their torch code.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ import tempfile
 
 import torch
 
-SOURCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels", "candidates.c")
+KERNELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels")
+SOURCES = [os.path.join(KERNELS, name) for name in ("candidates.c", "attention.c")]
 log = logging.getLogger(__name__)
 
 
@@ -39,10 +45,25 @@ def _cpu_flags() -> set[str]:
     return set()
 
 
-def _compile_flags() -> list[str]:
-    """AVX2/FMA code where this CPU has them (the kernel's vector paths), portable C elsewhere."""
+def _compile_flags(openmp: bool = True) -> list[str]:
+    """AVX2/FMA code where this CPU has them (the kernels' vector paths), portable C elsewhere; OpenMP
+    (the rows split across torch's threads: the same libgomp, which torch has loaded) where the compiler
+    has it."""
     isa = ["-mavx2", "-mfma"] if {"avx2", "fma"} <= _cpu_flags() else []
-    return ["-O3", "-shared", "-fPIC", "-fno-math-errno", *isa]
+    return ["-O3", "-shared", "-fPIC", "-fno-math-errno", *(["-fopenmp"] if openmp else []), *isa]
+
+
+def _build(compiler: str, flags: list[str], path: str) -> None:
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    # Built under a temporary name and renamed: actors that start together never load half a file.
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=os.path.dirname(path))
+    os.close(fd)
+    try:
+        subprocess.run([compiler, *flags, "-o", tmp, *SOURCES, "-lm"], check=True, capture_output=True)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def _cache_dir() -> str:
@@ -51,38 +72,37 @@ def _cache_dir() -> str:
 
 @functools.cache
 def _library():
-    """The compiled kernel, or None (no compiler, a failed build, or NMT_CPU_KERNELS=0)."""
+    """The compiled kernels, or None (no compiler, a failed build, or NMT_CPU_KERNELS=0)."""
     if os.environ.get("NMT_CPU_KERNELS", "1") == "0":
         return None
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
-        log.warning("no C compiler found: the CPU beam search keeps torch's log_softmax and top-k")
+        log.warning("no C compiler found: CPU decoding keeps torch's log_softmax, top-k and attention")
         return None
-    flags = _compile_flags()
-    with open(SOURCE, "rb") as f:
-        key = hashlib.sha256(f.read() + " ".join([compiler, *flags]).encode()).hexdigest()[:16]
-    path = os.path.join(_cache_dir(), f"candidates-{key}.so")
-    try:
-        if not os.path.exists(path):
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            # Built under a temporary name and renamed: actors that start together never load half a file.
-            fd, tmp = tempfile.mkstemp(suffix=".so", dir=os.path.dirname(path))
-            os.close(fd)
-            try:
-                subprocess.run([compiler, *flags, "-o", tmp, SOURCE, "-lm"], check=True, capture_output=True)
-                os.replace(tmp, path)
-            finally:
-                if os.path.exists(tmp):
-                    os.remove(tmp)
-        lib = ctypes.CDLL(path)
-    except (OSError, subprocess.CalledProcessError) as e:
-        log.warning("the CPU beam-search kernel did not build (%s): torch's log_softmax and top-k are used", e)
+    lib = None
+    for flags in (_compile_flags(), _compile_flags(openmp=False)):  # a compiler without OpenMP: one thread
+        digest = hashlib.sha256(" ".join([compiler, *flags]).encode())
+        for source in SOURCES:
+            with open(source, "rb") as f:
+                digest.update(f.read())
+        path = os.path.join(_cache_dir(), f"kernels-{digest.hexdigest()[:16]}.so")
+        try:
+            if not os.path.exists(path):
+                _build(compiler, flags, path)
+            lib = ctypes.CDLL(path)
+            break
+        except (OSError, subprocess.CalledProcessError) as e:
+            error = e
+    if lib is None:
+        log.warning("the CPU decoding kernels did not build (%s): torch's code is used", error)
         return None
-    fn = lib.row_candidates
-    fn.restype = ctypes.c_int
-    fn.argtypes = [ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
-                   ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
-    return fn
+    i64, ptr = ctypes.c_int64, ctypes.c_void_p
+    lib.row_candidates.restype = ctypes.c_int
+    lib.row_candidates.argtypes = [ptr, i64, i64, i64, ptr, i64, i64, ptr, ptr, ptr, ctypes.c_int]
+    lib.step_attention.restype = ctypes.c_int
+    lib.step_attention.argtypes = [ptr, i64, ptr, ptr, i64, i64, ptr, i64, i64, i64, i64, ctypes.c_float, ptr,
+                                   ctypes.c_int]
+    return lib
 
 
 def available() -> bool:
@@ -95,20 +115,43 @@ def candidates(logits: torch.Tensor, k: int, banned: list[int], eos: int):
     does not apply (not on CPU, fewer than k allowed tokens, or no kernel), and the caller computes them
     with torch.
 
-    The kernel runs on the calling thread. torch's log_softmax and top-k split the rows across its
-    threads, and were still 2-3x slower at 2 threads than the kernel at one (160-860 rows x 8k).
+    The kernel splits the rows across torch's threads. torch's log_softmax and top-k, split the same way,
+    were 2-3x slower at 2 threads than the kernel at one (160-860 rows x 8k).
     """
     N, V = logits.shape
     if logits.device.type != "cpu" or V - len(banned) < k or N == 0:
         return None
-    fn = _library()
-    if fn is None:
+    lib = _library()
+    if lib is None:
         return None
     x = logits.detach().float().contiguous()
     values = torch.empty(N, k)
     tokens = torch.empty(N, k, dtype=torch.int64)
     eos_lprob = torch.empty(N)
     ban = torch.tensor(banned, dtype=torch.int64)
-    fn(x.data_ptr(), N, V, k, ban.data_ptr(), len(banned), eos, values.data_ptr(), tokens.data_ptr(),
-       eos_lprob.data_ptr())
+    lib.row_candidates(x.data_ptr(), N, V, k, ban.data_ptr(), len(banned), eos, values.data_ptr(), tokens.data_ptr(),
+                       eos_lprob.data_ptr(), torch.get_num_threads())
     return values, tokens, eos_lprob
+
+
+def step_attention(q: torch.Tensor, k_steps: torch.Tensor, v_steps: torch.Tensor, k_stride: int, v_stride: int,
+                   ancestry: torch.Tensor, heads: int) -> torch.Tensor:
+    """One decoding step's self-attention, read in place (model/kernels/attention.c): q (N, H*d) fp32 rows
+    (any row stride, unit column stride); k_steps, v_steps (T,) int64 addresses of each step's keys and
+    values (rows k_stride and v_stride floats apart); ancestry (N, T) int32, the row at each step that row
+    n descends from. Returns (N, H*d): per head, softmax(q.k / sqrt(d)) over the T positions, times v.
+    Callers check `available()` first."""
+    N, D = q.shape
+    T = ancestry.size(1)
+    # The kernel trusts these: a row without its ancestry would read past the arrays.
+    if ancestry.size(0) != N or not (q.stride(1) == 1 and ancestry.dtype == torch.int32 and ancestry.is_contiguous()):
+        raise ValueError(f"step_attention: {N} query rows, ancestry {tuple(ancestry.shape)} {ancestry.dtype}")
+    if k_steps.numel() != T or v_steps.numel() != T:
+        raise ValueError(f"step_attention: {T} positions, {k_steps.numel()} and {v_steps.numel()} addresses")
+    out = torch.empty(N, D)
+    d = D // heads
+    if _library().step_attention(q.data_ptr(), q.stride(0), k_steps.data_ptr(), v_steps.data_ptr(), k_stride,
+                                 v_stride, ancestry.data_ptr(), N, T, heads, d, d ** -0.5, out.data_ptr(),
+                                 torch.get_num_threads()):
+        raise MemoryError("step_attention: no scratch space")
+    return out

@@ -19,11 +19,14 @@ V vocabulary, D model dim, H heads, d head dim.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from model import cpu_kernels
+from model.decoder_cache import StepCache, TransformerState
 
 
 @dataclass(frozen=True)
@@ -95,23 +98,6 @@ class TransformerMemory:
     cross_v: tuple[torch.Tensor, ...]
 
 
-@dataclass
-class TransformerState:
-    """Self-attention cache: keys/values of every target position decoded so far.
-
-    The search picks surviving rows after every step. `reorder` only records them in `rows` (row r
-    continues cached row rows[r]); the next step gathers those rows straight into the cache it
-    extends. Copying the rows out (index_select) and then the reordered cache into a longer one
-    (cat) read and wrote the whole cache twice per step: at ~10 GB/s of memory bandwidth the
-    second copy cost more than the step's attention over the cache.
-    """
-
-    self_k: tuple[torch.Tensor, ...]  # per layer (rows before `rows` is applied, H, T, d)
-    self_v: tuple[torch.Tensor, ...]
-    step: int  # number of target tokens already fed
-    rows: torch.Tensor | None = None  # (B,) cached row of each decoding row; None: row r is row r
-
-
 def sinusoidal_positions(length: int, dim: int, offset: int = 0) -> torch.Tensor:
     """(length, dim) table, first half sin, second half cos, frequencies 10000**(-i / (D/2 - 1)) (fairseq)."""
     half = dim // 2
@@ -173,19 +159,6 @@ class PositionCache:
         return table[start:start + length]
 
 
-def extend_cache(past: torch.Tensor, new: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:
-    """torch.cat([past[rows], new], dim=2) with one copy of the past: past (B0, H, T, d), new
-    (B, H, Tq, d), rows (B,) or None (past's rows as they are) -> (B, H, T + Tq, d)."""
-    T = past.size(2)
-    out = new.new_empty(new.size(0), new.size(1), T + new.size(2), new.size(3))
-    if rows is None:
-        out[:, :, :T].copy_(past)
-    else:
-        torch.index_select(past, 0, rows, out=out[:, :, :T])  # writes through the strided view
-    out[:, :, T:].copy_(new)
-    return out
-
-
 def _few_query_attention(q, k, v, mask) -> torch.Tensor:
     """Attention of a decoding step: q (B, H, W, d), the W beams of a row (1 for self-attention),
     k/v (B, H, T, d) -> (B, H, W, d).
@@ -235,12 +208,18 @@ class MultiHeadAttention(nn.Module):
     def project_kv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self._heads(self.k_proj(x)), self._heads(self.v_proj(x))
 
+    def project_rows(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Self-attention's queries, keys and values of x (..., D), each (..., D): views of one product
+        when fused, rows 3D floats apart."""
+        if self.qkv is None:
+            k, v = self.k_proj(x), self.v_proj(x)  # before q, as attend() always ran: training stays bit-identical
+            return self.q_proj(x), k, v
+        q, k, v = self.qkv(x).chunk(3, dim=-1)
+        return q, k, v
+
     def project_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Self-attention's queries, keys and values of x (B, L, D), each (B, H, L, d)."""
-        if self.qkv is None:
-            k, v = self.project_kv(x)  # before q, as attend() always ran: training stays bit-identical
-            return self._heads(self.q_proj(x)), k, v
-        q, k, v = self.qkv(x).chunk(3, dim=-1)  # views of the one product
+        q, k, v = self.project_rows(x)
         return self._heads(q), self._heads(k), self._heads(v)
 
     def attend(self, x: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask) -> torch.Tensor:
@@ -318,21 +297,21 @@ class DecoderLayer(_Residual):
         self.ffn = FeedForward(cfg.d_model, cfg.ff_dim, cfg.activation_dropout, cfg.activation)
         self.ffn_norm = nn.LayerNorm(cfg.d_model)
 
-    def forward(self, x, past_k, past_v, self_mask, cross_k, cross_v, cross_mask, past_rows=None):
-        """x (B, Tq, D); past_k/v (B0, H, Tp, d) the keys/values of earlier positions, or None;
-        past_rows (B,) the row of past_k/v each row of x continues (None: the same row).
+    def forward(self, x, cache, self_mask, cross_k, cross_v, cross_mask):
+        """x (B, Tq, D); cache the self-attention keys/values of earlier positions (GatheredLayerCache or
+        StepLayerCache: a decoding step, Tq 1), or None (every position at once, under self_mask).
 
-        Returns x and the self-attention keys/values of the past and x's own positions (the new cache).
+        Returns x and the cache extended by x's positions (None without a cache).
         """
         h = self.sublayer_input(x, self.self_norm)
-        q, k, v = self.self_attn.project_qkv(h)
-        if past_k is not None:
-            k = extend_cache(past_k, k, past_rows)  # (B, H, Tp+Tq, d)
-            v = extend_cache(past_v, v, past_rows)
-        x = self.residual(x, self.self_attn.attend_queries(q, k, v, self_mask), self.self_norm)
+        if cache is None:
+            attended = self.self_attn.attend_queries(*self.self_attn.project_qkv(h), self_mask)
+        else:
+            attended, cache = cache.attend(self.self_attn, h)
+        x = self.residual(x, attended, self.self_norm)
         h = self.sublayer_input(x, self.cross_norm)
         x = self.residual(x, self.cross_attn.attend(h, cross_k, cross_v, cross_mask), self.cross_norm)
-        return self.residual(x, self.ffn(self.sublayer_input(x, self.ffn_norm)), self.ffn_norm), k, v
+        return self.residual(x, self.ffn(self.sublayer_input(x, self.ffn_norm)), self.ffn_norm), cache
 
 
 class Transformer(nn.Module):
@@ -411,30 +390,33 @@ class Transformer(nn.Module):
             cross_v=tuple(lay_out(v) for _, v in cross),
         )
 
-    def init_state(self, memory: TransformerMemory) -> TransformerState:
+    def init_state(self, memory: TransformerMemory) -> TransformerState | StepCache:
+        """An empty self-attention cache. On CPU, in fp32, with the C kernels built, the StepCache that is
+        read in place; elsewhere (GPU, half precision, no compiler) the TransformerState that is gathered."""
         B = memory.pad_mask.size(0)
-        H, d = self.cfg.n_heads, self.cfg.d_model // self.cfg.n_heads
         # The embeddings' dtype is the compute dtype (linear layers may be int8-quantized modules).
         weight = self.src_embed.weight
-        empty = weight.new_zeros(B, H, 0, d)
         n = self.cfg.dec_layers
+        if (not self.training and weight.device.type == "cpu" and weight.dtype == torch.float32
+                and cpu_kernels.available()):
+            return StepCache.empty(B, n)
+        H, d = self.cfg.n_heads, self.cfg.d_model // self.cfg.n_heads
+        empty = weight.new_zeros(B, H, 0, d)
         return TransformerState(self_k=(empty,) * n, self_v=(empty,) * n, step=0)
 
-    def decode_step(self, prev_tokens: torch.Tensor, memory: TransformerMemory, state: TransformerState):
+    def decode_step(self, prev_tokens: torch.Tensor, memory: TransformerMemory, state: TransformerState | StepCache):
         """prev_tokens (B,) -> logits (B, V) for the next position, and the new state."""
         x = self._embed("tgt", prev_tokens[:, None], offset=state.step)  # (B, 1, D)
         cross_mask = memory.pad_mask[:, None, None, :]
-        new_k, new_v = [], []
+        caches = state.layers()
         for i, layer in enumerate(self.decoder):
             # One query at the newest position sees every cached key: no causal mask needed.
-            x, k, v = layer(x, state.self_k[i], state.self_v[i], None, memory.cross_kt[i].transpose(-1, -2),
-                            memory.cross_v[i], cross_mask, state.rows)
-            new_k.append(k)  # (B, H, T+1, d)
-            new_v.append(v)
+            x, caches[i] = layer(x, caches[i], None, memory.cross_kt[i].transpose(-1, -2), memory.cross_v[i],
+                                 cross_mask)
         if self.cfg.pre_norm:
             x = self.dec_norm(x)
         logits = self.output(x[:, 0])  # (B, V)
-        return logits, TransformerState(tuple(new_k), tuple(new_v), state.step + 1)
+        return logits, state.advanced(caches)
 
     def fuse_for_decoding(self) -> None:
         """Inference only, in place: every self-attention computes q, k and v in one product
@@ -452,10 +434,9 @@ class Transformer(nn.Module):
                  if isinstance(child, nn.Linear)]
         return pairs + [(layer.cross_attn, name) for layer in self.decoder for name in ("k_proj", "v_proj")]
 
-    def reorder(self, state: TransformerState, index: torch.Tensor) -> TransformerState:
-        """Rows `index` of the state, applied lazily by the next step (see TransformerState)."""
-        rows = index if state.rows is None else state.rows.index_select(0, index)
-        return replace(state, rows=rows)
+    def reorder(self, state: TransformerState | StepCache, index: torch.Tensor) -> TransformerState | StepCache:
+        """Rows `index` of the state (lazily, see TransformerState and StepCache)."""
+        return state.reordered(index)
 
     # --- training -----------------------------------------------------------
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor, mix=None) -> torch.Tensor:
@@ -480,7 +461,7 @@ class Transformer(nn.Module):
         cross_mask = memory.pad_mask[:, None, None, :]
         x = self._embed("tgt", tgt_in)
         for i, layer in enumerate(self.decoder):
-            x, _, _ = layer(x, None, None, causal, memory.cross_kt[i].transpose(-1, -2), memory.cross_v[i], cross_mask)
+            x, _ = layer(x, None, causal, memory.cross_kt[i].transpose(-1, -2), memory.cross_v[i], cross_mask)
         if self.cfg.pre_norm:
             x = self.dec_norm(x)
         return self.output(x)

@@ -83,9 +83,11 @@ static inline int banned_col(int64_t j, const int64_t *banned, int64_t n_banned)
 /* For each of the n rows of x (n x v, row-major): out_vals/out_idx (n x k) its k best log-probabilities
  * and their columns, best first, never a banned column (the row is normalised over all v columns
  * first, banned ones included, as fairseq does); eos_lp (n) the log-probability of column eos.
- * Rows need v - n_banned >= k. Returns 0. */
+ * Rows need v - n_banned >= k; they are split across `threads` OpenMP threads (where built with OpenMP).
+ * Returns 0. */
 int row_candidates(const float *x, int64_t n, int64_t v, int64_t k, const int64_t *banned, int64_t n_banned,
-                   int64_t eos, float *out_vals, int64_t *out_idx, float *eos_lp) {
+                   int64_t eos, float *out_vals, int64_t *out_idx, float *eos_lp, int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t r = 0; r < n; r++) {
         const float *row = x + r * v;
         float *vals = out_vals + r * k;
