@@ -141,15 +141,17 @@ def _ours(job, ids, beam, max_len, min_len, precision, threads, fixed):
     from model.loaders import load_model
     from model.search import DecodeConfig
     from pipeline.cpu_decoding import for_cpu_decoding, setup_cpu_process
-    from pipeline.decode import translate_ids
+    from pipeline.decode import decode_streams, translate_ids
 
-    setup_cpu_process(threads)  # as the translation job's actors do
+    streams, threads = decode_streams(threads, job["streams"])  # as the translation job's actors do
+    setup_cpu_process(threads)
     model = for_cpu_decoding(load_model(job["native"]).model, precision, job["cpu_blas"], threads)
     cfg = DecodeConfig(beam_size=beam, max_len_a=0, max_len_b=max_len - 1, min_len=min_len)
     batches = [list(range(i, min(i + 32, len(ids)))) for i in range(0, len(ids), 32)] if fixed else None
     translate_ids(model, ids[:8], cfg, job["max_tokens"])  # warm-up
     return best_of(job["repeats"], lambda: [h[0].tokens for h in translate_ids(model, ids, cfg, job["max_tokens"],
-                                                                                 batches=batches)[0]])
+                                                                                 batches=batches,
+                                                                                 streams=streams)[0]])
 
 
 def _ctranslate2(job, ids, beam, max_len, min_len, precision, threads):
@@ -308,6 +310,8 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=3, help="rounds of every engine in turn (order reversed "
                    "each round), the fastest run of each engine is kept: the VM's drift hits all engines alike")
     p.add_argument("--cpu-blas", default="auto", help="our engine's --cpu-blas (pipeline/blas.py)")
+    p.add_argument("--streams", type=int, default=0, help="our engine's --cpu-streams: batches decoded at once, "
+                   "--threads / streams threads each (0: one per thread)")
     p.add_argument("--job-sentences", type=int, default=10000, help="0: skip the whole-job run")
     p.add_argument("--job-engines", default="ours,ctranslate2", help="the job's --engine values to run it with")
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "engines_cpu.json"))
@@ -322,10 +326,12 @@ def main() -> int:
     from model.loaders import load_tokenizer
     from model.marian import marian_order
     from pipeline.blas import numpy_blas, resolve_cpu_blas
+    from pipeline.decode import decode_streams
 
+    streams, stream_threads = decode_streams(args.threads, args.streams)
     results = {"machine": {**cpu_info(), "processor": platform.processor() or platform.machine(), "gpu": None,
                            "torch": torch.__version__, "numpy_blas": numpy_blas(),
-                           "our_cpu_blas": resolve_cpu_blas(args.cpu_blas, args.threads),
+                           "our_cpu_blas": resolve_cpu_blas(args.cpu_blas, stream_threads), "our_streams": streams,
                            "ctranslate2": _version("ctranslate2"), "transformers": _version("transformers")},
                "config": {k: v for k, v in vars(args).items() if k not in ("worker", "data")}, "runs": [],
                "ratios": {}}
@@ -351,7 +357,7 @@ def main() -> int:
                             "beam": args.beam_size, "max_len": max_len, "min_len": min_len, "native": native,
                             "hf": hf, "ct2": ct2, "max_tokens": args.max_tokens,
                             "ct2_batch_tokens": args.ct2_batch_tokens, "repeats": args.repeats,
-                            "cpu_blas": args.cpu_blas}
+                            "cpu_blas": args.cpu_blas, "streams": args.streams}
                     for engine, r in interleaved(work, engines, base, args.rounds).items():
                         outputs = r.pop("outputs")
                         if size == "shipped":

@@ -34,8 +34,8 @@ def command(script: str, cfg: dict, keys: tuple[str, ...]) -> str:
 TRANSLATE_KEYS = ("sentences", "scale", "shards", "beam_size", "batch_rows", "actors", "cpus_per_actor")
 ENGINES_CMD = "python bench/engines.py"
 ENGINES_KEYS = ("sizes", "precisions", "engines", "sentences", "long", "base_sentences", "base_length", "beam_size",
-                "threads", "max_tokens", "ct2_batch_tokens", "repeats", "rounds", "cpu_blas", "job_sentences",
-                "job_engines")
+                "threads", "max_tokens", "ct2_batch_tokens", "repeats", "rounds", "cpu_blas", "streams",
+                "job_sentences", "job_engines")
 SCORE_KEYS = ("rows", "files", "metrics", "actors")
 
 
@@ -131,7 +131,11 @@ def engines_section() -> tuple[list[str], list[str]]:
         cmd = command(ENGINES_CMD, cfg, ENGINES_KEYS)
         lines += [f"### {machine(r)}: {m.get('cpu_model', '')} (`{path}`)", "",
                   f"Beam {cfg['beam_size']}, length penalty 1.0 (score / length, EOS counted), {cfg['threads']} "
-                  f"threads per engine, each engine in its own process, decoding time only ("
+                  f"threads per engine"
+                  + (f" (ours decodes {m['our_streams']} batches at once, {cfg['threads'] // m['our_streams']} "
+                     "thread(s) each, through one copy of the model: `--cpu-streams`; CTranslate2 splits each batch "
+                     "over its intra-op threads)" if m.get("our_streams", 1) > 1 else "")
+                  + ", each engine in its own process, decoding time only ("
                   + (f"fastest of {cfg['rounds']} interleaved rounds: every engine once per round, the order "
                      f"reversed each round, {cfg.get('repeats', 1)} timed run(s) per process"
                      if cfg.get("rounds") else f"fastest of {cfg.get('repeats', 1)} runs, engines one after another")

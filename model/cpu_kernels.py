@@ -109,6 +109,11 @@ def available() -> bool:
     return _library() is not None
 
 
+def apply_to(t: torch.Tensor) -> bool:
+    """Whether the kernels compute with t's device and dtype (CPU, fp32) here."""
+    return t.device.type == "cpu" and t.dtype == torch.float32 and available()
+
+
 def candidates(logits: torch.Tensor, k: int, banned: list[int], eos: int):
     """Each row's k best tokens after normalising logits (N, V) over the whole row, banned columns left
     out: (log-probs (N, k) best first, token ids (N, k), the EOS log-prob (N,)); None where the kernel
@@ -155,3 +160,4 @@ def step_attention(q: torch.Tensor, k_steps: torch.Tensor, v_steps: torch.Tensor
                                  torch.get_num_threads()):
         raise MemoryError("step_attention: no scratch space")
     return out
+

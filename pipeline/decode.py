@@ -5,8 +5,10 @@ Shared by the translation actors and by validation during training.
 
 from __future__ import annotations
 
+import threading
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 
 import torch
@@ -57,6 +59,7 @@ def translate_ids(
     batches: list[list[int]] | None = None,
     prefixes: Sequence[Sequence[int]] | None = None,
     search_batch: Callable | None = None,
+    streams: int = 1,
 ) -> tuple[list[list[Hypothesis]], list[int]]:
     """Decode id lists (each ending in EOS) and return hypotheses in the input order.
 
@@ -75,6 +78,10 @@ def translate_ids(
 
     `search_batch(src, cfg, prefix)` decodes one padded batch (default: model.search.search on `model`);
     another engine (pipeline/ct2_engine.py) plugs in here and keeps the batching, order and retries.
+
+    `streams` > 1 decodes that many batches at once, each on its own Python thread, all through the one
+    `model` (a CPU actor's threads; see `decode_streams`). Every batch is decoded as it would be alone, so
+    the translations do not change.
     """
     if batches is None:
         batches = token_budget_batches([len(s) for s in src_ids], cfg.beam_size, max_tokens)
@@ -84,21 +91,50 @@ def translate_ids(
     results: list[list[Hypothesis] | None] = [None] * len(src_ids)
     widths = [0] * len(src_ids)
     pending = deque(batches)
-    while pending:
-        idx = pending.popleft()
-        src = pad_batch([src_ids[i] for i in idx], pad_id)
-        prefix = None
-        if prefixes is not None and len(prefixes[idx[0]]):
-            prefix = torch.tensor([list(prefixes[i]) for i in idx], dtype=torch.long, device=device)
-        try:
-            hyps = search_batch(src.to(device), cfg, prefix)
-        except DEVICE_OUT_OF_MEMORY:
-            if len(idx) == 1:
-                raise
-            torch.cuda.empty_cache()
-            half = len(idx) // 2
-            pending.extendleft([idx[half:], idx[:half]])
-            continue
-        for i, h in zip(idx, hyps, strict=True):
-            results[i], widths[i] = h, src.size(1)
+    lock = threading.Lock()  # around `pending`: streams take batches from it and put split ones back
+
+    def decode_pending():
+        while True:
+            with lock:
+                if not pending:
+                    return
+                idx = pending.popleft()
+            src = pad_batch([src_ids[i] for i in idx], pad_id)
+            prefix = None
+            if prefixes is not None and len(prefixes[idx[0]]):
+                prefix = torch.tensor([list(prefixes[i]) for i in idx], dtype=torch.long, device=device)
+            try:
+                hyps = search_batch(src.to(device), cfg, prefix)
+            except DEVICE_OUT_OF_MEMORY:
+                if len(idx) == 1:
+                    raise
+                torch.cuda.empty_cache()
+                half = len(idx) // 2
+                with lock:
+                    pending.extendleft([idx[half:], idx[:half]])
+                continue
+            for i, h in zip(idx, hyps, strict=True):  # each stream writes only its own batch's slots
+                results[i], widths[i] = h, src.size(1)
+
+    workers = min(streams, len(batches))
+    if workers <= 1:
+        decode_pending()
+    else:
+        with ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool:
+            for done in [pool.submit(decode_pending) for _ in range(workers)]:
+                done.result()  # a stream's error is the call's error
     return results, widths
+
+
+def decode_streams(threads: int, streams: int) -> tuple[int, int]:
+    """(streams, torch threads per stream) for a CPU decoder of `threads` torch threads; `streams` 0: one
+    per thread.
+
+    On CPU a decoding step's products are small (one row per live beam): split over 2 torch threads they
+    ran ~1.6x faster than on one, while 2 batches decoded at once, one thread each, ran 1.09x (captions)
+    to 1.17x (inputs of ~45 tokens) faster than that, int8 1.15x (the shipped model, 2 cores,
+    interleaved runs in one process), through one copy of the model. Each stream holds its own batch; the
+    2-stream process still peaked lower (563 MB against 688 MB on captions: no oneDNN primitives).
+    """
+    streams = max(1, min(streams or threads, threads))
+    return streams, max(1, threads // streams)

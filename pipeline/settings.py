@@ -117,6 +117,11 @@ class ComputeConfig:
     # faster than one 2-thread actor, whose threads wait on each other whenever another stage runs.
     cpus_per_actor: float = arg(1.0, help="CPUs reserved per model actor (also its torch threads on CPU)")
     torch_threads: int = arg(0, help="torch threads per CPU actor (0: --cpus-per-actor)")
+    # A CPU actor of several threads decodes several batches at once, one thread each, through its one copy
+    # of the model: a decoding step's products are too small to split well (pipeline/decode.py).
+    cpu_streams: int = arg(0, help="batches a CPU actor decodes at once, each on --torch-threads / streams "
+                           "threads, sharing the actor's one copy of the model (0: one per torch thread; 1: one "
+                           "batch at a time on every thread)")
     cpu_blas: str = arg("auto", help="library of CPU actors' fp32 products: openblas (the vocabulary projection "
                         "and the encoder's products in numpy's OpenBLAS, ~1.5-2x MKL's speed on AMD CPUs at one "
                         "thread), onednn (every linear "

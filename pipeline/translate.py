@@ -130,16 +130,22 @@ class Translator:
 
     def __init__(self, model_uri: str, decode: DecodeConfig, precision: str, max_tokens: int, torch_threads: int,
                  storage_options: dict, ensemble_uris: tuple[str, ...] = (), cpu_blas: str = "auto",
-                 engine: str = "ours"):
+                 engine: str = "ours", cpu_streams: int = 0):
         import torch
 
         from model.loaders import load_model
         from model.search import Ensemble
+        from pipeline.decode import decode_streams
 
         self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        # CPU: `streams` batches at once, each on `torch_threads` / streams threads (CTranslate2 spreads its
+        # own threads); GPU: one batch at a time.
+        self.streams = 1
         if self.device.type == "cpu":
             from pipeline.cpu_decoding import setup_cpu_process
 
+            if engine == "ours":
+                self.streams, torch_threads = decode_streams(torch_threads, cpu_streams)
             setup_cpu_process(torch_threads)
         # int8 loads fp32 weights and quantizes the linear layers (a CPU-only path).
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32}[precision]
@@ -186,7 +192,7 @@ class Translator:
             row_prefix = table.column(TARGET_PREFIX).to_pylist()
             prefixes = [row_prefix[r] for r, _ in flat]
         hyps, widths = translate_ids(self.model, [p for _, p in flat], self.decode, self.max_tokens, self.device,
-                                     prefixes=prefixes, search_batch=self.search_batch)
+                                     prefixes=prefixes, search_batch=self.search_batch, streams=self.streams)
         n = len(rows)
         per_row: list[list] = [[] for _ in range(n)]
         padded = [0] * n

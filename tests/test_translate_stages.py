@@ -229,3 +229,21 @@ def test_the_cpu_stages_never_import_torch(tmp_path):
             "DocumentUnit().explode('id', 'source')\n"
             "assert 'torch' not in sys.modules, 'torch was imported'\n")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+
+
+@pytest.mark.parametrize("asked, streams, threads", [(0, 2, 1), (1, 1, 2)])
+def test_a_cpu_actor_of_two_threads_decodes_two_batches_at_once_by_default(tiny_checkpoint, asked, streams,
+                                                                           threads):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        actor = Translator(tiny_checkpoint, DECODE, "fp32", max_tokens=200, torch_threads=2, storage_options={},
+                           cpu_streams=asked)
+        assert (actor.streams, torch.get_num_threads()) == (streams, threads)
+        table = Tokenize(tiny_checkpoint, "source", max_source_tokens=12, long_policy="split",
+                         storage_options={})(TABLE)
+        one = Translator(tiny_checkpoint, DECODE, "fp32", max_tokens=200, torch_threads=1, storage_options={})
+        assert actor(table).column(HYP_IDS).to_pylist() == one(table).column(HYP_IDS).to_pylist()
+    finally:
+        torch.set_num_threads(before)
