@@ -120,10 +120,24 @@ def translate_ids(
     if workers <= 1:
         decode_pending()
     else:
-        with ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool:
-            for done in [pool.submit(decode_pending) for _ in range(workers)]:
-                done.result()  # a stream's error is the call's error
+        for done in [_stream_pool(workers).submit(decode_pending) for _ in range(workers)]:
+            done.result()  # a stream's error is the call's error
     return results, widths
+
+
+_POOLS: dict[int, ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _stream_pool(workers: int) -> ThreadPoolExecutor:
+    """One pool of stream threads per size, kept for the process: an actor decodes call after call, and
+    libraries keep per-thread buffers (BLAS scratch space, malloc arenas) that a new thread per call
+    would allocate anew each time."""
+    with _POOLS_LOCK:
+        pool = _POOLS.get(workers)
+        if pool is None:
+            pool = _POOLS[workers] = ThreadPoolExecutor(workers, thread_name_prefix="decode")
+        return pool
 
 
 def decode_streams(threads: int, streams: int) -> tuple[int, int]:
