@@ -162,15 +162,21 @@ def claim(cfg: TranslateConfig, plan: Plan):
         return list(pool.map(lambda s: shard_state(out_fs, layout, s, plan.columns.id, unit), plan.shards))
 
 
-def run_pipeline(cfg: TranslateConfig, plan: Plan, states):
-    """Translate what is missing; returns this run's statistics (a RunStats)."""
+def run_pipeline(cfg: TranslateConfig, plan: Plan, states, commits: Commits):
+    """Translate what is missing, starting each shard's commit as soon as its last row is written;
+    returns this run's statistics (a RunStats)."""
 
     from pipeline.build import ModelSpec, PipelinePlan, build_pipeline
     from pipeline.io import read_parquet_dataset
     from pipeline.run_stats import STATS_COLUMN, RunStats
+    from pipeline.shards import ROWS_DONE_COLUMN, SHARD_COLUMN, ShardProgress
 
     shards = plan.shards
     todo = [s for s, (done, ids) in zip(shards, states, strict=True) if not done and s.rows > len(ids)]
+    progress = ShardProgress({s.name: s.rows - len(ids) for s, (done, ids) in zip(shards, states, strict=True)
+                              if not done})
+    for name in progress.complete():  # every row was in part files already (a run died before its commit)
+        commits.start(name)
     stats = RunStats()
     if todo:
         pipeline_plan = PipelinePlan(
@@ -180,51 +186,84 @@ def run_pipeline(cfg: TranslateConfig, plan: Plan, states):
             translation=cfg.translation, compute=cfg.compute)
         ds = read_parquet_dataset([s.path for s in todo], plan.in_fs, include_paths=True)
         for batch in build_pipeline(ds, pipeline_plan).iter_batches(batch_format="pyarrow", batch_size=None):
-            for text in batch.column(STATS_COLUMN).to_pylist():
+            columns = (batch.column(c).to_pylist() for c in (STATS_COLUMN, SHARD_COLUMN, ROWS_DONE_COLUMN))
+            for text, shard, rows_done in zip(*columns, strict=True):
                 stats = stats.merge(RunStats.from_json(text))
+                if progress.add(shard, rows_done):
+                    commits.start(shard)
     return stats, len(todo)
 
 
-def commit_all(cfg: TranslateConfig, plan: Plan, states) -> tuple[dict[str, dict], dict[str, str]]:
-    """Commit every unfinished shard (Ray tasks, in parallel).
+class Commits:
+    """The commits of every unfinished shard (Ray tasks, in parallel).
 
-    Returns (statistics of every committed shard, error per shard that failed). One shard's
-    failure does not stop the others: their output and the report are still written, and a
-    re-run retries only what failed. Part files of committed shards are removed, including
-    ones left by a run that died between committing a shard and removing its parts.
+    A shard's commit starts as soon as all its rows are in part files (`start`), while the actors
+    decode the other shards, so that only the last shards' commits follow the last batch; `finish`
+    commits the rest. One shard's failure does not stop the others: their output and the report
+    are still written, and a re-run retries only what failed. Part files of committed shards are
+    removed, including ones left by a run that died between committing a shard and removing its parts.
     """
+
+    def __init__(self, cfg: TranslateConfig, plan: Plan, states):
+        import ray
+
+        from pipeline.shards import commit_shard, output_fields
+        from pipeline.units import unit_for
+
+        settings = cfg.translation
+        added = output_fields(settings.decode.nbest, settings.write_scores, settings.write_segments)
+        commit = ray.remote(num_cpus=cfg.compute.cpus_per_stage)(commit_shard)
+        languages = settings.languages if settings.multilingual else None
+        self._launch = lambda shard: commit.remote(
+            shard, cfg.input, cfg.output, plan.columns, added, cfg.metric_names, cfg.metric_options,
+            cfg.storage_options, unit_for(settings), languages, cfg.bleu_tokenize)
+        self.cfg, self.plan = cfg, plan
+        self.unfinished = {s.name: s for s, (done, _) in zip(plan.shards, states, strict=True) if not done}
+        self.early: dict = {}  # shard name -> ObjectRef of a commit started during the pipeline
+
+    def start(self, name: str) -> None:
+        if name not in self.early:
+            self.early[name] = self._launch(self.unfinished[name])
+
+    def finish(self) -> tuple[dict[str, dict], dict[str, str]]:
+        """(statistics of every committed shard, error per shard that failed)."""
+
+        from pipeline.io import resolve
+        from pipeline.shards import OutputLayout, read_shard_stats
+
+        late = {name: self._launch(shard) for name, shard in self.unfinished.items() if name not in self.early}
+        stats, failed = {}, {}
+        for name, ref in {**self.early, **late}.items():
+            result, error = _get(ref)
+            if error is not None and name in self.early:  # once more, now that nothing is being written
+                result, error = _get(self._launch(self.unfinished[name]))
+            if error is None:
+                stats[name] = result
+            else:
+                cause = getattr(error, "cause", None) or error  # a RayTaskError wraps the shard's own error
+                failed[name] = str(cause).strip().splitlines()[-1] if str(cause).strip() else type(cause).__name__
+        fs, root = resolve(self.cfg.output, self.cfg.storage_options)
+        layout = OutputLayout(root)
+        for s in self.plan.shards:
+            if s.name in failed:
+                continue
+            if s.name not in stats:
+                stats[s.name] = read_shard_stats(fs, layout, s)
+            if fs.exists(layout.parts(s.name)):
+                fs.rm(layout.parts(s.name), recursive=True)
+        if fs.exists(f"{root}/_parts") and not fs.find(f"{root}/_parts"):
+            fs.rm(f"{root}/_parts", recursive=True)
+        return stats, failed
+
+
+def _get(ref):
+    """(the task's result, None), or (None, the exception it raised)."""
     import ray
 
-    from pipeline.io import resolve
-    from pipeline.shards import OutputLayout, commit_shard, output_fields, read_shard_stats
-    from pipeline.units import unit_for
-
-    settings = cfg.translation
-    added = output_fields(settings.decode.nbest, settings.write_scores, settings.write_segments)
-    commit = ray.remote(num_cpus=cfg.compute.cpus_per_stage)(commit_shard)
-    languages = settings.languages if settings.multilingual else None
-    refs = {s.name: commit.remote(s, cfg.input, cfg.output, plan.columns, added, cfg.metric_names, cfg.metric_options,
-                                  cfg.storage_options, unit_for(settings), languages, cfg.bleu_tokenize)
-            for s, (done, _) in zip(plan.shards, states, strict=True) if not done}
-    fs, root = resolve(cfg.output, cfg.storage_options)
-    layout = OutputLayout(root)
-    stats, failed = {}, {}
-    for name, ref in refs.items():
-        try:
-            stats[name] = ray.get(ref)
-        except Exception as e:  # noqa: BLE001  (a RayTaskError wrapping the shard's own error)
-            cause = getattr(e, "cause", None) or e
-            failed[name] = str(cause).strip().splitlines()[-1] if str(cause).strip() else type(cause).__name__
-    for s in plan.shards:
-        if s.name in failed:
-            continue
-        if s.name not in stats:
-            stats[s.name] = read_shard_stats(fs, layout, s)
-        if fs.exists(layout.parts(s.name)):
-            fs.rm(layout.parts(s.name), recursive=True)
-    if fs.exists(f"{root}/_parts") and not fs.find(f"{root}/_parts"):
-        fs.rm(f"{root}/_parts", recursive=True)
-    return stats, failed
+    try:
+        return ray.get(ref), None
+    except Exception as e:  # noqa: BLE001  (reported per shard, not raised)
+        return None, e
 
 
 def main(argv=None) -> int:
@@ -264,8 +303,9 @@ def main(argv=None) -> int:
         return 2
     skipped = sum(s.rows if done else len(ids) for s, (done, ids) in zip(plan.shards, states, strict=True))
     t0 = time.time()
-    stats, translated_shards = run_pipeline(cfg, plan, states)
-    shard_stats, failed = commit_all(cfg, plan, states)
+    commits = Commits(cfg, plan, states)
+    stats, translated_shards = run_pipeline(cfg, plan, states, commits)
+    shard_stats, failed = commits.finish()
     seconds = time.time() - t0
     run = stats.summary(seconds)
     run.update(shards=len(plan.shards), shards_translated=translated_shards, skipped_sentences=skipped,

@@ -58,7 +58,8 @@ def build_pipeline(ds, plan: PipelinePlan):
     if any(plan.done_ids.values()):
         ds = ds.map_batches(make_drop_done(plan.columns.id, plan.done_ids), batch_format="pyarrow",
                             num_cpus=compute.cpus_per_stage)
-    explode = unit_for(settings).explode(plan.columns.id, plan.columns.source, settings.languages)
+    unit = unit_for(settings)
+    explode = unit.explode(plan.columns.id, plan.columns.source, settings.languages)
     if explode is not None:  # documents: segments of many documents share the model actors' batches
         ds = ds.map_batches(explode, batch_format="pyarrow", num_cpus=compute.cpus_per_stage)
     # Blocks of one actor call each: the reader's blocks can hold whole files (or several), and
@@ -91,6 +92,6 @@ def build_pipeline(ds, plan: PipelinePlan):
     return ds.map_batches(
         write_parts,
         fn_kwargs=dict(output_uri=plan.output_uri, shard_names=plan.shard_names, id_column=plan.columns.id,
-                       storage_options=so),
+                       storage_options=so, unit=unit),
         batch_format="pyarrow", num_cpus=compute.cpus_per_stage,
     )

@@ -19,6 +19,7 @@ import hashlib
 import json
 import posixpath
 from dataclasses import dataclass, replace
+from fractions import Fraction
 
 import numpy as np
 import pyarrow as pa
@@ -203,16 +204,21 @@ def make_drop_done(id_column: str, done: dict[str, set]):
     return drop_done
 
 
+SHARD_COLUMN = "shard"  # the write stage's output, beside STATS_COLUMN: the part file's shard
+ROWS_DONE_COLUMN = "rows_done"  # ... and how many of its input rows the part finishes ("n" or "n/d")
+
+
 def write_parts(table: pa.Table, output_uri: str, shard_names: dict[str, str], id_column: str,
-                storage_options: dict) -> pa.Table:
-    """Ray Data stage: write each shard's rows of this batch as one part file; return their run statistics.
+                storage_options: dict, unit=SENTENCES) -> pa.Table:
+    """Ray Data stage: write each shard's rows of this batch as one part file; return, per part file,
+    its run statistics, its shard and the input rows it finishes (`unit.rows_done`).
 
     Part names are a hash of the ids they hold: a retried task rewrites the same
     file instead of adding a duplicate.
     """
     fs, root = resolve(output_uri, storage_options)
     layout = OutputLayout(root)
-    written = []
+    written, names, done = [], [], []
     paths = table.column(PATH)
     for path in pc.unique(paths).to_pylist():
         rows = table.filter(pc.equal(paths, path))
@@ -225,7 +231,34 @@ def write_parts(table: pa.Table, output_uri: str, shard_names: dict[str, str], i
         out = rows.drop_columns([c for c in (PATH, *INTERNAL) if c in rows.column_names])
         write_bytes_atomic(fs, f"{layout.parts(name)}/part-{digest}.parquet", table_to_parquet_bytes(out))
         written.append(RunStats.of_rows(rows).to_json())
-    return pa.table({STATS_COLUMN: pa.array(written, pa.string())})
+        names.append(name)
+        done.append(str(unit.rows_done(rows)))
+    return pa.table({STATS_COLUMN: pa.array(written, pa.string()), SHARD_COLUMN: pa.array(names, pa.string()),
+                     ROWS_DONE_COLUMN: pa.array(done, pa.string())})
+
+
+class ShardProgress:
+    """Which shards have every row this run translates in part files, from the write stage's outputs.
+
+    The driver commits such a shard at once, while the actors decode the others, instead of
+    committing every shard after the last batch. Ray Data hands the driver each write task's
+    output once (a retried task's replaces the failed one's), so the count is exact; a commit
+    that still finds rows missing fails harmlessly and is retried after the pipeline.
+    """
+
+    def __init__(self, pending: dict[str, int]):
+        """pending: shard name -> input rows this run translates (its rows less those done before)."""
+        self.left = {name: Fraction(n) for name, n in pending.items()}
+
+    def complete(self) -> list[str]:
+        """The shards with nothing left to translate."""
+        return [name for name, n in self.left.items() if n == 0]
+
+    def add(self, shard: str, rows_done: str) -> bool:
+        """Count one part file; True when it is the one that completes its shard."""
+        before = self.left[shard]
+        self.left[shard] = before - Fraction(rows_done)
+        return before > 0 and self.left[shard] == 0
 
 
 def output_fields(nbest: int, write_scores: bool, write_segments: bool = False) -> list[pa.Field]:

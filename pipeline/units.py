@@ -7,12 +7,14 @@ is only at the edges, and lives here:
 
     explode(table)       the stage before tokenization (sentence mode: none)
     done_ids(parts)      ids of rows that are finished in the part files (resume)
+    rows_done(part)      how many input rows a part file finishes (the driver commits a shard once all are)
     assemble(...)        part rows back into one output row per input row, in input order
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 import pyarrow as pa
@@ -47,6 +49,9 @@ class SentenceUnit:
 
     def done_ids(self, parts: pa.Table, id_column: str) -> set:
         return set(parts.column(id_column).to_pylist())
+
+    def rows_done(self, part: pa.Table) -> Fraction:
+        return Fraction(part.num_rows)
 
     def part_columns(self, id_column: str) -> list[str]:
         return [id_column]
@@ -127,6 +132,12 @@ class DocumentUnit:
                                      parts.column(NSEG).to_pylist(), strict=True):
             seen.setdefault(doc_id, (nseg, set()))[1].add(seg)
         return {doc_id for doc_id, (nseg, segs) in seen.items() if len(segs) == nseg}
+
+    def rows_done(self, part: pa.Table) -> Fraction:
+        """Each segment finishes its share of a document (1/its segment count): exact, whichever batches
+        a document's segments travel in. (A document with no segments at all never shows up here.)"""
+        counts = pc.value_counts(part.column(NSEG)).to_pylist() if part.num_rows else []
+        return sum((Fraction(c["counts"], c["values"]) for c in counts), Fraction(0))
 
     def assemble(self, shard_name: str, inputs: pa.Table, merged: pa.Table, id_column: str,
                  source_column: str) -> pa.Table:

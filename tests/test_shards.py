@@ -11,9 +11,12 @@ from pipeline.metrics import MetricOptions, make_metrics, sentence_stats
 from pipeline.run_stats import ROW_STATS, STATS_COLUMN, RunStats, row_stats_array
 from pipeline.shards import (
     PATH,
+    ROWS_DONE_COLUMN,
+    SHARD_COLUMN,
     Columns,
     InputError,
     OutputLayout,
+    ShardProgress,
     check_unique_ids,
     commit_shard,
     discover_shards,
@@ -169,3 +172,37 @@ def test_part_names_tell_segments_of_one_document_apart(tmp_path):
     for batch in (rows.slice(0, 2), rows.slice(2)):
         write_parts(batch, str(tmp_path / "out"), {str(path): "s1.parquet"}, "id", {})
     assert len(list((tmp_path / "out" / "_parts" / "s1.parquet").iterdir())) == 2
+
+
+def test_write_parts_says_which_shard_and_how_many_input_rows_each_part_finishes(tmp_path):
+    a = make_input(tmp_path, {"id": ["a1", "a2", "a3"], "source": ["x", "y", "z"]}, "in/a.parquet")
+    b = make_input(tmp_path, {"id": ["b1"], "source": ["w"]}, "in/b.parquet")
+    batch = pa.concat_tables([translated(pa.table({"id": ["a1", "a3"], "source": ["x", "z"]}), a),
+                              translated(pa.table({"id": ["b1"], "source": ["w"]}), b)])
+    out = write_parts(batch, str(tmp_path / "out"), {str(a): "a.parquet", str(b): "b.parquet"}, "id", {})
+    assert dict(zip(out.column(SHARD_COLUMN).to_pylist(), out.column(ROWS_DONE_COLUMN).to_pylist(),
+                    strict=True)) == {"a.parquet": "2", "b.parquet": "1"}
+    progress = ShardProgress({"a.parquet": 3, "b.parquet": 1, "c.parquet": 0})
+    assert progress.complete() == ["c.parquet"]  # every row already in part files: commit at once
+    assert progress.add("b.parquet", "1") is True
+    assert progress.add("a.parquet", "2") is False
+    assert progress.add("a.parquet", "1") is True
+    assert progress.add("a.parquet", "1") is False  # a duplicate past the end never completes it again
+
+
+def test_document_parts_finish_documents_by_their_segment_shares(tmp_path):
+    """Document mode: segments of one document in several batches finish it only together, exactly."""
+    from pipeline.units import NSEG, SEG, DocumentUnit
+
+    path = make_input(tmp_path, {"id": ["d", "e"], "source": ["A. B. C.", "E."]})
+    rows = translated(pa.table({"id": ["d", "d", "d", "e"], "source": list("ABCE")}), path)
+    rows = rows.append_column(SEG, pa.array([0, 1, 2, 0], pa.int32())).append_column(
+        NSEG, pa.array([3, 3, 3, 1], pa.int32()))
+    progress = ShardProgress({"s1.parquet": 2})
+    completed = []
+    for batch in (rows.slice(0, 1), rows.slice(1, 2), rows.slice(3)):
+        out = write_parts(batch, str(tmp_path / "out"), {str(path): "s1.parquet"}, "id", {}, DocumentUnit())
+        completed += [progress.add(s, d) for s, d in zip(out.column(SHARD_COLUMN).to_pylist(),
+                                                         out.column(ROWS_DONE_COLUMN).to_pylist(), strict=True)]
+    # 1/3 of d, then 2/3 of d (d done), then e: the shard is complete with the last part only
+    assert completed == [False, False, True]

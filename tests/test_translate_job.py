@@ -188,3 +188,31 @@ def test_the_job_decodes_with_the_ctranslate2_engine(local_ray, tiny_checkpoint,
     assert all(t for t in table.column("translation").to_pylist())
     report = json.load(open(os.path.join(out, "report.json")))
     assert report["decode"]["engine"] == "ctranslate2" and report["run"]["sentences"] == 300
+
+
+def test_shards_commit_while_the_others_translate_and_a_failed_early_commit_is_retried(
+        local_ray, tiny_checkpoint, sample_corpus, tmp_path):
+    """Each shard's commit starts as soon as its last row is written, inside the pipeline. A commit
+    started too early (here by hand, before any row of the shard exists) fails, and the finish retries it."""
+    from jobs.cli import parse_config
+    from jobs.translate_corpus import Commits, TranslateConfig, claim, hardware_for, inspect_inputs, run_pipeline
+
+    out = str(tmp_path / "out")
+    cfg = parse_config(TranslateConfig, ["--input", sample_corpus, "--output", out, "--model", tiny_checkpoint,
+                                         *FAST, "--batch-rows", "16", "--metrics", "bleu"])
+    plan = inspect_inputs(cfg)
+    cfg = hardware_for(cfg, 0, 4)
+    states = claim(cfg, plan)
+    commits = Commits(cfg, plan, states)
+    commits.start("part-00002.parquet")  # no part file yet: this commit fails with rows missing
+    started = []
+    start = commits.start
+    commits.start = lambda name: (started.append(name), start(name))
+    stats, translated = run_pipeline(cfg, plan, states, commits)
+    assert translated == 3 and stats.sentences == 300
+    assert sorted(started) == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+    shard_stats, failed = commits.finish()
+    assert failed == {} and sorted(shard_stats) == sorted(started)
+    assert all(shard_stats[name]["sentences"] == 100 for name in started)
+    assert not os.path.exists(os.path.join(out, "_parts"))
+    assert outputs(out).num_rows == 300
