@@ -165,7 +165,10 @@ def engines_section() -> tuple[list[str], list[str]]:
                       f"stages on the same {m['cpus']} cores): {j['target_tokens_per_second']:,.0f} target tokens/s "
                       f"for the whole run ({j['seconds']:.0f} s, Ray start-up included{bleu}), "
                       f"{j['target_tokens_per_actor_second']:,.0f} per actor-second; the bare decoder is one "
-                      f"process with {cfg['threads']} threads.", ""]
+                      f"process with {cfg['threads']} threads"
+                      + (" ({} target tokens/s right before the job and {} right after; the ratio is to their "
+                         "mean)".format(*(f"{x:,.0f}" for x in j["bare_tokens_per_second_around"]))
+                         if j.get("bare_tokens_per_second_around") else "") + ".", ""]
         key = "shipped/test_2016_flickr/fp32"
         if f"{key}: ours / ctranslate2" in r["ratios"]:
             int8 = r["ratios"].get("shipped/test_2016_flickr/int8: ours / ctranslate2")
