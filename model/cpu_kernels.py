@@ -1,8 +1,10 @@
 """The CPU decoding step's C kernels (model/kernels/*.c), through ctypes.
 
-Two kernels: the beam search's vocabulary-wide step (`candidates`, candidates.c) and a decoder
+Three kernels: the beam search's vocabulary-wide step (`candidates`, candidates.c); a decoder
 self-attention that reads its cache in place through each row's ancestry (`step_attention`,
-attention.c; model/transformer.py's StepCache).
+attention.c; model/decoder_cache.py's StepCache); and a cross-attention that reads each sentence's
+encoder keys/values in place, for all of its beams (`cross_attention`, attention.c;
+model/cross_memory.py's RowMemory).
 
 A decoding step ends with a pass over every row's whole vocabulary: normalise it (log_softmax) and keep
 its k best tokens. In torch that is a log_softmax that writes the whole (rows x V) block and a top-k
@@ -102,6 +104,9 @@ def _library():
     lib.step_attention.restype = ctypes.c_int
     lib.step_attention.argtypes = [ptr, i64, ptr, ptr, i64, i64, ptr, i64, i64, i64, i64, ctypes.c_float, ptr,
                                    ctypes.c_int]
+    lib.cross_attention.restype = ctypes.c_int
+    lib.cross_attention.argtypes = [ptr, i64, ptr, ptr, i64, ptr, ptr, i64, i64, i64, i64, ctypes.c_float, ptr,
+                                    ctypes.c_int]
     return lib
 
 
@@ -161,3 +166,34 @@ def step_attention(q: torch.Tensor, k_steps: torch.Tensor, v_steps: torch.Tensor
         raise MemoryError("step_attention: no scratch space")
     return out
 
+
+
+def cross_attention(q: torch.Tensor, kt: torch.Tensor, v: torch.Tensor, rows: torch.Tensor, lengths: torch.Tensor
+                    ) -> torch.Tensor:
+    """One decoding step's cross-attention (model/kernels/attention.c): q (G*P, H*d) fp32 query rows (any row
+    stride, unit column stride) in G groups of P adjacent rows (a sentence's beams); kt (B, H, d, S) and
+    v (B, H, S, d) contiguous, each sentence's encoder keys (transposed) and values; rows (G,) int32, the
+    sentence of each group; lengths (B,) int32, each sentence's real positions (its first lengths[b]; the
+    rest are padding). Returns (G*P, H*d): per head, softmax(q.k / sqrt(d)) over the sentence's
+    positions, times v. Callers check `available()` first.
+
+    The shapes are checked here; the index values are not (at every layer of every step that would cost
+    more than the check is worth): model/cross_memory.py's RowMemory makes lengths within 1 .. S and
+    takes rows from index_select, which refuses rows out of range."""
+    N, D = q.shape
+    B, H, d, S = kt.shape
+    G = rows.numel()
+    # The kernel trusts these: a mismatched shape would read out of bounds.
+    if not (q.stride(1) == 1 and H * d == D and v.shape == (B, H, S, d) and kt.is_contiguous() and v.is_contiguous()
+            and G and N % G == 0):
+        raise ValueError(f"cross_attention: queries {tuple(q.shape)}, keys {tuple(kt.shape)}, values {tuple(v.shape)}, "
+                         f"{G} groups")
+    if not (rows.dtype == lengths.dtype == torch.int32 and lengths.shape == (B,) and rows.is_contiguous()
+            and lengths.is_contiguous()):
+        raise ValueError(f"cross_attention: rows {tuple(rows.shape)} {rows.dtype}, lengths {tuple(lengths.shape)}")
+    out = torch.empty(N, D)
+    if _library().cross_attention(q.data_ptr(), q.stride(0), kt.data_ptr(), v.data_ptr(), S, rows.data_ptr(),
+                                  lengths.data_ptr(), G, N // G, H, d, d ** -0.5, out.data_ptr(),
+                                  torch.get_num_threads()):
+        raise MemoryError("cross_attention: no scratch space")
+    return out

@@ -16,10 +16,14 @@ import torch
 def select_rows(obj, index: torch.Tensor):
     """Return `obj` with every tensor's first dimension indexed by `index`.
 
-    Non-tensor leaves (step counters, flags) are shared unchanged.
+    Non-tensor leaves (step counters, flags) are shared unchanged. An object with a `select_rows(index)`
+    method of its own (model/cross_memory.py's RowMemory, which only narrows an index) is asked to do it.
     """
     if isinstance(obj, torch.Tensor):
         return obj.index_select(0, index)
+    own = getattr(obj, "select_rows", None)
+    if callable(own):
+        return own(index)
     if obj is None or isinstance(obj, (int, float, bool, str)):
         return obj
     if isinstance(obj, (list, tuple)):

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from model import cpu_kernels
+from model.cross_memory import RowMemory, TransformerMemory, encoder_memory
 from model.decoder_cache import StepCache, TransformerState
 
 
@@ -78,24 +79,6 @@ class TransformerConfig:
             raise ValueError(f"positions must be one of {[*POSITION_FORMULAS, 'stored']}, got {self.positions!r}")
         if self.positions == "stored" and self.max_positions < 1:
             raise ValueError("positions='stored' needs max_positions > 0 (the tables' length)")
-
-
-@dataclass
-class TransformerMemory:
-    """What decoding needs of the encoder: each decoder layer's cross-attention keys/values.
-
-    The cross-attention projections depend only on the source, so they are
-    computed once here rather than at every decoding step; the encoder's
-    output itself is not needed after that.
-    """
-
-    pad_mask: torch.Tensor  # (B, S) True at real tokens
-    # Per layer: the keys transposed, (B, H, d, S), and the values, (B, H, S, d). When decoding both are
-    # contiguous in that layout, the one a step's q @ k^T and p @ v read: as the projection leaves
-    # them (heads a strided view of (B, S, D)) matmul copied every layer's keys and values at every
-    # step, and long inputs decoded 2-5% slower.
-    cross_kt: tuple[torch.Tensor, ...]
-    cross_v: tuple[torch.Tensor, ...]
 
 
 def sinusoidal_positions(length: int, dim: int, offset: int = 0) -> torch.Tensor:
@@ -205,9 +188,6 @@ class MultiHeadAttention(nn.Module):
         B, L, D = x.shape
         return x.view(B, L, self.n_heads, D // self.n_heads).transpose(1, 2)  # (B, H, L, d)
 
-    def project_kv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self._heads(self.k_proj(x)), self._heads(self.v_proj(x))
-
     def project_rows(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Self-attention's queries, keys and values of x (..., D), each (..., D): views of one product
         when fused, rows 3D floats apart."""
@@ -297,9 +277,10 @@ class DecoderLayer(_Residual):
         self.ffn = FeedForward(cfg.d_model, cfg.ff_dim, cfg.activation_dropout, cfg.activation)
         self.ffn_norm = nn.LayerNorm(cfg.d_model)
 
-    def forward(self, x, cache, self_mask, cross_k, cross_v, cross_mask):
+    def forward(self, x, cache, self_mask, cross):
         """x (B, Tq, D); cache the self-attention keys/values of earlier positions (GatheredLayerCache or
-        StepLayerCache: a decoding step, Tq 1), or None (every position at once, under self_mask).
+        StepLayerCache: a decoding step, Tq 1), or None (every position at once, under self_mask);
+        cross this layer's part of the encoder memory (model/cross_memory.py).
 
         Returns x and the cache extended by x's positions (None without a cache).
         """
@@ -310,7 +291,7 @@ class DecoderLayer(_Residual):
             attended, cache = cache.attend(self.self_attn, h)
         x = self.residual(x, attended, self.self_norm)
         h = self.sublayer_input(x, self.cross_norm)
-        x = self.residual(x, self.cross_attn.attend(h, cross_k, cross_v, cross_mask), self.cross_norm)
+        x = self.residual(x, cross.attend(self.cross_attn, h), self.cross_norm)
         return self.residual(x, self.ffn(self.sublayer_input(x, self.ffn_norm)), self.ffn_norm), cache
 
 
@@ -372,7 +353,7 @@ class Transformer(nn.Module):
         return self.dropout(x + self.positions.rows(offset, L, x))
 
     # --- decoding interface -------------------------------------------------
-    def encode(self, src: torch.Tensor) -> TransformerMemory:
+    def encode(self, src: torch.Tensor) -> TransformerMemory | RowMemory:
         """src (B, S) right-padded token ids ending in EOS."""
         pad_mask = src.ne(self.cfg.source_pad_id)  # (B, S)
         attn_mask = pad_mask[:, None, None, :]  # (B, 1, 1, S)
@@ -381,19 +362,13 @@ class Transformer(nn.Module):
             x = layer(x, attn_mask)
         if self.cfg.pre_norm:
             x = self.enc_norm(x)
-        cross = [layer.cross_attn.project_kv(x) for layer in self.decoder]
-        # Training reads the memory once per batch: the views as projected keep it bit-identical.
-        lay_out = (lambda t: t) if self.training else (lambda t: t.contiguous())
-        return TransformerMemory(
-            pad_mask=pad_mask,
-            cross_kt=tuple(lay_out(k.transpose(-1, -2)) for k, _ in cross),
-            cross_v=tuple(lay_out(v) for _, v in cross),
-        )
+        cross = [(layer.cross_attn.k_proj(x), layer.cross_attn.v_proj(x)) for layer in self.decoder]  # (B, S, D)
+        return encoder_memory(pad_mask, cross, self.cfg.n_heads, self.training)
 
-    def init_state(self, memory: TransformerMemory) -> TransformerState | StepCache:
+    def init_state(self, memory: TransformerMemory | RowMemory) -> TransformerState | StepCache:
         """An empty self-attention cache. On CPU, in fp32, with the C kernels built, the StepCache that is
         read in place; elsewhere (GPU, half precision, no compiler) the TransformerState that is gathered."""
-        B = memory.pad_mask.size(0)
+        B = memory.sentences
         # The embeddings' dtype is the compute dtype (linear layers may be int8-quantized modules).
         weight = self.src_embed.weight
         n = self.cfg.dec_layers
@@ -403,15 +378,14 @@ class Transformer(nn.Module):
         empty = weight.new_zeros(B, H, 0, d)
         return TransformerState(self_k=(empty,) * n, self_v=(empty,) * n, step=0)
 
-    def decode_step(self, prev_tokens: torch.Tensor, memory: TransformerMemory, state: TransformerState | StepCache):
+    def decode_step(self, prev_tokens: torch.Tensor, memory: TransformerMemory | RowMemory,
+                    state: TransformerState | StepCache):
         """prev_tokens (B,) -> logits (B, V) for the next position, and the new state."""
         x = self._embed("tgt", prev_tokens[:, None], offset=state.step)  # (B, 1, D)
-        cross_mask = memory.pad_mask[:, None, None, :]
         caches = state.layers()
-        for i, layer in enumerate(self.decoder):
+        for i, (layer, cross) in enumerate(zip(self.decoder, memory.layers(), strict=True)):
             # One query at the newest position sees every cached key: no causal mask needed.
-            x, caches[i] = layer(x, caches[i], None, memory.cross_kt[i].transpose(-1, -2), memory.cross_v[i],
-                                 cross_mask)
+            x, caches[i] = layer(x, caches[i], None, cross)
         if self.cfg.pre_norm:
             x = self.dec_norm(x)
         logits = self.output(x[:, 0])  # (B, V)
@@ -457,10 +431,9 @@ class Transformer(nn.Module):
     def _teacher_forced(self, tgt_in: torch.Tensor, memory: TransformerMemory) -> torch.Tensor:
         T = tgt_in.size(1)
         causal = torch.ones(T, T, dtype=torch.bool, device=tgt_in.device).tril()  # (T, T)
-        cross_mask = memory.pad_mask[:, None, None, :]
         x = self._embed("tgt", tgt_in)
-        for i, layer in enumerate(self.decoder):
-            x, _ = layer(x, None, causal, memory.cross_kt[i].transpose(-1, -2), memory.cross_v[i], cross_mask)
+        for layer, cross in zip(self.decoder, memory.layers(), strict=True):
+            x, _ = layer(x, None, causal, cross)
         if self.cfg.pre_norm:
             x = self.dec_norm(x)
         return self.output(x)

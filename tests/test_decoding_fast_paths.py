@@ -81,7 +81,11 @@ def test_fusing_twice_is_once_and_other_families_are_left_alone():
     assert prepare_for_decoding(rnn) is rnn and list(rnn.state_dict()) == keys
 
 
-def test_cross_attention_memory_is_laid_out_for_decoding_and_left_as_projected_in_training():
+def test_cross_attention_memory_is_laid_out_for_decoding_and_left_as_projected_in_training(monkeypatch):
+    """The torch layout (GPU, half precision, no C compiler; model/cross_memory.py's TransformerMemory)."""
+    from model import cpu_kernels
+
+    monkeypatch.setattr(cpu_kernels, "available", lambda: False)
     torch.manual_seed(0)
     model = tiny_transformer(VOCAB)
     src = pad_batch(random_sources(4, VOCAB, 2, 9, seed=6), PAD_ID, suffix=EOS_ID)
