@@ -2,6 +2,8 @@
 
     python bench/engines.py --out bench/results/engines_cpu.json
     python bench/engines.py --sizes shipped --precisions fp32 --sentences 300   # a quick look
+    python bench/engines.py --device cuda --precisions fp16,bf16,int8_fp16 --threads 1 --max-tokens 400000 \
+        --ct2-batch-tokens 16384 --out bench/results/engines_gpu.json              # one GPU
 
 For each model size (the shipped model, exported with jobs/convert_model.py --to marian and converted
 with the stock ct2-transformers-converter; and a Transformer-base shape with random weights, 6+6
@@ -13,6 +15,9 @@ maximum length, and its own best batching:
     ours-fixed    batches of 32 rows in input order (the plain `generate`-in-map_batches loop)
     ctranslate2   token batches on sorted input (max_batch_size tokens, batch_type="tokens")
     transformers  sorted batches of 32 and of 64 rows (the better one is kept); fp32 only
+On a GPU (--device cuda) the precisions are fp16 and bf16 for every engine (ours: half-precision weights
+and the gathered cache with scaled_dot_product_attention; CTranslate2 float16 / bfloat16; transformers
+in that dtype), plus int8_fp16, CTranslate2's int8_float16, set against ours in fp16.
 Only decoding is timed (after one warm-up batch): no model loading, no tokenization. Target tokens
 count every generated token, EOS included. Then the whole Ray job (jobs/translate_corpus.py) runs on a
 corpus of --job-sentences sentences and its rate is set against the bare decoder's on the same
@@ -130,29 +135,57 @@ def worker(args) -> dict:
     elif engine == "ctranslate2":
         run = _ctranslate2(job, ids, beam, max_len, min_len, precision, threads)
     else:
-        run = _transformers(job, ids, beam, max_len, min_len, threads)
+        run = _transformers(job, ids, beam, max_len, min_len, precision, threads)
     outputs, seconds = run
     tokens = sum(len(o) + 1 for o in outputs)  # every generated token, EOS included
-    return {"sentences": len(ids), "target_tokens": tokens, "seconds": round(seconds, 3),
-            "target_tokens_per_second": round(tokens / seconds, 1),
-            "sentences_per_second": round(len(ids) / seconds, 2),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1), "outputs": outputs}
+    result = {"sentences": len(ids), "target_tokens": tokens, "seconds": round(seconds, 3),
+              "target_tokens_per_second": round(tokens / seconds, 1),
+              "sentences_per_second": round(len(ids) / seconds, 2),
+              "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1), "outputs": outputs}
+    if job["device"] == "cuda" and engine != "ctranslate2":  # CTranslate2 keeps its own allocator's figures
+        import torch
+
+        result["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return result
+
+
+# Each --precisions value as each engine names it; None: the engine does not run it.
+CT2_COMPUTE = {"fp32": "float32", "int8": "int8", "fp16": "float16", "bf16": "bfloat16", "int8_fp16": "int8_float16"}
+TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+def runs_precision(engine: str, precision: str, device: str) -> bool:
+    """Whether `engine` decodes at `precision` on `device` (int8 is ours on CPU only; int8_fp16 is
+    CTranslate2's on GPU; transformers runs fp32 on CPU, any float dtype on GPU)."""
+    if engine == "ctranslate2":
+        return precision in CT2_COMPUTE
+    if engine == "transformers":
+        return precision == "fp32" or (device == "cuda" and precision in TORCH_DTYPES)
+    return precision in TORCH_DTYPES or (precision == "int8" and device == "cpu")
 
 
 def _ours(job, ids, beam, max_len, min_len, precision, threads, fixed):
+    import torch
+
     from model.loaders import load_model
     from model.search import DecodeConfig
     from pipeline.cpu_decoding import for_cpu_decoding, setup_cpu_process
-    from pipeline.decode import decode_streams, translate_ids
+    from pipeline.decode import decode_streams, prepare_for_decoding, translate_ids
 
-    streams, threads = decode_streams(threads, job["streams"])  # as the translation job's actors do
-    setup_cpu_process(threads)
-    model = for_cpu_decoding(load_model(job["native"]).model, precision, job["cpu_blas"], threads)
+    device = job["device"]
+    if device == "cpu":
+        streams, threads = decode_streams(threads, job["streams"])  # as the translation job's actors do
+        setup_cpu_process(threads)
+        model = for_cpu_decoding(load_model(job["native"]).model, precision, job["cpu_blas"], threads)
+    else:  # as a GPU actor loads it (pipeline/translate.py): the weights in the compute dtype
+        streams = 1
+        model = prepare_for_decoding(load_model(job["native"], device=device,
+                                                dtype=getattr(torch, TORCH_DTYPES[precision])).model)
     cfg = DecodeConfig(beam_size=beam, max_len_a=0, max_len_b=max_len - 1, min_len=min_len)
     batches = [list(range(i, min(i + 32, len(ids)))) for i in range(0, len(ids), 32)] if fixed else None
-    translate_ids(model, ids[:8], cfg, job["max_tokens"])  # warm-up
+    translate_ids(model, ids[:8], cfg, job["max_tokens"], device)  # warm-up
     return best_of(job["repeats"], lambda: [h[0].tokens for h in translate_ids(model, ids, cfg, job["max_tokens"],
-                                                                                 batches=batches,
+                                                                                 device, batches=batches,
                                                                                  streams=streams)[0]])
 
 
@@ -162,8 +195,8 @@ def _ctranslate2(job, ids, beam, max_len, min_len, precision, threads):
     with open(os.path.join(job["ct2"], "shared_vocabulary.json")) as f:
         pieces = json.load(f)
     index = {p: i for i, p in enumerate(pieces)}
-    translator = ctranslate2.Translator(job["ct2"], device="cpu", compute_type="int8" if precision == "int8"
-                                        else "float32", intra_threads=threads, inter_threads=1)
+    translator = ctranslate2.Translator(job["ct2"], device=job["device"], compute_type=CT2_COMPUTE[precision],
+                                        intra_threads=threads, inter_threads=1)
     tokens = [[pieces[i] for i in row] for row in ids]
     opts = dict(beam_size=beam, length_penalty=1.0, max_decoding_length=max_len, min_decoding_length=min_len,
                 max_batch_size=job["ct2_batch_tokens"], batch_type="tokens")
@@ -172,12 +205,13 @@ def _ctranslate2(job, ids, beam, max_len, min_len, precision, threads):
                                             for r in translator.translate_batch(tokens, **opts)])
 
 
-def _transformers(job, ids, beam, max_len, min_len, threads):
+def _transformers(job, ids, beam, max_len, min_len, precision, threads):
     import torch
     from transformers import MarianMTModel
 
     torch.set_num_threads(threads)
-    model = MarianMTModel.from_pretrained(job["hf"]).eval()
+    device = job["device"]
+    model = MarianMTModel.from_pretrained(job["hf"]).eval().to(device, getattr(torch, TORCH_DTYPES[precision]))
     pad, eos = model.config.pad_token_id, model.config.eos_token_id
     best = None
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
@@ -192,8 +226,9 @@ def _transformers(job, ids, beam, max_len, min_len, threads):
                 batch[r, :len(ids[i])] = torch.tensor(ids[i])
                 mask[r, :len(ids[i])] = 1
             with torch.no_grad():
-                out = model.generate(input_ids=batch, attention_mask=mask, num_beams=beam, length_penalty=1.0,
-                                     early_stopping=True, max_new_tokens=max_len, min_new_tokens=min_len)
+                out = model.generate(input_ids=batch.to(device), attention_mask=mask.to(device), num_beams=beam,
+                                     length_penalty=1.0, early_stopping=True, max_new_tokens=max_len,
+                                     min_new_tokens=min_len)
             for r, i in enumerate(indices):
                 outputs[i] = [t for t in out[r, 1:].tolist() if t not in (pad, eos)]
 
@@ -253,7 +288,8 @@ def run_engine(work: str, job: dict) -> dict:
 
 
 # --- the whole job --------------------------------------------------------------------------------
-def job_vs_bare(work: str, data: str, sentences: int, threads: int, max_tokens: int, engine: str = "ours") -> dict:
+def job_vs_bare(work: str, data: str, sentences: int, threads: int, max_tokens: int, engine: str = "ours",
+                gpu_precision: str | None = None) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -272,6 +308,7 @@ def job_vs_bare(work: str, data: str, sentences: int, threads: int, max_tokens: 
     # other stages), as a user runs it.
     cmd = [sys.executable, os.path.join(ROOT, "jobs", "translate_corpus.py"), "--input", corpus, "--output", out,
            "--beam-size", "4", "--max-tokens", str(max_tokens), "--metrics", "bleu", "--overwrite", "--engine", engine]
+    cmd += ["--gpus-per-actor", "1", "--precision", gpu_precision] if gpu_precision else []
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                    env={**os.environ, "RAY_ADDRESS": "local"})
     with open(os.path.join(out, "report.json")) as f:
@@ -282,14 +319,16 @@ def job_vs_bare(work: str, data: str, sentences: int, threads: int, max_tokens: 
             "sentences": run["sentences"], "seconds": run["seconds"],
             "target_tokens_per_second": run["target_tokens_per_second"],
             "target_tokens_per_actor_second": run["target_tokens_per_actor_second"],
-            "actors": len(run["actor_rows"]), "command": job_command(sentences, max_tokens, engine)}
+            "actors": len(run["actor_rows"]), "gpu_precision": gpu_precision,
+            "command": job_command(sentences, max_tokens, engine, gpu_precision)}
 
 
-def job_command(sentences: int, max_tokens: int, engine: str = "ours") -> str:
+def job_command(sentences: int, max_tokens: int, engine: str = "ours", gpu_precision: str | None = None) -> str:
     """How the whole-job figure is produced (corpus: test_2016_flickr repeated to `sentences` rows, 8 shards)."""
     return (f"python jobs/translate_corpus.py --input <{sentences:,} sentences in 8 shards> --output <dir> "
             f"--beam-size 4 --max-tokens {max_tokens} --metrics bleu" + (f" --engine {engine}" if engine != "ours"
-                                                                          else ""))
+                                                                          else "")
+            + (f" --gpus-per-actor 1 --precision {gpu_precision}" if gpu_precision else ""))
 
 
 # --- driver ---------------------------------------------------------------------------------------
@@ -297,8 +336,9 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--data", default=DATA, help="folder with Multi30k's test_2016_flickr.{en,de}.gz")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where every engine decodes")
     p.add_argument("--sizes", default="shipped,base")
-    p.add_argument("--precisions", default="fp32,int8")
+    p.add_argument("--precisions", default=None, help="default: fp32,int8 on CPU; fp16,bf16,int8_fp16 on cuda")
     p.add_argument("--engines", default="ours,ours-fixed,ctranslate2,transformers")
     p.add_argument("--sentences", type=int, default=1000, help="sentences of test_2016_flickr")
     p.add_argument("--long", type=int, default=500, help="inputs of the long set (3 sentences joined)")
@@ -317,8 +357,11 @@ def main() -> int:
     p.add_argument("--job-sentences", type=int, default=30000, help="0: skip the whole-job run (which costs a "
                    "fixed ~15 s of Ray and actor start-up on 2 cores: 30,000 sentences amortise it)")
     p.add_argument("--job-engines", default="ours,ctranslate2", help="the job's --engine values to run it with")
-    p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "engines_cpu.json"))
+    p.add_argument("--out", default=None, help="default: bench/results/engines_cpu.json (engines_gpu.json on cuda)")
     args = p.parse_args()
+    gpu = args.device == "cuda"
+    args.precisions = args.precisions or ("fp16,bf16,int8_fp16" if gpu else "fp32,int8")
+    args.out = args.out or os.path.join(ROOT, "bench", "results", f"engines_{'gpu' if gpu else 'cpu'}.json")
     if args.worker:
         print(json.dumps(worker(args)))
         return 0
@@ -332,11 +375,14 @@ def main() -> int:
     from pipeline.decode import decode_streams
 
     streams, stream_threads = decode_streams(args.threads, args.streams)
-    results = {"machine": {**cpu_info(), "processor": platform.processor() or platform.machine(), "gpu": None,
+    if gpu and not torch.cuda.is_available():
+        raise SystemExit("--device cuda: no CUDA device")
+    results = {"machine": {**cpu_info(), "processor": platform.processor() or platform.machine(),
+                           "gpu": torch.cuda.get_device_name(0) if gpu else None,
                            "torch": torch.__version__, "numpy_blas": numpy_blas(),
                            "our_cpu_blas": resolve_cpu_blas(args.cpu_blas, stream_threads), "our_streams": streams,
                            "ctranslate2": _version("ctranslate2"), "transformers": _version("transformers")},
-               "config": {k: v for k, v in vars(args).items() if k not in ("worker", "data")}, "runs": [],
+               "config": {k: v for k, v in vars(args).items() if k not in ("worker", "data", "out")}, "runs": [],
                "ratios": {}}
     sets = input_sets(args.data, args.sentences, args.long)
     bare = None  # the bare decoder's job (shipped, test_2016_flickr, fp32), for the runs around the whole job
@@ -355,15 +401,15 @@ def main() -> int:
                 # the base shape decodes exactly --base-length tokens in every engine.
                 max_len, min_len = (256, 1) if size == "shipped" else (args.base_length, args.base_length)
                 for precision in args.precisions.split(","):
-                    engines = [e for e in args.engines.split(",") if e != "transformers" or precision == "fp32"]
-                    base = {"precision": precision, "threads": args.threads, "ids": ids,
+                    engines = [e for e in args.engines.split(",") if runs_precision(e, precision, args.device)]
+                    base = {"precision": precision, "device": args.device, "threads": args.threads, "ids": ids,
                             "marian_ids": [[to_marian[i] for i in row] for row in ids],
                             "beam": args.beam_size, "max_len": max_len, "min_len": min_len, "native": native,
                             "hf": hf, "ct2": ct2, "max_tokens": args.max_tokens,
                             "ct2_batch_tokens": args.ct2_batch_tokens, "repeats": args.repeats,
                             "cpu_blas": args.cpu_blas, "streams": args.streams}
-                    if (size, set_name, precision) == ("shipped", "test_2016_flickr", "fp32"):
-                        bare = {**base, "engine": "ours"}
+                    if (size, set_name) == ("shipped", "test_2016_flickr") and bare is None and "ours" in engines:
+                        bare = {**base, "engine": "ours"}  # fp32 on CPU, the first half precision on GPU
                     for engine, r in interleaved(work, engines, base, args.rounds).items():
                         outputs = r.pop("outputs")
                         if size == "shipped":
@@ -379,7 +425,8 @@ def main() -> int:
             jobs = {}
             for engine in args.job_engines.split(","):
                 around = [run_engine(work, bare)["target_tokens_per_second"]] if bare and engine == "ours" else []
-                jobs[engine] = job_vs_bare(work, args.data, args.job_sentences, args.threads, args.max_tokens, engine)
+                jobs[engine] = job_vs_bare(work, args.data, args.job_sentences, args.threads, args.max_tokens, engine,
+                                           bare["precision"] if gpu and bare else None)
                 if around:
                     around.append(run_engine(work, bare)["target_tokens_per_second"])
                     jobs[engine]["bare_tokens_per_second_around"] = around
@@ -395,28 +442,34 @@ def main() -> int:
 
 def _ratios(results: dict) -> None:
     by = {(r["size"], r["set"], r["precision"], r["engine"]): r for r in results["runs"]}
+    speed = lambda r: r["target_tokens_per_second"]  # noqa: E731
     for (size, set_name, precision, engine), r in by.items():
+        key = f"{size}/{set_name}"
+        if engine == "ctranslate2" and precision == "int8_fp16" and (size, set_name, "fp16", "ours") in by:
+            # CTranslate2's fastest GPU mode has no counterpart of ours: set against ours in fp16.
+            results["ratios"][f"{key}: ours fp16 / ctranslate2 int8_fp16"] = round(
+                speed(by[(size, set_name, "fp16", "ours")]) / speed(r), 2)
         if engine != "ours":
             continue
-        key = f"{size}/{set_name}/{precision}"
         ct2 = by.get((size, set_name, precision, "ctranslate2"))
-        hf = by.get((size, set_name, "fp32", "transformers"))
+        # transformers at the same precision (GPU), else in fp32 (on CPU it runs fp32 only).
+        hf_precision = precision if (size, set_name, precision, "transformers") in by else "fp32"
+        hf = by.get((size, set_name, hf_precision, "transformers"))
         if ct2:
-            results["ratios"][f"{key}: ours / ctranslate2"] = round(r["target_tokens_per_second"]
-                                                                    / ct2["target_tokens_per_second"], 2)
+            results["ratios"][f"{key}/{precision}: ours / ctranslate2"] = round(speed(r) / speed(ct2), 2)
         if hf:
-            results["ratios"][f"{key}: ours / transformers fp32"] = round(r["target_tokens_per_second"]
-                                                                          / hf["target_tokens_per_second"], 2)
+            results["ratios"][f"{key}/{precision}: ours / transformers {hf_precision}"] = round(speed(r) / speed(hf), 2)
     job = results.get("job")
-    bare = by.get(("shipped", "test_2016_flickr", "fp32", "ours"))
+    precision = (job or {}).get("gpu_precision") or "fp32"
+    bare = by.get(("shipped", "test_2016_flickr", precision, "ours"))
     if job and bare and job.get("engine", "ours") == "ours":
         # The bare decoder right before and after the job when measured (older files: its best round).
         around = job.get("bare_tokens_per_second_around") or [bare["target_tokens_per_second"]]
-        results["ratios"]["job (whole run) / bare decoder, shipped fp32"] = round(
+        results["ratios"][f"job (whole run) / bare decoder, shipped {precision}"] = round(
             job["target_tokens_per_second"] / (sum(around) / len(around)), 2)
     jobs = results.get("jobs", {})
     if "ours" in jobs and "ctranslate2" in jobs:
-        results["ratios"]["job --engine ctranslate2 / job --engine ours, shipped fp32"] = round(
+        results["ratios"][f"job --engine ctranslate2 / job --engine ours, shipped {precision}"] = round(
             jobs["ctranslate2"]["target_tokens_per_second"] / jobs["ours"]["target_tokens_per_second"], 2)
 
 

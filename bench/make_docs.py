@@ -33,8 +33,8 @@ def command(script: str, cfg: dict, keys: tuple[str, ...]) -> str:
 
 TRANSLATE_KEYS = ("sentences", "scale", "shards", "beam_size", "batch_rows", "actors", "cpus_per_actor")
 ENGINES_CMD = "python bench/engines.py"
-ENGINES_KEYS = ("sizes", "precisions", "engines", "sentences", "long", "base_sentences", "base_length", "beam_size",
-                "threads", "max_tokens", "ct2_batch_tokens", "repeats", "rounds", "cpu_blas", "streams",
+ENGINES_KEYS = ("device", "sizes", "precisions", "engines", "sentences", "long", "base_sentences", "base_length",
+                "beam_size", "threads", "max_tokens", "ct2_batch_tokens", "repeats", "rounds", "cpu_blas", "streams",
                 "job_sentences", "job_engines")
 SCORE_KEYS = ("rows", "files", "metrics", "actors")
 
@@ -128,13 +128,15 @@ def engines_section() -> tuple[list[str], list[str]]:
     lines, summary = [], []
     for path, r in load("engines_*.json"):
         cfg, m = r["config"], r["machine"]
+        gpu = bool(m.get("gpu"))
         cmd = command(ENGINES_CMD, cfg, ENGINES_KEYS)
         lines += [f"### {machine(r)}: {m.get('cpu_model', '')} (`{path}`)", "",
-                  f"Beam {cfg['beam_size']}, length penalty 1.0 (score / length, EOS counted), {cfg['threads']} "
-                  f"threads per engine"
+                  f"Beam {cfg['beam_size']}, length penalty 1.0 (score / length, EOS counted), "
+                  + (f"every engine on the one GPU ({m['gpu']}), our token budget {cfg['max_tokens']:,}"
+                     if gpu else f"{cfg['threads']} threads per engine")
                   + (f" (ours decodes {m['our_streams']} batches at once, {cfg['threads'] // m['our_streams']} "
                      "thread(s) each, through one copy of the model: `--cpu-streams`; CTranslate2 splits each batch "
-                     "over its intra-op threads)" if m.get("our_streams", 1) > 1 else "")
+                     "over its intra-op threads)" if m.get("our_streams", 1) > 1 and not gpu else "")
                   + ", each engine in its own process, decoding time only ("
                   + (f"fastest of {cfg['rounds']} interleaved rounds: every engine once per round, the order "
                      f"reversed each round, {cfg.get('repeats', 1)} timed run(s) per process"
@@ -157,27 +159,31 @@ def engines_section() -> tuple[list[str], list[str]]:
         lines += ["", "Ratios:", ""] + [f"- {k}: **{v:.2f}**" for k, v in r["ratios"].items()] + [""]
         for j in (r.get("jobs") or ({"ours": r["job"]} if "job" in r else {})).values():
             engine = j.get("engine", "ours")
-            job_cmd = job_command(j["sentences"], cfg["max_tokens"], engine)
             actors = j.get("actors", 1)
             bleu = f", BLEU {j['bleu']}" if j.get("bleu") is not None else ""
-            lines += [f"The whole job, `--engine {engine}` (`{job_cmd}`, {j['sentences']:,} sentences, the job's "
-                      f"compute defaults: {actors} model actor(s) of one thread, the tokenize, detokenize and write "
-                      f"stages on the same {m['cpus']} cores): {j['target_tokens_per_second']:,.0f} target tokens/s "
+            job_cmd = job_command(j["sentences"], cfg["max_tokens"], engine, j.get("gpu_precision"))
+            compute = (f"{actors} GPU model actor(s)" if j.get("gpu_precision") else
+                       f"the job's compute defaults: {actors} model actor(s) of one thread")
+            lines += [f"The whole job, `--engine {engine}` (`{job_cmd}`, {j['sentences']:,} sentences, "
+                      f"{compute}, the tokenize, detokenize and write stages on the same {m['cpus']} cores): "
+                      f"{j['target_tokens_per_second']:,.0f} target tokens/s "
                       f"for the whole run ({j['seconds']:.0f} s, Ray start-up included{bleu}), "
                       f"{j['target_tokens_per_actor_second']:,.0f} per actor-second; the bare decoder is one "
                       f"process with {cfg['threads']} threads"
                       + (" ({} target tokens/s right before the job and {} right after; the ratio is to their "
                          "mean)".format(*(f"{x:,.0f}" for x in j["bare_tokens_per_second_around"]))
                          if j.get("bare_tokens_per_second_around") else "") + ".", ""]
-        key = "shipped/test_2016_flickr/fp32"
+        first = "fp16" if gpu else "fp32"
+        key = f"shipped/test_2016_flickr/{first}"
         if f"{key}: ours / ctranslate2" in r["ratios"]:
             int8 = r["ratios"].get("shipped/test_2016_flickr/int8: ours / ctranslate2")
-            summary.append(f"- Engines on the same weights ({machine(r)}, {cfg['threads']} thread(s) per engine, beam "
+            hf = next((v for k, v in r["ratios"].items() if k.startswith(f"{key}: ours / transformers")), None)
+            where = "one GPU" if gpu else f"{cfg['threads']} thread(s) per engine"
+            summary.append(f"- Engines on the same weights ({machine(r)}, {where}, beam "
                            f"{cfg['beam_size']}, test_2016_flickr): "
-                           f"ours {r['ratios'][f'{key}: ours / ctranslate2']:.2f}x CTranslate2 in fp32"
+                           f"ours {r['ratios'][f'{key}: ours / ctranslate2']:.2f}x CTranslate2 in {first}"
                            + (f", {int8:.2f}x in int8" if int8 else "")
-                           + (f", {r['ratios'][f'{key}: ours / transformers fp32']:.2f}x transformers `generate`"
-                              if f"{key}: ours / transformers fp32" in r["ratios"] else "")
+                           + (f", {hf:.2f}x transformers `generate`" if hf else "")
                            + (f"; the whole job {r['ratios'][JOB_RATIO]:.2f}x the bare decoder"
                               if JOB_RATIO in r["ratios"] else "")
                            + (f"; the job with `--engine ctranslate2` {r['ratios'][CT2_JOB_RATIO]:.2f}x the job "
