@@ -189,7 +189,16 @@ def engines_section() -> tuple[list[str], list[str]]:
                            + (f"; the job with `--engine ctranslate2` {r['ratios'][CT2_JOB_RATIO]:.2f}x the job "
                               "with ours" if CT2_JOB_RATIO in r["ratios"] else "")
                            + f" (`{cmd}`; docs/performance.md)")
+    if lines and not any(r["machine"].get("gpu") for _, r in load("engines_*.json")):
+        lines += ["**Engines on a GPU: not measured yet** (no GPU was lent to the sessions that produced these "
+                  "figures). On one GPU: `" + GPU_ENGINES_CMD + "`, then `python bench/make_docs.py`: ours in fp16 "
+                  "and bf16 against CTranslate2 float16, bfloat16 and int8_float16, and transformers in the same "
+                  "dtype, on the same weights (`tests/test_engines_bench.py` runs it on a few sentences there).", ""]
     return lines, summary
+
+
+GPU_ENGINES_CMD = ("python bench/engines.py --device cuda --precisions fp16,bf16,int8_fp16 --threads 1 "
+                   "--max-tokens 400000 --ct2-batch-tokens 16384 --out bench/results/engines_gpu.json")
 
 
 DOCS_CMD = "python bench/documents.py"
