@@ -36,7 +36,8 @@ SOURCES = [os.path.join(KERNELS, name) for name in ("candidates.c", "attention.c
 log = logging.getLogger(__name__)
 
 
-def _cpu_flags() -> set[str]:
+def cpu_flags() -> set[str]:
+    """This CPU's feature flags (/proc/cpuinfo: avx2, fma, avx512f, ...); empty where unknown."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
@@ -51,7 +52,7 @@ def _compile_flags(openmp: bool = True) -> list[str]:
     """AVX2/FMA code where this CPU has them (the kernels' vector paths), portable C elsewhere; OpenMP
     (the rows split across torch's threads: the same libgomp, which torch has loaded) where the compiler
     has it."""
-    isa = ["-mavx2", "-mfma"] if {"avx2", "fma"} <= _cpu_flags() else []
+    isa = ["-mavx2", "-mfma"] if {"avx2", "fma"} <= cpu_flags() else []
     return ["-O3", "-shared", "-fPIC", "-fno-math-errno", *(["-fopenmp"] if openmp else []), *isa]
 
 

@@ -126,7 +126,7 @@ class ComputeConfig:
                         "and the encoder's products in numpy's OpenBLAS, ~1.5-2x MKL's speed on AMD CPUs at one "
                         "thread), onednn (every linear "
                         "layer in torch's oneDNN; ~1.15x at 2+ threads on AMD), torch (MKL on x86), auto (on AMD: "
-                        "openblas for 1-thread actors, onednn for more; elsewhere torch)",
+                        "onednn, except openblas for 1-thread actors on CPUs without AVX-512; elsewhere torch)",
                         choices=CPU_BLAS)
     batch_rows: int = arg(1024, help="rows per model-actor call (sorted by length inside the actor)")
     # The budget sets how many rows a decoding step multiplies, and a step's products run far from the

@@ -90,12 +90,23 @@ def test_choices_resolve_per_machine(monkeypatch):
         resolve_cpu_blas("mkl")
     monkeypatch.setattr(blas, "numpy_blas", lambda: "openblas")
     monkeypatch.setattr(blas, "onednn_available", lambda: True)
+    monkeypatch.setattr(blas, "cpu_flags", lambda: {"avx2", "fma"})
     for vendor, one, two in (("AuthenticAMD", "openblas", "onednn"), ("GenuineIntel", "torch", "torch"),
                              ("", "torch", "torch")):
         monkeypatch.setattr(blas, "cpu_vendor", lambda vendor=vendor: vendor)
         assert resolve_cpu_blas("auto") == one
         # OpenBLAS's pool would compete with torch's threads; oneDNN runs on them.
         assert resolve_cpu_blas("auto", threads=2) == two
+    # AVX-512 AMD cores: oneDNN at one thread too (MKL keeps AVX2 code on AMD; oneDNN dispatches by ISA).
+    monkeypatch.setattr(blas, "cpu_flags", lambda: {"avx2", "fma", "avx512f"})
+    monkeypatch.setattr(blas, "cpu_vendor", lambda: "AuthenticAMD")
+    assert resolve_cpu_blas("auto") == resolve_cpu_blas("auto", threads=2) == "onednn"
+    monkeypatch.setattr(blas, "cpu_vendor", lambda: "GenuineIntel")
+    assert resolve_cpu_blas("auto") == "torch"
+    monkeypatch.setattr(blas, "cpu_vendor", lambda: "AuthenticAMD")
+    monkeypatch.setattr(blas, "onednn_available", lambda: False)
+    assert resolve_cpu_blas("auto") == "openblas" and resolve_cpu_blas("auto", threads=2) == "torch"
+    monkeypatch.setattr(blas, "onednn_available", lambda: True)
     monkeypatch.setattr(blas, "numpy_blas", lambda: "mkl")
     monkeypatch.setattr(blas, "onednn_available", lambda: False)
     monkeypatch.setattr(blas, "cpu_vendor", lambda: "AuthenticAMD")
