@@ -34,6 +34,10 @@ class TrainConfig:
     valid: str = arg("", help="validation Parquet for loss and sacreBLEU (recommended)")
     name: str = arg("run", help="run name under <output>/ray/; the same name with --resume continues it")
     resume: bool = arg(False, help="continue the run <output>/ray/<name> from its latest checkpoint")
+    init_model: str = arg("", help="start from this model directory's weights (continued training, fine-tuning, "
+                          "distillation into a trained model): its architecture and dropout replace the "
+                          "architecture flags, --tokenizer must be its vocabulary; the optimizer and the "
+                          "learning-rate schedule start afresh (fairseq --finetune-from-model)")
     source_column: str = arg("source", help="source text column")
     target_column: str = arg("reference", help="target text column of --train")
     valid_target_column: str = arg("", help="reference column of --valid (default: --target-column); e.g. "
@@ -102,6 +106,8 @@ class TrainConfig:
             raise ValueError("--update-freq must be >= 1 and --max-tokens >= 8")
 
     def model_config(self, tokenizer) -> tuple[str, dict]:
+        if self.init_model:
+            return init_model_config(self.init_model, tokenizer, self.storage_options)
         common = dict(src_vocab_size=tokenizer.src_vocab_size, tgt_vocab_size=tokenizer.tgt_vocab_size,
                       dropout=self.dropout, share_embeddings=self.share_embeddings and tokenizer.joint,
                       tie_output=self.tie_output)
@@ -112,6 +118,18 @@ class TrainConfig:
         return "rnn", dict(common, cell=self.cell, attention=self.attention, emb_dim=self.emb_dim,
                            hidden_dim=self.hidden_dim, num_layers=self.layers, bidirectional=self.bidirectional,
                            reverse_source=self.reverse_source, input_feeding=self.input_feeding)
+
+
+def init_model_config(uri: str, tokenizer, storage_options: dict) -> tuple[str, dict]:
+    """(arch, model config) of the --init-model directory, which must share the training vocabulary:
+    a model fed ids from another vocabulary would train, but on garbage."""
+    from model.checkpoint_files import load_tokenizer_only, read_config
+
+    config = read_config(uri, storage_options)
+    if load_tokenizer_only(uri, storage_options).vocab_fingerprint() != tokenizer.vocab_fingerprint():
+        raise ValueError(f"--init-model {uri} has another vocabulary than --tokenizer; pass the tokenizer "
+                         "it was trained with")
+    return config["arch"], config["model"]
 
 
 def storage(cfg: TrainConfig) -> tuple[str, object | None]:
@@ -169,11 +187,13 @@ def export_models(cfg: TrainConfig, result) -> dict:
 
 
 def main(argv=None) -> int:
-    cfg = with_absolute_paths(parse_config(TrainConfig, argv), "train", "valid", "tokenizer", "output")
+    cfg = with_absolute_paths(parse_config(TrainConfig, argv), "train", "valid", "tokenizer", "output",
+                             "init_model")
     print_config(cfg)
     import ray.train
     from ray.train.torch import TorchTrainer
 
+    from model.checkpoint_files import CheckpointError
     from model.tokenizer import load_tokenizer
     from pipeline.cluster import init_ray
     from training.loop import train_worker
@@ -189,7 +209,7 @@ def main(argv=None) -> int:
         arch, model_config = cfg.model_config(tokenizer)
         init_ray(cfg.num_workers * cfg.cpus_per_worker + 3 * cfg.data_cpus + 1)
         train_ds = build_train_dataset(cfg)
-    except (FileNotFoundError, ValueError) as e:
+    except (FileNotFoundError, ValueError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     t0 = time.time()

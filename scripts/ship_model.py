@@ -79,7 +79,9 @@ def card(meta: dict, params: int, size_mb: float, dtype: str) -> str:
         "",
         f"- Hardware: {tr['hardware']}; autocast {meta['train_config'].get('autocast', '?')}",
         f"- Training time: {tr['seconds'] / 3600:.2f} h wall clock ({tr['step']:,} updates, {tr['epochs']} epochs, "
-        f"{tr['target_tokens']:,} target tokens)",
+        f"{tr['target_tokens']:,} target tokens)" + (" in all stages" if len(meta.get("stages", [])) > 1 else ""),
+        *[f"  - stage {i}: {st['what']}: {st['seconds'] / 3600:.2f} h, {st['step']:,} updates, {st['epochs']} epochs"
+          for i, st in enumerate(meta.get("stages", []) if len(meta.get("stages", [])) > 1 else [], 1)],
         f"- Commands (from the repository root, `{meta.get('recipe', 'scripts/train_default_model.sh')}`):",
         "",
         "```bash",
@@ -87,6 +89,19 @@ def card(meta: dict, params: int, size_mb: float, dtype: str) -> str:
         "```",
     ]
     return "\n".join(lines) + "\n"
+
+
+def training_stages(metadata: dict) -> list[dict]:
+    """The training stages behind a checkpoint, first to last: a run started with --init-model records the
+    model it started from and that model's own training (itself perhaps started from another)."""
+    stages, this = [], metadata
+    while this:
+        tr = this.get("training") or {}
+        stages.append({"what": this.get("model", "this run"), "seconds": tr.get("seconds", 0.0),
+                       "step": tr.get("step", 0), "epochs": tr.get("epochs", tr.get("epoch", 0)),
+                       "target_tokens": tr.get("target_tokens", 0)})
+        this = this.get("initialized_from")
+    return stages[::-1]
 
 
 def main() -> int:
@@ -112,7 +127,7 @@ def main() -> int:
     ckpt = load_checkpoint(os.path.join(args.run, chosen))
     test_eval = evaluate(os.path.join(args.run, chosen), test)["overall"]
     val_eval = {"sentences": 1014, **scores[chosen]}
-    tr = ckpt.metadata.get("training", {})
+    stages = training_stages(ckpt.metadata)
     with open(args.recipe) as f:
         commands = [line.rstrip() for line in f if not line.startswith("#")]
     meta = {
@@ -122,8 +137,9 @@ def main() -> int:
         "candidates": ", ".join(f"{k} {v['bleu']['score']:.2f}" for k, v in scores.items()),
         "evaluation": {"val": val_eval, "test_2016_flickr": {"sentences": test_eval["sentences"],
                                                               **test_eval["scores"]}},
-        "training": {"hardware": args.hardware, "seconds": tr.get("seconds", 0.0), "step": tr.get("step", 0),
-                     "epochs": tr.get("epoch", 0), "target_tokens": tr.get("target_tokens", 0)},
+        "training": {"hardware": args.hardware, **{key: sum(st[key] for st in stages) for key in
+                                                   ("seconds", "step", "epochs", "target_tokens")}},
+        "stages": stages,
         "commands": commands,
         "recipe": os.path.relpath(os.path.abspath(args.recipe), ROOT),
         "gap_note": args.gap_note,

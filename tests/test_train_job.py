@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 
 from jobs.prepare_corpus import main as prepare
 from jobs.train_model import main as train
@@ -68,6 +69,23 @@ def test_prepare_tokenize_train_resume_translate(local_ray, s3_server, s3_bucket
     text = last.tokenizer.decode_target([h[0].tokens for h in hyps])
     assert len(text) == 2 and all(isinstance(t, str) for t in text)
     assert all(h[0].tokens for h in hyps)
+
+    # --init-model: a new run starts from those weights, in that architecture (--d-model 64 is overridden).
+    # With lr 0 Adam moves nothing, so the new run's last/ must be the trained model exactly.
+    flags = dict(zip(common[::2], common[1::2], strict=True))
+    flags.update({"--output": f"{s3_bucket}/tuned", "--d-model": "64", "--lr": "0", "--num-workers": "1"})
+    tuned_argv = [*[x for kv in flags.items() for x in kv], "--max-steps", "2", "--init-model", f"{out}/last"]
+    assert train(tuned_argv) == 0
+    tuned = load_checkpoint(f"{s3_bucket}/tuned/last", storage_options=opts)
+    assert tuned.config["model"] == last.config["model"] and tuned.metadata["training"]["step"] == 2
+    trained = last.model.state_dict()
+    assert all(torch.equal(v, trained[k]) for k, v in tuned.model.state_dict().items())
+    other_tok = f"{s3_bucket}/tok200"
+    assert train_tokenizer(["--input", corpus, "--output", other_tok, "--vocab-size", "200", *so]) == 0
+    flags.update({"--tokenizer": other_tok, "--output": f"{s3_bucket}/refused"})
+    capsys.readouterr()
+    assert train([*[x for kv in flags.items() for x in kv], "--init-model", f"{out}/last"]) == 2
+    assert "another vocabulary" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("arch", ["rnn"])

@@ -66,13 +66,24 @@ class Trainer:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-9,
                                           weight_decay=cfg.weight_decay)
         self.state = TrainState()
+        # Where the weights of a --init-model run came from, with that model's own training record,
+        # so a card can give the whole training time and history.
+        self.initialized_from: dict | None = None
         resumed = ray.train.get_checkpoint()
         if resumed:
             with resumed.as_directory() as d:
-                self.model.load_state_dict(load_checkpoint(d).model.state_dict())
+                ckpt = load_checkpoint(d)
+                self.model.load_state_dict(ckpt.model.state_dict())
                 self.state = load_training_state(d, self.optimizer)
+                self.initialized_from = ckpt.metadata.get("initialized_from")
             self.log(f"resumed from step {self.state.step} (epoch {self.state.epoch + 1}, "
                      f"{self.state.updates_in_epoch} updates into it)")
+        elif cfg.init_model:  # a resumed run already holds the trained-on weights
+            init = load_checkpoint(cfg.init_model, storage_options=cfg.storage_options)
+            self.model.load_state_dict(init.model.state_dict())
+            self.initialized_from = {"model": cfg.init_model, **{k: init.metadata[k] for k in
+                                                               ("training", "initialized_from") if k in init.metadata}}
+            self.log(f"initialized from {cfg.init_model}")
         self.ddp = ray.train.torch.prepare_model(self.model)
         self.dropped: Counter = Counter()  # this epoch, this worker
         self.dropped_last_epoch: Counter | None = None
@@ -229,6 +240,8 @@ class Trainer:
                              "workers": self.world, "device": str(self.device)},
                 "validation": {k: metrics[k] for k in ("val_nll", "val_bleu", "val_bleu_signature") if k in metrics},
                 "train_config": self.cfg_summary()}
+        if self.initialized_from:
+            meta["initialized_from"] = self.initialized_from
         save_checkpoint(directory, self.model, self.tokenizer, metadata=meta)
         save_training_state(directory, self.optimizer, self.state)
         if metrics.get("improved"):
