@@ -2,7 +2,7 @@
 every training source twice, once with its human reference and once with the teacher's translation.
 
     python scripts/distillation_corpus.py --references work/multi30k/train \\
-        --translations work/multi30k/distilled/translations --output work/multi30k/self_distilled
+        --translations work/multi30k/tuned-teacher/translations --output work/multi30k/tuned-corpus
 
 --translations is the output of jobs/translate_corpus.py over the training set (rows whose status is
 not `ok` are left out). The union is shuffled before it is cut into shards: the training job streams

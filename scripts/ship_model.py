@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import sys
 
@@ -79,16 +80,48 @@ def card(meta: dict, params: int, size_mb: float, dtype: str) -> str:
         "",
         f"- Hardware: {tr['hardware']}; autocast {meta['train_config'].get('autocast', '?')}",
         f"- Training time: {tr['seconds'] / 3600:.2f} h wall clock ({tr['step']:,} updates, {tr['epochs']} epochs, "
-        f"{tr['target_tokens']:,} target tokens)" + (" in all stages" if len(meta.get("stages", [])) > 1 else ""),
-        *[f"  - stage {i}: {st['what']}: {st['seconds'] / 3600:.2f} h, {st['step']:,} updates, {st['epochs']} epochs"
-          for i, st in enumerate(meta.get("stages", []) if len(meta.get("stages", [])) > 1 else [], 1)],
-        f"- Commands (from the repository root, `{meta.get('recipe', 'scripts/train_default_model.sh')}`):",
+        f"{tr['target_tokens']:,} target tokens)" + (" in all stages" if len(meta["stages"]) > 1 else ""),
+        *stage_lines(meta["stages"], meta["recipes"]),
+        "- Commands (from the repository root; each script resumes where it stopped):",
         "",
         "```bash",
-        *meta["commands"],
+        *[recipe["invocation"] for recipe in meta["recipes"]],
         "```",
+        *[line for recipe in unique_scripts(meta["recipes"]) for line in
+          ("", f"`{recipe['script']}`:", "", "```bash", *recipe["commands"], "```")],
     ]
     return "\n".join(lines) + "\n"
+
+
+def parse_recipe(spec: str) -> dict:
+    """A recipe as given to --recipe: a script, optionally preceded by the VAR=value settings it ran with."""
+    words = shlex.split(spec)
+    script = os.path.relpath(os.path.abspath(words[-1]), ROOT)
+    with open(os.path.join(ROOT, script)) as f:
+        commands = [line.rstrip() for line in f if not line.startswith("#")]
+    return {"invocation": shlex.join([*words[:-1], "bash", script]), "script": script, "commands": commands}
+
+
+def unique_scripts(recipes: list[dict]) -> list[dict]:
+    seen: dict[str, dict] = {}
+    for recipe in recipes:
+        seen.setdefault(recipe["script"], recipe)
+    return list(seen.values())
+
+
+def stage_lines(stages: list[dict], recipes: list[dict]) -> list[str]:
+    """One line per stage when there are several; each names the recipe that ran it when one was given
+    per stage (stage 1 is trained from scratch, each later one starts from its predecessor's weights)."""
+    if len(stages) < 2:
+        return []
+    lines = []
+    for i, st in enumerate(stages):
+        how = "from scratch" if i == 0 else f"from the weights of stage {i}"
+        if len(recipes) == len(stages):
+            how += f", `{recipes[i]['invocation']}`"
+        lines.append(f"  - stage {i + 1} ({how}): {st['seconds'] / 3600:.2f} h, {st['step']:,} updates, "
+                     f"{st['epochs']} epochs")
+    return lines
 
 
 def training_stages(metadata: dict) -> list[dict]:
@@ -112,8 +145,10 @@ def main() -> int:
     p.add_argument("--hardware", default="2 vCPU (AMD EPYC, AVX512-BF16) VM, 24 GB RAM, no GPU; 1 Ray Train "
                    "worker with 2 torch threads")
     p.add_argument("--gap-note", default="")
-    p.add_argument("--recipe", default=os.path.join(ROOT, "scripts", "train_default_model.sh"),
-                   help="the script that trained --run; its commands go into the card")
+    p.add_argument("--recipe", action="append", default=[],
+                   help="the script that trained --run, as it was run (e.g. 'EPOCHS=8 "
+                   "scripts/train_self_distilled.sh'); give it once per training stage, first to last; the "
+                   "scripts' commands go into the card (default: scripts/train_default_model.sh)")
     args = p.parse_args()
 
     val, test = os.path.join(args.data, "val"), os.path.join(args.data, "test_2016_flickr")
@@ -128,8 +163,7 @@ def main() -> int:
     test_eval = evaluate(os.path.join(args.run, chosen), test)["overall"]
     val_eval = {"sentences": 1014, **scores[chosen]}
     stages = training_stages(ckpt.metadata)
-    with open(args.recipe) as f:
-        commands = [line.rstrip() for line in f if not line.startswith("#")]
+    recipes = [parse_recipe(spec) for spec in args.recipe or [os.path.join(ROOT, "scripts", "train_default_model.sh")]]
     meta = {
         "name": "multi30k-en-de",
         "model_config": ckpt.config["model"],
@@ -140,8 +174,7 @@ def main() -> int:
         "training": {"hardware": args.hardware, **{key: sum(st[key] for st in stages) for key in
                                                    ("seconds", "step", "epochs", "target_tokens")}},
         "stages": stages,
-        "commands": commands,
-        "recipe": os.path.relpath(os.path.abspath(args.recipe), ROOT),
+        "recipes": recipes,
         "gap_note": args.gap_note,
         "train_config": ckpt.metadata.get("train_config", {}),
     }
