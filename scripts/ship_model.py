@@ -82,7 +82,7 @@ def card(meta: dict, params: int, size_mb: float, dtype: str) -> str:
         f"- Training time: {tr['seconds'] / 3600:.2f} h wall clock ({tr['step']:,} updates, {tr['epochs']} epochs, "
         f"{tr['target_tokens']:,} target tokens)" + (" in all stages" if len(meta["stages"]) > 1 else ""),
         *stage_lines(meta["stages"], meta["recipes"]),
-        "- Commands (from the repository root; each script resumes where it stopped):",
+        "- Commands, stage by stage (from the repository root):",
         "",
         "```bash",
         *[recipe["invocation"] for recipe in meta["recipes"]],
