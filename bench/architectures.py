@@ -76,7 +76,7 @@ def main() -> int:
         training = ckpt.metadata.get("training", {})
         result = evaluate(path, test)
         if len(ckpt.metadata.get("stages", [])) > 1:  # the card's stages: training time and updates are their sum
-            title += f", all {len(ckpt.metadata['stages'])} training stages of its card"
+            title += f" (the {len(ckpt.metadata['stages'])} training stages of its card)"
         rows.append({
             "name": name, "title": title, "arch": ckpt.config["arch"], "config": ckpt.config["model"],
             "parameters": sum(p.numel() for p in ckpt.model.parameters()),
