@@ -61,12 +61,13 @@ def input_sets(data: str, sentences: int, long: int) -> dict[str, tuple[list[str
 
 
 # --- models ---------------------------------------------------------------------------------------
-def export_shipped(work: str) -> tuple[str, str]:
+def export_shipped(work: str, with_ct2: bool = True) -> tuple[str, str]:
     """The shipped model as a Marian directory (our exporter) and as CTranslate2 (the stock converter)."""
     hf, ct2 = os.path.join(work, "shipped-hf"), os.path.join(work, "shipped-ct2")
     subprocess.run([sys.executable, os.path.join(ROOT, "jobs", "convert_model.py"), "--to", "marian", "--input",
                     SHIPPED, "--output", hf], check=True, stdout=subprocess.DEVNULL)
-    ct2_convert(hf, ct2)
+    if with_ct2:
+        ct2_convert(hf, ct2)
     return hf, ct2
 
 
@@ -76,7 +77,7 @@ def ct2_convert(hf: str, out: str) -> None:
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def build_base(work: str, vocab_size: int = 32000) -> tuple[str, str]:
+def build_base(work: str, with_ct2: bool = True, vocab_size: int = 32000) -> tuple[str, str]:
     """A Transformer-base shape with random weights, as a Marian directory (and its CTranslate2 conversion).
 
     Its vocab.json holds the shipped SentencePiece pieces, then filler entries up to 32k ids, so every
@@ -118,7 +119,8 @@ def build_base(work: str, vocab_size: int = 32000) -> tuple[str, str]:
         model.model.shared.weight[pad].zero_()  # as in real models (CTranslate2 starts from a zero vector)
     model.save_pretrained(hf)
     ct2 = os.path.join(work, "base-ct2")
-    ct2_convert(hf, ct2)
+    if with_ct2:
+        ct2_convert(hf, ct2)
     return hf, ct2
 
 
@@ -258,6 +260,10 @@ def best_of(repeats: int, decode) -> tuple[list, float]:
     return best
 
 
+class EngineFailed(Exception):
+    """An engine's process failed; the benchmark records it and goes on with the others."""
+
+
 def interleaved(work: str, engines: list[str], base: dict, rounds: int) -> dict[str, dict]:
     """Each engine's fastest run over `rounds` rounds, every round running each engine once (in its own
     process, `repeats` timed runs) and reversing the order of the one before.
@@ -267,9 +273,17 @@ def interleaved(work: str, engines: list[str], base: dict, rounds: int) -> dict[
     Interleaved, every engine is measured early and late alike. `round_tokens_per_second` keeps each
     round's figure, so the drift shows in the JSON."""
     best: dict[str, dict] = {}
+    failed: set[str] = set()
     for i in range(max(1, rounds)):
         for engine in engines if i % 2 == 0 else engines[::-1]:
-            r = run_engine(work, {**base, "engine": engine})
+            if engine in failed:
+                continue
+            try:
+                r = run_engine(work, {**base, "engine": engine})
+            except EngineFailed as e:
+                failed.add(engine)
+                best[engine] = {"error": str(e)}
+                continue
             seen = best.get(engine, {}).get("round_tokens_per_second", []) + [r["target_tokens_per_second"]]
             if engine not in best or r["target_tokens_per_second"] > best[engine]["target_tokens_per_second"]:
                 best[engine] = r
@@ -283,7 +297,7 @@ def run_engine(work: str, job: dict) -> dict:
         json.dump(job, f)
     out = subprocess.run([sys.executable, __file__, "--worker", path], capture_output=True, text=True)
     if out.returncode:
-        raise SystemExit(f"{job['engine']} ({job['precision']}) failed:\n{out.stderr[-3000:]}")
+        raise EngineFailed(f"{job['engine']} ({job['precision']}) failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -307,8 +321,10 @@ def job_vs_bare(work: str, data: str, sentences: int, threads: int, max_tokens: 
     # The job's own compute defaults (on CPUs: one 1-thread model actor per core, less one CPU for the
     # other stages), as a user runs it.
     cmd = [sys.executable, os.path.join(ROOT, "jobs", "translate_corpus.py"), "--input", corpus, "--output", out,
-           "--beam-size", "4", "--max-tokens", str(max_tokens), "--metrics", "bleu", "--overwrite", "--engine", engine]
-    cmd += ["--gpus-per-actor", "1", "--precision", gpu_precision] if gpu_precision else []
+           "--beam-size", "4", "--metrics", "bleu", "--overwrite", "--engine", engine]
+    # On a GPU the job's own budget (each actor measures it from its memory), as a user runs it.
+    cmd += ["--gpus-per-actor", "1", "--precision", gpu_precision] if gpu_precision else ["--max-tokens",
+                                                                                          str(max_tokens)]
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                    env={**os.environ, "RAY_ADDRESS": "local"})
     with open(os.path.join(out, "report.json")) as f:
@@ -326,8 +342,8 @@ def job_vs_bare(work: str, data: str, sentences: int, threads: int, max_tokens: 
 def job_command(sentences: int, max_tokens: int, engine: str = "ours", gpu_precision: str | None = None) -> str:
     """How the whole-job figure is produced (corpus: test_2016_flickr repeated to `sentences` rows, 8 shards)."""
     return (f"python jobs/translate_corpus.py --input <{sentences:,} sentences in 8 shards> --output <dir> "
-            f"--beam-size 4 --max-tokens {max_tokens} --metrics bleu" + (f" --engine {engine}" if engine != "ours"
-                                                                          else "")
+            "--beam-size 4" + ("" if gpu_precision else f" --max-tokens {max_tokens}") + " --metrics bleu"
+            + (f" --engine {engine}" if engine != "ours" else "")
             + (f" --gpus-per-actor 1 --precision {gpu_precision}" if gpu_precision else ""))
 
 
@@ -385,10 +401,16 @@ def main() -> int:
                "config": {k: v for k, v in vars(args).items() if k not in ("worker", "data", "out")}, "runs": [],
                "ratios": {}}
     sets = input_sets(args.data, args.sentences, args.long)
+    engines_asked = args.engines.split(",")
+    if "ctranslate2" in engines_asked and _version("ctranslate2") is None:
+        results["skipped"] = {"ctranslate2": "not installed"}
+        engines_asked.remove("ctranslate2")
+        args.job_engines = ",".join(e for e in args.job_engines.split(",") if e != "ctranslate2")
+    with_ct2 = "ctranslate2" in engines_asked
     bare = None  # the bare decoder's job (shipped, test_2016_flickr, fp32), for the runs around the whole job
     with tempfile.TemporaryDirectory() as work:
         for size in args.sizes.split(","):
-            hf, ct2 = export_shipped(work) if size == "shipped" else build_base(work)
+            hf, ct2 = export_shipped(work, with_ct2) if size == "shipped" else build_base(work, with_ct2)
             native = SHIPPED if size == "shipped" else hf
             tok = load_tokenizer(native)
             for set_name, (src, refs) in sets.items():
@@ -401,7 +423,7 @@ def main() -> int:
                 # the base shape decodes exactly --base-length tokens in every engine.
                 max_len, min_len = (256, 1) if size == "shipped" else (args.base_length, args.base_length)
                 for precision in args.precisions.split(","):
-                    engines = [e for e in args.engines.split(",") if runs_precision(e, precision, args.device)]
+                    engines = [e for e in engines_asked if runs_precision(e, precision, args.device)]
                     base = {"precision": precision, "device": args.device, "threads": args.threads, "ids": ids,
                             "marian_ids": [[to_marian[i] for i in row] for row in ids],
                             "beam": args.beam_size, "max_len": max_len, "min_len": min_len, "native": native,
@@ -411,6 +433,12 @@ def main() -> int:
                     if (size, set_name) == ("shipped", "test_2016_flickr") and bare is None and "ours" in engines:
                         bare = {**base, "engine": "ours"}  # fp32 on CPU, the first half precision on GPU
                     for engine, r in interleaved(work, engines, base, args.rounds).items():
+                        if "error" in r:
+                            results.setdefault("failed", []).append(
+                                {"size": size, "set": set_name, "precision": precision, "engine": engine,
+                                 "error": r["error"]})
+                            print(f"{engine} {precision} {size}/{set_name} failed: {r['error']}", flush=True)
+                            continue
                         outputs = r.pop("outputs")
                         if size == "shipped":
                             if not engine.startswith("ours"):
@@ -423,7 +451,7 @@ def main() -> int:
                         print(json.dumps({k: v for k, v in r.items() if k != "outputs_sample"}), flush=True)
         if args.job_sentences:
             jobs = {}
-            for engine in args.job_engines.split(","):
+            for engine in filter(None, args.job_engines.split(",")):
                 around = [run_engine(work, bare)["target_tokens_per_second"]] if bare and engine == "ours" else []
                 jobs[engine] = job_vs_bare(work, args.data, args.job_sentences, args.threads, args.max_tokens, engine,
                                            bare["precision"] if gpu and bare else None)

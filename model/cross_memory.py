@@ -4,8 +4,8 @@ The cross-attention projections depend only on the source, so `Transformer.encod
 per batch rather than at every decoding step. Two layouts, as for the self-attention caches
 (model/decoder_cache.py):
 
-- TransformerMemory, per layer the keys transposed (B, H, d, S) and the values (B, H, S, d): what torch's
-  batched matmuls and scaled_dot_product_attention read. Runs anywhere; training reads it.
+- TransformerMemory, per layer the keys and values (B, H, S, d), each stored in the layout its device's
+  attention reads fastest (`decoding_layout`). Runs anywhere; training reads it.
 - RowMemory, the same tensors read by a C kernel (model/kernels/attention.c) for all the beams of a
   sentence at once, plus the rows of the sentences still decoding. In torch, each sentence that finished
   copied every layer's keys and values out of the memory (select_rows), and a step's attention ran as
@@ -42,11 +42,9 @@ class GatheredCross:
 @dataclass
 class TransformerMemory:
     pad_mask: torch.Tensor  # (B, S) True at real tokens
-    # Per layer: the keys transposed, (B, H, d, S), and the values, (B, H, S, d). When decoding both are
-    # contiguous in that layout, the one a step's q @ k^T and p @ v read: as the projection leaves
-    # them (heads a strided view of (B, S, D)) matmul copied every layer's keys and values at every
-    # step, and long inputs decoded 2-5% slower.
-    cross_kt: tuple[torch.Tensor, ...]
+    # Per layer the keys and the values, (B, H, S, d): views laid out by `decoding_layout` when decoding,
+    # the projections' own views when training.
+    cross_k: tuple[torch.Tensor, ...]
     cross_v: tuple[torch.Tensor, ...]
 
     @property
@@ -55,7 +53,23 @@ class TransformerMemory:
 
     def layers(self) -> list[GatheredCross]:
         mask = self.pad_mask[:, None, None, :]
-        return [GatheredCross(kt.transpose(-1, -2), v, mask) for kt, v in zip(self.cross_kt, self.cross_v, strict=True)]
+        return [GatheredCross(k, v, mask) for k, v in zip(self.cross_k, self.cross_v, strict=True)]
+
+
+def decoding_layout(k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keys and values (B, H, S, d) of a decoding memory, stored once per batch in the layout every step
+    reads without a copy.
+
+    CPU: the keys transposed in memory, (B, H, d, S) contiguous, the values contiguous: what a step's two
+    batched matmuls (q @ k^T, p @ v) read; as the projection leaves them (heads a strided view of
+    (B, S, D)) matmul copied every layer's keys and values at every step, and long inputs decoded 2-5%
+    slower. GPU: both contiguous with the head dimension last (stride 1), which scaled_dot_product_attention's
+    fused kernels (memory-efficient, flash) require; given transposed keys it falls back to the math
+    kernel, which materializes the scores and upcasts half precision, at every layer and step.
+    """
+    if k.device.type == "cpu":
+        return k.transpose(-1, -2).contiguous().transpose(-1, -2), v.contiguous()
+    return k.contiguous(), v.contiguous()
 
 
 @dataclass(frozen=True)
@@ -94,7 +108,10 @@ class RowMemory:
         lengths = pad_mask.sum(1)
         if B == 0 or int(lengths.min()) < 1 or not torch.equal(pad_mask, torch.arange(S) < lengths[:, None]):
             return None
-        return RowMemory(memory.cross_kt, memory.cross_v, lengths.to(torch.int32), torch.arange(B, dtype=torch.int32))
+        cross_kt = tuple(k.transpose(-1, -2) for k in memory.cross_k)  # contiguous: decoding_layout on CPU
+        if not all(kt.is_contiguous() for kt in cross_kt):
+            return None
+        return RowMemory(cross_kt, memory.cross_v, lengths.to(torch.int32), torch.arange(B, dtype=torch.int32))
 
     @property
     def sentences(self) -> int:
@@ -120,10 +137,12 @@ def encoder_memory(pad_mask: torch.Tensor, cross: list[tuple[torch.Tensor, torch
         B, S, D = t.shape
         return t.view(B, S, heads, D // heads).transpose(1, 2)
 
+    heads_of = [(split(k), split(v)) for k, v in cross]
     # Training reads the memory once per batch: the views as projected keep it bit-identical.
-    lay_out = (lambda t: t) if training else (lambda t: t.contiguous())
-    memory = TransformerMemory(pad_mask=pad_mask, cross_kt=tuple(lay_out(split(k).transpose(-1, -2)) for k, _ in cross),
-                               cross_v=tuple(lay_out(split(v)) for _, v in cross))
+    if not training:
+        heads_of = [decoding_layout(k, v) for k, v in heads_of]
+    memory = TransformerMemory(pad_mask=pad_mask, cross_k=tuple(k for k, _ in heads_of),
+                               cross_v=tuple(v for _, v in heads_of))
     if not training and cross and cpu_kernels.apply_to(cross[0][0]):
         return RowMemory.of(memory) or memory
     return memory

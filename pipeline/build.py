@@ -78,7 +78,8 @@ def build_pipeline(ds, plan: PipelinePlan):
         fn_constructor_kwargs=dict(model_uri=model.uri, decode=settings.decode, precision=settings.precision,
                                    max_tokens=compute.max_tokens, torch_threads=compute.torch_threads,
                                    storage_options=so, ensemble_uris=model.ensemble, cpu_blas=compute.cpu_blas,
-                                   engine=settings.engine, cpu_streams=compute.cpu_streams),
+                                   engine=settings.engine, cpu_streams=compute.cpu_streams,
+                                   gpus_per_actor=compute.gpus_per_actor),
         # Each call gets a large batch; the actor sorts it by length and cuts token-budget sub-batches.
         batch_size=compute.batch_rows, batch_format="pyarrow", compute=model_actor_pool(compute),
         num_gpus=compute.gpus_per_actor or None, num_cpus=compute.cpus_per_actor,

@@ -30,6 +30,7 @@ import tempfile
 import torch
 
 from model.search import DecodeConfig, Hypothesis, max_lengths
+from pipeline.decode import EngineOutOfMemory
 
 # Our --precision -> CTranslate2 compute_type.
 COMPUTE_TYPES = {"fp32": "float32", "int8": "int8", "bf16": "bfloat16", "fp16": "float16"}
@@ -105,11 +106,16 @@ class CTranslate2Engine:
 
     def _translate(self, rows: list[list[str]], limit: int, cfg: DecodeConfig) -> list[list[Hypothesis]]:
         alpha = LENGTH_PENALTY_EXPONENT[cfg.length_penalty](cfg.alpha)
-        out = self.translator.translate_batch(
-            rows, beam_size=cfg.beam_size, num_hypotheses=cfg.nbest, length_penalty=alpha, return_scores=True,
-            # At most `limit` tokens, as ours; at the limit CTranslate2 stops without EOS.
-            max_decoding_length=limit, min_decoding_length=cfg.min_len,
-            max_batch_size=0)  # the batch as given: translate_ids already cut it under the token budget
+        try:
+            out = self.translator.translate_batch(
+                rows, beam_size=cfg.beam_size, num_hypotheses=cfg.nbest, length_penalty=alpha, return_scores=True,
+                # At most `limit` tokens, as ours; at the limit CTranslate2 stops without EOS.
+                max_decoding_length=limit, min_decoding_length=cfg.min_len,
+                max_batch_size=0)  # the batch as given: translate_ids cut it under the token budget
+        except RuntimeError as e:
+            if is_out_of_memory(e):  # translate_ids splits the batch and retries the halves
+                raise EngineOutOfMemory(str(e)) from e
+            raise
         hyps = []
         for result in out:
             hyps.append([Hypothesis(tokens=[self.id_of[p] for p in pieces], score=score,
@@ -117,6 +123,12 @@ class CTranslate2Engine:
                                     logprob=score * (len(pieces) + 1) ** alpha)
                          for pieces, score in zip(result.hypotheses, result.scores, strict=True)])
         return hyps
+
+
+def is_out_of_memory(error: RuntimeError) -> bool:
+    """Whether CTranslate2 ran out of device memory: it raises RuntimeError("CUDA failed with error out of
+    memory") from its CUDA allocator, and std::bad_alloc (a MemoryError in Python) on the host."""
+    return "out of memory" in str(error).lower()
 
 
 def _vocabularies(ct2_dir: str) -> tuple[list[str], list[str]]:

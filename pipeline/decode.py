@@ -16,9 +16,15 @@ import torch
 from model.search import DecodeConfig, Hypothesis, search
 from pipeline.batching import least_padding_batches, pad_batch
 
+
+class EngineOutOfMemory(RuntimeError):
+    """A batch did not fit in an engine's device memory; raised by engines that report it otherwise
+    (CTranslate2 raises a plain RuntimeError), so translate_ids splits the batch as it does torch's."""
+
+
 # torch.OutOfMemoryError exists from torch 2.5 only; torch.cuda.OutOfMemoryError (torch >= 1.13) is the
 # same class there, and the one torch 2.4 raises.
-DEVICE_OUT_OF_MEMORY = torch.cuda.OutOfMemoryError
+DEVICE_OUT_OF_MEMORY = (torch.cuda.OutOfMemoryError, EngineOutOfMemory)
 
 
 def prepare_for_decoding(model):
@@ -108,7 +114,8 @@ def translate_ids(
             except DEVICE_OUT_OF_MEMORY:
                 if len(idx) == 1:
                     raise
-                torch.cuda.empty_cache()
+                if torch.cuda.is_initialized():
+                    torch.cuda.empty_cache()  # the failed batch's cached blocks, for the halves
                 half = len(idx) // 2
                 with lock:
                     pending.extendleft([idx[half:], idx[:half]])

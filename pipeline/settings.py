@@ -128,12 +128,14 @@ class ComputeConfig:
                         "layer in torch's oneDNN; ~1.15x at 2+ threads on AMD), torch (MKL on x86), auto (on AMD: "
                         "onednn, except openblas for 1-thread actors on CPUs without AVX-512; elsewhere torch)",
                         choices=CPU_BLAS)
-    batch_rows: int = arg(1024, help="rows per model-actor call (sorted by length inside the actor)")
+    batch_rows: int = arg(0, help="rows per model-actor call, sorted by length inside the actor (0: 1,024 for CPU "
+                          "actors, 8,192 for GPU actors, whose token budget holds many more rows at once)")
     # The budget sets how many rows a decoding step multiplies, and a step's products run far from the
     # CPU's peak under ~250 rows. At 12,000, inputs of ~45 tokens got ~130 rows: 24,000 decoded them
     # 1.09-1.14x faster at 1 thread (fp32, int8) and 1.20x at 2, captions (~14 tokens) even at 1 thread
     # and 1.15x at 2 (in-process interleaved runs), for ~+95 MB of peak memory on captions per actor.
-    max_tokens: int = arg(24000, help="decoding token budget per sub-batch: rows x beam x (source + target)")
+    max_tokens: int = arg(0, help="decoding token budget per sub-batch: rows x beam x (source + target) (0: 24,000 "
+                          "on CPU; on a GPU, sized by each actor from its share of the GPU's memory and the model)")
     cpu_actors: int = arg(1, help="actors for each of the tokenize and detokenize stages")
     cpus_per_stage: float = arg(0.25, help="CPUs per task/actor of the tokenize, detokenize and write stages")
 
@@ -149,11 +151,25 @@ class ComputeConfig:
         return self.actors or max(self.min_actors, self.max_actors, 1)
 
 
+# Automatic batch sizes. A CPU actor's budget is its speed optimum (above); a GPU actor's budget is set by
+# the actor from its memory (pipeline/gpu_budget.py), and its calls carry more rows so the budget can fill.
+CPU_MAX_TOKENS = 24000
+CPU_BATCH_ROWS = 1024
+GPU_BATCH_ROWS = 8192
+
+
+def actors_for_gpus(gpus: float, gpus_per_actor: float) -> int:
+    """How many actors of `gpus_per_actor` GPUs fit on `gpus` GPUs. A plain `gpus // gpus_per_actor`
+    is one short for fractions that binary floating point cannot hold (1 // 0.1 == 9.0); Ray itself
+    counts GPU shares in units of 1/10,000."""
+    return int(round(gpus * 10000)) // int(round(gpus_per_actor * 10000))
+
+
 def resolve_hardware(settings: TranslationSettings, compute: ComputeConfig, gpus: float,
                      cpus: float = 1.0) -> tuple[TranslationSettings, ComputeConfig]:
     """The automatic values filled for a cluster with `gpus` GPUs and `cpus` CPUs; ValueError for impossible ones."""
     gpus_per_actor = compute.gpus_per_actor if compute.gpus_per_actor >= 0 else (1.0 if gpus else 0.0)
-    max_actors = compute.max_actors or (max(1, int(gpus // gpus_per_actor)) if gpus_per_actor else 1)
+    max_actors = compute.max_actors or (max(1, actors_for_gpus(gpus, gpus_per_actor)) if gpus_per_actor else 1)
     actors = compute.actors
     if not actors and not gpus_per_actor and not compute.max_actors:
         # CPU clusters: a fixed pool over the CPUs the other stages leave (Ray Data's autoscaler adds
@@ -167,4 +183,7 @@ def resolve_hardware(settings: TranslationSettings, compute: ComputeConfig, gpus
     threads = compute.torch_threads or max(1, int(compute.cpus_per_actor))
     return (replace(settings, precision=precision),
             replace(compute, actors=actors, gpus_per_actor=gpus_per_actor,
-                    max_actors=max(max_actors, compute.min_actors), torch_threads=threads))
+                    max_actors=max(max_actors, compute.min_actors), torch_threads=threads,
+                    batch_rows=compute.batch_rows or (GPU_BATCH_ROWS if gpus_per_actor else CPU_BATCH_ROWS),
+                    # GPU actors keep 0: each sizes its own budget from the memory it finds.
+                    max_tokens=compute.max_tokens or (0 if gpus_per_actor else CPU_MAX_TOKENS)))

@@ -24,6 +24,7 @@ import pyarrow as pa
 from model.decode_config import DecodeConfig
 from pipeline.process_memory import peak_rss_mb
 from pipeline.run_stats import ROW_STATS, STATUS, row_stats_array
+from pipeline.settings import CPU_MAX_TOKENS
 
 # Internal columns travel between stages and never reach the output.
 PIECES = "__pieces"  # list<list<int32>>: source ids per piece, each ending in EOS
@@ -130,14 +131,14 @@ class Translator:
 
     def __init__(self, model_uri: str, decode: DecodeConfig, precision: str, max_tokens: int, torch_threads: int,
                  storage_options: dict, ensemble_uris: tuple[str, ...] = (), cpu_blas: str = "auto",
-                 engine: str = "ours", cpu_streams: int = 0):
+                 engine: str = "ours", cpu_streams: int = 0, gpus_per_actor: float = 0.0):
         import torch
 
         from model.loaders import load_model
         from model.search import Ensemble
         from pipeline.decode import decode_streams
 
-        self.device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = actor_device(gpus_per_actor)
         # CPU: `streams` batches at once, each on `torch_threads` / streams threads (CTranslate2 spreads its
         # own threads); GPU: one batch at a time.
         self.streams = 1
@@ -153,7 +154,8 @@ class Translator:
             raise ValueError("--precision fp16 needs a GPU; use bf16 or fp32 on CPU")
         if precision == "int8" and self.device.type != "cpu":
             raise ValueError("--precision int8 is for CPU actors; on GPUs use bf16 or fp16")
-        self.decode, self.max_tokens = decode, max_tokens
+        self.decode, self.max_tokens = decode, max_tokens or (CPU_MAX_TOKENS if self.device.type == "cpu" else 0)
+        self.budget = None  # GPU: the measured token budget (pipeline/gpu_budget.py), when max_tokens is 0
         self.actor_id = f"{socket.gethostname()}:{os.getpid()}"
         if engine == "ctranslate2":  # converted once (from fp32 weights on the CPU), then decoded by CTranslate2
             from pipeline.ct2_engine import CTranslate2Engine, check_supported
@@ -162,6 +164,7 @@ class Translator:
             check_supported(ckpt.model, decode, ensemble=bool(ensemble_uris))
             self.model = self.search_batch = CTranslate2Engine(ckpt.model, ckpt.tokenizer, decode, precision,
                                                                self.device.type, torch.get_num_threads())
+            self._size_budget(gpus_per_actor)
             return
         ckpts = [load_model(uri, device=self.device, dtype=dtype, storage_options=storage_options)
                  for uri in (model_uri, *ensemble_uris)]
@@ -179,6 +182,23 @@ class Translator:
                 prepare_for_decoding(c.model)
         # Several checkpoints: average their log-probabilities at every step (Sutskever et al. 2014 used 5).
         self.model = ckpts[0].model if len(ckpts) == 1 else Ensemble([c.model for c in ckpts])
+        self._size_budget(gpus_per_actor)
+
+    def _size_budget(self, gpus_per_actor: float) -> None:
+        """A GPU actor without a set budget measures one from its share of the GPU (pipeline/gpu_budget.py)."""
+        if self.max_tokens:
+            return
+        from functools import partial
+
+        from model.search import search
+        from pipeline.gpu_budget import measure_budget
+
+        searcher = self.search_batch or partial(search, self.model)
+        self.budget = measure_budget(searcher, self.decode, self.device, gpus_per_actor, self.model.cfg)
+        self.max_tokens = self.budget.budget
+        print(f"model actor {self.actor_id} on {torch_device_name(self.device)}: token budget {self.max_tokens:,} "
+              f"({self.budget.bytes_per_token / 1024:.1f} KiB per token measured, "
+              f"{self.budget.available / 2**30:.1f} GiB of its {gpus_per_actor:g} GPU usable)", flush=True)
 
     def __call__(self, table: pa.Table) -> pa.Table:
         from pipeline.decode import translate_ids
@@ -223,6 +243,27 @@ class Translator:
                 .append_column("score", pa.array(scores, pa.float64()))
                 .append_column("nbest_scores", pa.array(nbest_scores, pa.list_(pa.float64())))
                 .append_column(ROW_STATS, stats))
+
+
+def actor_device(gpus_per_actor: float):
+    """Where a model actor decodes: the plan decides, not what the node has. A CPU actor on a GPU node
+    must not take GPU 0 unreserved (Ray gives a GPU actor its own devices in CUDA_VISIBLE_DEVICES; to
+    the others it gives none, but a process started outside Ray sees every GPU)."""
+    import torch
+
+    if not gpus_per_actor:
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise RuntimeError(f"this actor reserved {gpus_per_actor:g} GPU but sees no CUDA device (torch "
+                           f"{torch.__version__}, CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}): "
+                           "install a CUDA build of torch on the GPU nodes")
+    return torch.device("cuda", torch.cuda.current_device())
+
+
+def torch_device_name(device) -> str:
+    import torch
+
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else str(device)
 
 
 def check_same_vocabularies(uris: list[str], tokenizers: list) -> None:

@@ -87,7 +87,8 @@ def test_row_memory_is_taken_on_cpu_and_decodes_as_the_torch_layout(pre_norm):
         memory = model.encode(src)
         assert isinstance(memory, RowMemory)
         assert memory.lengths.tolist() == src.ne(PAD_ID).sum(1).tolist()
-        torch_layout = TransformerMemory(src.ne(PAD_ID), memory.cross_kt, memory.cross_v)
+        torch_layout = TransformerMemory(src.ne(PAD_ID), tuple(kt.transpose(-1, -2) for kt in memory.cross_kt),
+                                         memory.cross_v)
         torch.testing.assert_close(decode_steps(model, memory, tgt), decode_steps(model, torch_layout, tgt), **CLOSE)
         # Teacher forcing in eval mode: every target position's queries at once, Tq > 1.
         full = model(src, tgt)

@@ -91,3 +91,37 @@ def test_what_it_cannot_decode_is_refused_at_start(tiny_checkpoint):
         Translator(SHIPPED, DecodeConfig(length_penalty="gnmt"), "fp32", 12000, 1, {}, engine="ctranslate2")
     with pytest.raises(ValueError, match="single models"):
         TranslateConfig(ensemble=[tiny_checkpoint], translation=TranslationSettings(engine="ctranslate2"))
+
+
+class RunsOutOfMemoryOverRows:
+    """A CTranslate2 translator that fails as its CUDA allocator does on batches of more than `rows` rows."""
+
+    def __init__(self, translator, rows: int):
+        self.translator, self.rows, self.sizes = translator, rows, []
+
+    def translate_batch(self, rows, **kwargs):
+        self.sizes.append(len(rows))
+        if len(rows) > self.rows:
+            raise RuntimeError("CUDA failed with error out of memory")
+        return self.translator.translate_batch(rows, **kwargs)
+
+
+def test_a_batch_out_of_device_memory_is_split_and_translated_alike(sample, ct2_actor):
+    """CTranslate2 reports a GPU out-of-memory as a RuntimeError: the batch is halved until it fits, as
+    with ours, and the translations are those of one batch."""
+    import copy
+
+    tokenized, _ = sample
+    engine = ct2_actor.model
+    cfg = DecodeConfig(beam_size=4)
+    whole, _ = translate_ids(engine, pieces(tokenized), cfg, 10**7, search_batch=engine)
+    tight = copy.copy(engine)
+    tight.translator = RunsOutOfMemoryOverRows(engine.translator, rows=8)
+    split, _ = translate_ids(tight, pieces(tokenized), cfg, 10**7, search_batch=tight)
+    sizes = tight.translator.sizes
+    assert sizes[0] == len(pieces(tokenized)) and any(1 < n <= 8 for n in sizes)  # halved until it fit
+    assert [[h.tokens for h in x] for x in split] == [[h.tokens for h in x] for x in whole]
+    other = copy.copy(engine)
+    other.translator = type("Broken", (), {"translate_batch": lambda self, rows, **kw: 1 / 0})()
+    with pytest.raises(ZeroDivisionError):  # other errors are not taken for memory
+        translate_ids(other, pieces(tokenized), cfg, 10**7, search_batch=other)

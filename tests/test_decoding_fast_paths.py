@@ -92,10 +92,24 @@ def test_cross_attention_memory_is_laid_out_for_decoding_and_left_as_projected_i
     memory = model.eval().encode(src)
     B, S = src.shape
     H, d = model.cfg.n_heads, model.cfg.d_model // model.cfg.n_heads
-    for kt, v in zip(memory.cross_kt, memory.cross_v, strict=True):
-        assert kt.shape == (B, H, d, S) and v.shape == (B, H, S, d)
-        assert kt.is_contiguous() and v.is_contiguous()  # q @ k^T and p @ v read them without a copy
+    for k, v in zip(memory.cross_k, memory.cross_v, strict=True):
+        assert k.shape == v.shape == (B, H, S, d)
+        # On CPU q @ k^T and p @ v read them without a copy.
+        assert k.transpose(-1, -2).is_contiguous() and v.is_contiguous()
     trained = model.train().encode(src)  # views of the projections: training stays bit-identical
-    assert not any(t.is_contiguous() for t in (*trained.cross_kt, *trained.cross_v))
-    for a, b in zip((*memory.cross_kt, *memory.cross_v), (*trained.cross_kt, *trained.cross_v), strict=True):
+    assert not any(t.is_contiguous() for t in (*trained.cross_k, *trained.cross_v))
+    for a, b in zip((*memory.cross_k, *memory.cross_v), (*trained.cross_k, *trained.cross_v), strict=True):
         assert torch.equal(a, b)
+
+
+def test_a_gpu_memory_keeps_the_head_dimension_contiguous():
+    """scaled_dot_product_attention's fused CUDA kernels need keys and values with stride 1 in the head
+    dimension; the CPU layout (keys transposed in memory) would send every step to the math kernel. The
+    meta device stands in for a GPU: it has strides, not data."""
+    from model.cross_memory import decoding_layout
+
+    k, v = (torch.empty(2, 5, 4, 3, device="meta").transpose(1, 2) for _ in range(2))  # heads of (B, S, D)
+    gk, gv = decoding_layout(k, v)
+    assert gk.stride(-1) == gv.stride(-1) == 1 and gk.is_contiguous() and gv.is_contiguous()
+    ck, cv = decoding_layout(*(torch.zeros(2, 5, 4, 3).transpose(1, 2) for _ in range(2)))
+    assert ck.stride(-1) != 1 and ck.transpose(-1, -2).is_contiguous() and cv.is_contiguous()

@@ -91,12 +91,23 @@ def test_missing_input_column_is_named(tiny_checkpoint, stage, column):
 
 
 def test_fp16_on_cpu_is_refused(tiny_checkpoint):
-    import torch
-
-    if torch.cuda.is_available():
-        pytest.skip("has a GPU")
     with pytest.raises(ValueError, match="fp16 needs a GPU"):
         Translator(tiny_checkpoint, DECODE, "fp16", 100, 1, {})
+
+
+def test_the_plan_decides_the_device_not_the_node(tiny_checkpoint, monkeypatch):
+    """A CPU actor on a GPU node decodes on the CPU (int8 included): CUDA being visible is not a
+    reservation. A GPU actor that sees no CUDA device fails with one line naming why."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    cpu = Translator(tiny_checkpoint, DECODE, "int8", 100, 1, {}, gpus_per_actor=0.0)
+    assert cpu.device.type == "cpu" and cpu.max_tokens == 100
+    assert cpu(Tokenize(tiny_checkpoint, "source", 64, "split", {})(TABLE)).num_rows == TABLE.num_rows
+    assert Translator(tiny_checkpoint, DECODE, "fp32", 0, 1, {}).max_tokens == 24000  # the CPU default
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="reserved 0.5 GPU but sees no CUDA device"):
+        Translator(tiny_checkpoint, DECODE, "bf16", 0, 1, {}, gpus_per_actor=0.5)
 
 
 @pytest.mark.gpu
@@ -107,7 +118,12 @@ def test_bf16_and_fp16_decoding_on_gpu(tiny_checkpoint):
         pytest.skip("no CUDA device")
     tokenized = Tokenize(tiny_checkpoint, "source", 64, "split", {})(TABLE)
     for precision in ("bf16", "fp16"):
-        out = Translator(tiny_checkpoint, DECODE, precision, 1000, 1, {})(tokenized)
+        actor = Translator(tiny_checkpoint, DECODE, precision, 0, 1, {}, gpus_per_actor=0.5)
+        assert actor.device.type == "cuda"
+        # The budget was measured on the GPU: a positive price per token, within half the GPU's memory.
+        assert actor.budget.bytes_per_token > 0 and actor.max_tokens == actor.budget.budget > 0
+        assert actor.budget.available <= torch.cuda.mem_get_info()[1] / 2
+        out = actor(tokenized)
         assert out.num_rows == TABLE.num_rows
 
 
@@ -170,6 +186,31 @@ def test_cpu_clusters_get_a_fixed_pool_of_one_thread_actors_over_their_cores():
     assert resolved(["--actors", "2"], gpus=0, cpus=16) == (2, 1, 1)
     assert resolved(["--max-actors", "6"], gpus=0, cpus=16) == (0, 6, 1)  # the user's autoscaling pool
     assert resolved([], gpus=4, cpus=64) == (0, 4, 1)  # GPU clusters: one autoscaled actor per GPU
+
+
+@pytest.mark.parametrize("gpus, share, actors", [(1, 0.1, 10), (1, 0.2, 5), (0.3, 0.1, 3), (2, 0.5, 4), (1, 0.3, 3),
+                                                 (3, 1, 3), (1, 0.7, 1), (7, 0.35, 20)])
+def test_fractional_gpus_per_actor_count_every_actor_that_fits(gpus, share, actors):
+    from jobs.cli import parse_config
+    from jobs.translate_corpus import TranslateConfig, hardware_for
+    from pipeline.settings import actors_for_gpus
+
+    assert actors_for_gpus(gpus, share) == actors
+    cfg = parse_config(TranslateConfig, ["--gpus-per-actor", str(share)])
+    assert hardware_for(cfg, gpus, 16).compute.max_actors == actors
+
+
+def test_batch_sizes_follow_the_device_unless_set():
+    from jobs.cli import parse_config
+    from jobs.translate_corpus import TranslateConfig, hardware_for
+
+    def sizes(argv, gpus):
+        c = hardware_for(parse_config(TranslateConfig, argv), gpus, 16).compute
+        return c.batch_rows, c.max_tokens
+
+    assert sizes([], gpus=0) == (1024, 24000)
+    assert sizes([], gpus=2) == (8192, 0)  # 0: each GPU actor measures its budget from its memory
+    assert sizes(["--batch-rows", "500", "--max-tokens", "9000"], gpus=2) == (500, 9000)
 
 
 def test_ensemble_members_must_share_the_source_vocabulary(tmp_path, tiny_checkpoint):
