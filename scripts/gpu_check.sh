@@ -22,7 +22,7 @@
 #
 # Environment: DATA, a folder with Multi30k's {train,val,test_2016_flickr}.{en,de}.gz (default:
 # ../shared/data/multi30k or data/multi30k); PYTHON (default python3); SCALE multiplies every step's
-# time limit (default 1); STEPS, the steps to run (default "env engines tests job train": a machine
+# time limit (default 1); LONG, inputs of the engines' long set (default 100; 0 leaves it out); STEPS, the steps to run (default "env engines tests job train": a machine
 # lent in slices of 10 minutes runs "env engines tests" and then "job train" into the same OUT_DIR).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -59,7 +59,7 @@ if ! "$PY" -c "import ray, torch, pyarrow, sentencepiece, sacrebleu, safetensors
   step setup 600 env PYTHON="$PY" scripts/setup.sh --dev
 fi
 
-want env && step env 60 bash -c "
+want env && step env 30 bash -c "
   nvidia-smi; echo
   $PY -c 'import torch; print(\"torch\", torch.__version__, \"cuda\", torch.version.cuda, \"device\",
     torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
@@ -78,12 +78,12 @@ fi
 
 # The engines in their own processes, one per engine and precision: ours and transformers in fp16 and
 # bf16, CTranslate2 also in int8_float16 (left out, and said so in the JSON, where it is not installed).
-want engines && step engines 280 "$PY" bench/engines.py --device cuda --data "$DATA" --sizes shipped,base \
+want engines && step engines 200 "$PY" bench/engines.py --device cuda --data "$DATA" --sizes shipped,base \
   --precisions fp16,bf16,int8_fp16 --engines ours,ctranslate2,transformers --sentences 300 \
-  --long 100 --base-sentences 200 --threads 1 --max-tokens 400000 --ct2-batch-tokens 16384 --rounds 1 \
+  --long "${LONG:-100}" --base-sentences 200 --threads 1 --max-tokens 400000 --ct2-batch-tokens 16384 --rounds 1 \
   --job-sentences 30000 --job-engines ours --out "$OUT/engines_gpu.json"
 
-want tests && step tests 260 "$PY" -m pytest -m gpu -v -rA -p no:cacheprovider tests/ \
+want tests && step tests 200 "$PY" -m pytest -m gpu -v -rA -p no:cacheprovider tests/ \
   -k "not the_engines_benchmark" --junitxml="$OUT/gpu_tests.xml"
 
 if want job; then
