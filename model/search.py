@@ -5,6 +5,19 @@ candidates per sentence so that candidates ending in EOS never starve the
 beam, and a driver loop finalizes EOS candidates, keeps the best K live ones
 and drops finished sentences from the batch so compute shrinks as they end.
 
+Both searches read the device once per step, and once before the first (the length limits). On
+a GPU the host only queues kernels, and reading a value that they compute (`.item()`, `.tolist()`,
+`if t.any()`, the size of a `nonzero`, a boolean-mask index; or copying a Python list to the device
+as an index) makes the host wait until every kernel queued before it has run; the device then idles
+until the host has the value and has queued the next kernels. A loop over `ends.nonzero().tolist()`
+with an `int()` and a `float()` per finished hypothesis waits many times per step. So the
+bookkeeping stays on the device (which candidates end a hypothesis, which sentences are done, which
+rows continue) and each step ends in one copy to the host of a small float64 array that holds all
+the host needs: the finished hypotheses' scores and rows, and the rows and tokens that continue.
+float64 holds the float32 scores and the token ids exactly, so the hypotheses are bit for bit those
+of reading each value where it is needed. The host keeps its own copy of every live row's tokens
+(numpy), so a finished hypothesis reads nothing more from the device.
+
 Letters in shape comments: B sentences still decoding, K beam, V vocabulary.
 """
 
@@ -12,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -96,10 +110,10 @@ def _banned(step: int, cfg: DecodeConfig, ids) -> list[int]:
     return banned
 
 
-def _candidates(logits: torch.Tensor, step: int, at_max: torch.Tensor, cfg: DecodeConfig, ids, k: int):
+def _candidates(logits: torch.Tensor, step: int, at_max: torch.Tensor | None, cfg: DecodeConfig, ids, k: int):
     """Each row's k best next tokens under the search constraints: log-probs (N, k), token ids (N, k).
 
-    logits (N, V); at_max (N,) rows that must end now. The log-probs are normalized over the whole
+    logits (N, V); at_max (N,) rows that must end now (None: none). The log-probs are normalized over the whole
     row before the constraints take tokens out (fairseq does not renormalize either), and only each
     row's k best are kept: adding the beam scores to all (N, V) log-probs and a top-k over beam x
     vocabulary would cost as much as the output projection itself.
@@ -117,7 +131,8 @@ def _candidates(logits: torch.Tensor, step: int, at_max: torch.Tensor, cfg: Deco
         return _end_at_max(values, tokens, at_max, eos_lprob, eos)
     lprobs = torch.log_softmax(logits.float(), dim=1)  # (N, V)
     eos_lprob = lprobs[:, eos].clone()
-    lprobs[:, banned] = float("-inf")  # without renormalizing, as fairseq does
+    for token in banned:  # without renormalizing, as fairseq does
+        lprobs[:, token] = float("-inf")  # one int index each: a list index would be copied to the device
     if k == 1:
         values, tokens = lprobs.max(dim=1, keepdim=True)
     else:
@@ -125,16 +140,22 @@ def _candidates(logits: torch.Tensor, step: int, at_max: torch.Tensor, cfg: Deco
     return _end_at_max(values, tokens, at_max, eos_lprob, eos)
 
 
-def _end_at_max(lprobs, tokens, at_max, eos_lprob, eos: int):
-    """Rows at their length limit can only end: their one candidate is EOS, at its own log-prob."""
-    if at_max.any():
-        lprobs[at_max] = float("-inf")
-        lprobs[at_max, 0] = eos_lprob[at_max]
-        tokens[at_max, 0] = eos
+def _end_at_max(lprobs, tokens, at_max: torch.Tensor | None, eos_lprob, eos: int):
+    """Rows at their length limit can only end: their one candidate is EOS, at its own log-prob.
+
+    at_max None: no row is at its limit (the searches know it from their host copy of the limits).
+    Otherwise masks over every row: `if at_max.any()` or a boolean index would read at_max on the host,
+    a wait on a GPU (see the module docstring).
+    """
+    if at_max is None:
+        return lprobs, tokens
+    lprobs.masked_fill_(at_max[:, None], float("-inf"))
+    lprobs[:, 0] = torch.where(at_max, eos_lprob, lprobs[:, 0])
+    tokens[:, 0].masked_fill_(at_max, eos)
     return lprobs, tokens
 
 
-def _next(model, prev: torch.Tensor, memory, state, step: int, at_max: torch.Tensor, cfg: DecodeConfig, ids,
+def _next(model, prev: torch.Tensor, memory, state, step: int, at_max: torch.Tensor | None, cfg: DecodeConfig, ids,
           k: int):
     """One decoding step: each row's k best next tokens (log-probs (N, k), ids (N, k)) and the new state."""
     logits, state = model.decode_step(prev, memory, state)
@@ -181,6 +202,46 @@ def _start(model, memory, rows: int, bos: int, prefix: torch.Tensor | None, devi
     return history, state
 
 
+def _to_host(*columns: torch.Tensor) -> np.ndarray:
+    """Columns (N, c_i) of any dtype side by side in one float64 (N, sum c_i) host array: one copy, one
+    wait. float64 holds float32 values and integers below 2**53 exactly."""
+    return torch.cat([c.to(torch.float64) for c in columns], dim=1).numpy(force=True)
+
+
+def _rows_where(mask: torch.Tensor, n: int) -> torch.Tensor:
+    """mask.nonzero().squeeze(1), given n, the number of True rows, from the host. nonzero would wait for
+    the device to count them (its size depends on the data); a stable sort of the False flags puts the
+    True rows first, in order."""
+    return torch.argsort((~mask).to(torch.uint8), stable=True)[:n]
+
+
+def _hypothesis(tokens: np.ndarray, raw: float, length: int, cfg: DecodeConfig) -> Hypothesis:
+    """A finished hypothesis from its tokens (EOS excluded), raw log-prob and length (EOS counted)."""
+    return Hypothesis(tokens=tokens.tolist(), score=length_penalty(raw, length, cfg.length_penalty, cfg.alpha),
+                      logprob=raw)
+
+
+def _beam_select(cand_scores, cand_tokens, cand_beams, K: int, n_finished, alive, at_limit, eos: int):
+    """One step's decisions, on the device, from the 2K candidates of each of the B live sentences.
+
+    EOS among the top K candidates ends a hypothesis, at most K per sentence, in candidate order (fairseq):
+    an EOS candidate is accepted while the sentence's finished count, plus the EOS candidates up to and
+    including it, is at most K. n_finished (B0,) counts the accepted ones (updated in place); alive (B,)
+    the live sentences' indices into it; at_limit (B,) those at their length limit (None: none).
+    Returns accepted (B, K); done (B,), the sentences with K finished or at their length limit; and the
+    K best candidates that are not EOS, which continue: scores, beams and tokens (B, K) each.
+    """
+    ends = cand_tokens[:, :K].eq(eos) & torch.isfinite(cand_scores[:, :K])  # (B, K)
+    before = n_finished[alive]  # (B,)
+    accepted = ends & (before[:, None] + ends.cumsum(1) <= K)
+    after = before + accepted.sum(1)
+    n_finished.index_copy_(0, alive, after)
+    done = after >= K if at_limit is None else (after >= K) | at_limit
+    live_scores = cand_scores.masked_fill(cand_tokens.eq(eos), float("-inf"))  # cand_* are sorted best first
+    top_scores, top = live_scores.topk(K, dim=1)  # (B, K)
+    return accepted, done, top_scores, cand_beams.gather(1, top), cand_tokens.gather(1, top)
+
+
 @torch.inference_mode()
 def beam_search(model, src: torch.Tensor, cfg: DecodeConfig, prefix: torch.Tensor | None = None
                 ) -> list[list[Hypothesis]]:
@@ -207,55 +268,50 @@ def beam_search(model, src: torch.Tensor, cfg: DecodeConfig, prefix: torch.Tenso
     expanded = None if prefix is None else prefix.repeat_interleave(width, dim=0)
     history, state = _start(model, memory, B0 * width, bos, expanded, device)
 
+    prev = history[:, -1]  # (B*width,) each row's last token, the next step's input
     alive = torch.arange(B0, device=device)  # original sentence index of each live row group
+    alive_cpu = np.arange(B0)  # the same on the host, as are the tokens below
+    hist_cpu = np.zeros((B0 * width, 0), dtype=np.int64)  # (B*width, step) each row's target tokens so far
     scores = torch.zeros(B0, width, device=device)
     scores[:, 1:] = float("-inf")  # expanded from the start: identical beams, keep only the first
     finished: list[list[Hypothesis]] = [[] for _ in range(B0)]
     n_finished = torch.zeros(B0, dtype=torch.long, device=device)
     beam_range = torch.arange(K, device=device)
 
-    for step in range(int(max_len.max()) + 1):
+    max_len_cpu = max_len.numpy(force=True)  # the one read before the steps
+    for step in range(int(max_len_cpu.max()) + 1):
         B = alive.numel()
-        at_max = (max_len[alive] <= step).repeat_interleave(width)
-        lprobs, tokens, state = _next(model, history[:, -1], memory, state, step, at_max, cfg, ids, 2 * K)
+        # Sentences at their length limit (the host knows when there are some: on most steps none).
+        at_limit = max_len[alive] <= step if (max_len_cpu[alive_cpu] <= step).any() else None  # (B,)
+        at_max = None if at_limit is None else at_limit.repeat_interleave(width)
+        lprobs, tokens, state = _next(model, prev, memory, state, step, at_max, cfg, ids, 2 * K)
         C = lprobs.size(1)
         cand_scores, cand_at, cand_beams = beam_step(lprobs.view(B, width, C), scores, K)
         cand_tokens = tokens.view(B, width * C).gather(1, cand_beams * C + cand_at)
+        accepted, done, top_scores, next_beams, next_tokens = _beam_select(
+            cand_scores, cand_tokens, cand_beams, K, n_finished, alive, at_limit, eos)
 
-        # EOS among the top K candidates ends a hypothesis (fairseq: at most K per sentence).
-        ends = cand_tokens.eq(eos) & torch.isfinite(cand_scores)
-        ends[:, K:] = False
-        for b, j in ends.nonzero().tolist():
-            sent = int(alive[b])
-            if len(finished[sent]) < K:
-                n_finished[sent] += 1
-                row = b * width + int(cand_beams[b, j])
-                raw = float(cand_scores[b, j])
-                finished[sent].append(
-                    Hypothesis(
-                        tokens=history[row, 1 + P:].tolist(),
-                        score=length_penalty(raw, step + 1, cfg.length_penalty, cfg.alpha),
-                        logprob=raw,
-                    )
-                )
-
-        done = (n_finished[alive] >= K) | (max_len[alive] <= step)
-        keep = (~done).nonzero().squeeze(1)  # (B',)
-        if keep.numel() == 0:
+        # The step's one read, (B, 5K+1): what the host needs to finish hypotheses and follow the beams.
+        host = _to_host(cand_scores[:, :K], accepted, cand_beams[:, :K], next_beams, next_tokens, done[:, None])
+        end_scores, ends_cpu, end_beams, next_beams_cpu, next_tokens_cpu = np.split(host[:, :5 * K], 5, axis=1)
+        for b, j in zip(*np.nonzero(ends_cpu), strict=True):
+            row = b * width + int(end_beams[b, j])
+            finished[alive_cpu[b]].append(_hypothesis(hist_cpu[row], float(end_scores[b, j]), step + 1, cfg))
+        keep_cpu = np.flatnonzero(host[:, 5 * K] == 0)  # (B',) the sentences not done
+        if keep_cpu.size == 0:
             break
-        # The first K candidates that are not EOS continue (cand_* are sorted best first).
-        live_scores = cand_scores.masked_fill(cand_tokens.eq(eos), float("-inf"))
-        top_scores, top = live_scores.topk(K, dim=1)  # (B, K)
-        next_tokens = cand_tokens.gather(1, top)[keep]  # (B', K)
-        rows = (keep[:, None] * width + cand_beams.gather(1, top)[keep]).view(-1)  # (B'K,)
+        keep = _rows_where(~done, keep_cpu.size)  # the same rows, on the device
+        rows = (keep[:, None] * width + next_beams[keep]).view(-1)  # (B'K,)
         state = model.reorder(state, rows)
-        if shared and keep.numel() < B:  # sentences finished: their memory goes
+        if shared and keep_cpu.size < B:  # sentences finished: their memory goes
             memory = select_rows(memory, keep)
-        elif not shared and (keep.numel() < B or width < K):  # the same, or the beam expands: copies follow
+        elif not shared and (keep_cpu.size < B or width < K):  # the same, or the beam expands: copies follow
             memory = select_rows(memory, (keep[:, None] * width + beam_range % width).view(-1))
-        history = torch.cat([history.index_select(0, rows), next_tokens.view(-1, 1)], dim=1)
+        rows_cpu = (keep_cpu[:, None] * width + next_beams_cpu[keep_cpu].astype(np.int64)).reshape(-1)
+        hist_cpu = np.concatenate([hist_cpu[rows_cpu], next_tokens_cpu[keep_cpu].reshape(-1, 1).astype(np.int64)], 1)
+        prev = next_tokens[keep].view(-1)
         scores = top_scores[keep]
-        alive = alive[keep]
+        alive, alive_cpu = alive[keep], alive_cpu[keep_cpu]
         width = K
 
     return [sorted(h, key=lambda x: -x.score)[: cfg.nbest] for h in finished]
@@ -272,32 +328,32 @@ def greedy_search(model, src: torch.Tensor, cfg: DecodeConfig, prefix: torch.Ten
     max_len = max_lengths(src, _source_pad_id(model), cfg, _max_positions(model), P)
     memory = model.encode(src)
     history, state = _start(model, memory, B0, bos, prefix, device)
-    alive = torch.arange(B0, device=device)
+    prev = history[:, -1]  # (B,)
+    alive, alive_cpu = torch.arange(B0, device=device), np.arange(B0)
+    hist_cpu = np.zeros((B0, 0), dtype=np.int64)  # (B, step) each row's target tokens so far, on the host
     logprob = torch.zeros(B0, device=device)
     results: list[list[Hypothesis]] = [[] for _ in range(B0)]
 
-    for step in range(int(max_len.max()) + 1):
-        best_lp, best, state = _next(model, history[:, -1], memory, state, step, max_len[alive] <= step, cfg,
-                                     ids, 1)
-        best_lp, best = best_lp[:, 0], best[:, 0]  # (B,)
-        logprob = logprob + best_lp
-        ended = best.eq(eos)
-        for b in ended.nonzero().squeeze(1).tolist():
-            raw = float(logprob[b])
-            results[int(alive[b])].append(
-                Hypothesis(
-                    tokens=history[b, 1 + P:].tolist(),
-                    score=length_penalty(raw, step + 1, cfg.length_penalty, cfg.alpha),
-                    logprob=raw,
-                )
-            )
-        keep = (~ended).nonzero().squeeze(1)
-        if keep.numel() == 0:
+    max_len_cpu = max_len.numpy(force=True)  # the one read before the steps
+    for step in range(int(max_len_cpu.max()) + 1):
+        at_max = max_len[alive] <= step if (max_len_cpu[alive_cpu] <= step).any() else None  # (B,)
+        best_lp, best, state = _next(model, prev, memory, state, step, at_max, cfg, ids, 1)
+        logprob = logprob + best_lp[:, 0]  # (B,)
+        host = _to_host(best, logprob[:, None])  # the step's one read, (B, 2): each row's token and log-prob
+        best_cpu, logprob_cpu = host[:, 0].astype(np.int64), host[:, 1]
+        for b in np.flatnonzero(best_cpu == eos):
+            results[alive_cpu[b]].append(_hypothesis(hist_cpu[b], float(logprob_cpu[b]), step + 1, cfg))
+        keep_cpu = np.flatnonzero(best_cpu != eos)  # (B',)
+        if keep_cpu.size == 0:
             break
-        state = model.reorder(state, keep)
-        memory = select_rows(memory, keep)
-        history = torch.cat([history[keep], best[keep, None]], dim=1)
-        logprob, alive = logprob[keep], alive[keep]
+        best = best[:, 0]
+        if keep_cpu.size < best.numel():  # sentences ended: their rows go
+            keep = _rows_where(best.ne(eos), keep_cpu.size)  # keep_cpu, on the device
+            state = model.reorder(state, keep)
+            memory = select_rows(memory, keep)
+            best, logprob, alive = best[keep], logprob[keep], alive[keep]
+        hist_cpu = np.concatenate([hist_cpu[keep_cpu], best_cpu[keep_cpu, None]], axis=1)
+        prev, alive_cpu = best, alive_cpu[keep_cpu]
     return results
 
 
