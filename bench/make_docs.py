@@ -201,6 +201,57 @@ GPU_ENGINES_CMD = ("python bench/engines.py --device cuda --precisions fp16,bf16
                    "--max-tokens 400000 --ct2-batch-tokens 16384 --out bench/results/engines_gpu.json")
 
 
+GPU_CHECK = "bench/results/gpu_check.json"
+
+
+def gpu_check_section() -> tuple[list[str], list[str]]:
+    """What the last scripts/gpu_check.sh run found (bench/gpu_check_summary.py), failures included."""
+    path = os.path.join(ROOT, GPU_CHECK)
+    if not os.path.exists(path):
+        return [], []
+    with open(path) as f:
+        r = json.load(f)
+    m = r["machine"]
+    where = (f"{m.get('gpu', 'a GPU')} ({m.get('gpu_memory_gib', '?')} GiB), driver {m.get('driver', '?')}, "
+             f"torch {m.get('torch', '?')}, CTranslate2 {m.get('ctranslate2')}")
+    lines = [f"`bash scripts/gpu_check.sh`, run on {r['date']} on {where}; summarized by "
+             f"`python bench/gpu_check_summary.py <folder> --date {r['date']}` into `{GPU_CHECK}`.", "",
+             "| step | result | seconds |", "| --- | --- | ---: |"]
+    lines += [f"| {s['step']} | {s['status']} (exit {s['exit']}) | {s['seconds']} |" for s in r["steps"]]
+    lines += ["", "| gpu-marked test | outcome | why (failures) |", "| --- | --- | --- |"]
+    lines += [f"| `{t['test']}` | {t['outcome']} | {t['message'].replace('|', '/')[:160]} |"
+              for t in r["tests"] if not t["test"].startswith("::")]
+    half = r["printed"]["half_precision"]
+    if half:
+        lines += ["", "The shipped model on the GPU against fp32 on the CPU (beam 5, the 300 sample sentences): "
+                  + "; ".join(f"{h['precision']} BLEU {h['bleu_gpu']:.2f} against {h['bleu_cpu_fp32']:.2f}, "
+                              f"{h['identical']} of {h['sentences']} translations identical" for h in half) + "."]
+    oom = r["printed"]["out_of_memory_batches"]
+    if oom:
+        lines += ["", f"A real out-of-memory (the allocator capped just above a small batch's need): the batch of "
+                  f"{oom[0]} was halved until each part fit, {len(oom)} decoding calls in all, every row translated."]
+    if r["engine_runs"]:
+        lines += ["", "Engine runs that finished" + ("" if r.get("engines_json_written") else
+                                                     " (the step ran out of time before writing its JSON)") + ":", "",
+                  "| model | set | precision | engine | target tok/s | BLEU | peak GPU MB |",
+                  "| --- | --- | --- | --- | ---: | ---: | ---: |"]
+        for e in r["engine_runs"]:
+            bleu = f"{e['bleu']:.2f}" if e.get("bleu") is not None else "-"
+            lines.append(f"| {e['size']} | {e['set']} | {e['precision']} | {e['engine']} | "
+                         f"{e['target_tokens_per_second']:,.0f} | {bleu} | {e.get('peak_gpu_mb', '-')} |")
+    if r.get("notes"):
+        lines += [""] + [f"- {n}" for n in r["notes"]]
+    lines.append("")
+    passed = sum(t["outcome"] == "passed" for t in r["tests"])
+    failed = sum(t["outcome"] in ("failed", "error") for t in r["tests"])
+    summary = [f"- **GPU check** ({r['date']}, {m.get('gpu', 'GPU')}): {passed} gpu-marked tests passed, "
+               f"{failed} failed"
+               + (" — " + "; ".join(f"{h['precision']} BLEU {h['bleu_gpu']:.2f} vs CPU fp32 {h['bleu_cpu_fp32']:.2f}"
+                                    for h in half) if half else "")
+               + " (docs/performance.md#gpu-check)"]
+    return lines, summary
+
+
 DOCS_CMD = "python bench/documents.py"
 DOCS_KEYS = ("short", "long", "long_chars", "actors", "cpus_per_actor", "beam_size")
 
@@ -459,6 +510,9 @@ def main() -> int:
     e_lines, e_summary = engines_section()
     if e_lines:
         perf += ["## Engines side by side: ours, CTranslate2, transformers", ""] + e_lines
+    g_lines, g_summary = gpu_check_section()
+    if g_lines:
+        perf += ["## GPU check", ""] + g_lines
     d_lines, d_summary = documents_section()
     if d_lines:
         perf += ["## Documents (`--unit document`)", ""] + d_lines
@@ -467,7 +521,7 @@ def main() -> int:
         f.write("\n".join(perf).rstrip() + "\n")
     with open(os.path.join(ROOT, "docs", "results.md"), "w") as f:
         f.write("\n".join(a_lines).rstrip() + "\n")
-    figures = model_summary() + a_summary + t_summary + p_summary + e_summary + d_summary + s_summary
+    figures = model_summary() + a_summary + t_summary + p_summary + e_summary + g_summary + d_summary + s_summary
     figures = figures or ["Not measured yet: see docs/performance.md."]
     figures += ["", "Details, machines and commands: [docs/performance.md](docs/performance.md), "
                 "[docs/results.md](docs/results.md); sizing and cost: "

@@ -1,15 +1,14 @@
 """The GPU path on a real GPU (every test is gpu-marked: skipped without CUDA; scripts/gpu_check.sh runs them).
 
 What CPU tests cannot show: half precision against the CPU's fp32 on the shipped model, the fused
-attention kernels, one host sync per decoding step, a real out-of-memory split, the job on whole and
-fractional GPUs, training with --use-gpu and its resume, CTranslate2 on the GPU.
+attention kernels, a real out-of-memory split, the job on whole and fractional GPUs, training with
+--use-gpu and its resume, CTranslate2 on the GPU. (One host sync per decoding step: tests/test_search_syncs.py.)
 """
 
 import json
 import os
 import subprocess
 import sys
-import warnings
 
 import pytest
 import sacrebleu
@@ -65,34 +64,6 @@ def test_decoding_on_gpu_runs_in_the_fused_attention_kernels(sample):
     tokenized, _ = sample
     with sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION]):
         assert all(translations(tokenized.slice(0, 64), "bf16", max_tokens=24000))
-
-
-@pytest.mark.parametrize("beam", [1, 5])
-def test_beam_search_syncs_with_the_host_once_per_step(beam):
-    from model.loaders import load_model
-    from model.search import search
-    from pipeline.batching import pad_batch
-    from pipeline.decode import prepare_for_decoding
-
-    ckpt = load_model(SHIPPED, device="cuda", dtype=torch.bfloat16)
-    model = prepare_for_decoding(ckpt.model)
-    table = read_table(SAMPLE)
-    ids = ckpt.tokenizer.encode_source(table.column("source").to_pylist()[:64])
-    src = pad_batch(ids, model.cfg.source_pad_id).cuda()
-    cfg = DecodeConfig(beam_size=beam, max_len_a=0, max_len_b=40)
-    search(model, src, cfg)  # warm-up: kernels load, the allocator fills
-    torch.cuda.synchronize()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            hyps = search(model, src, cfg)
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-    syncs = [w for w in caught if "synchroniz" in str(w.message).lower()]
-    steps = max(len(h[0].tokens) for h in hyps) + 1  # the longest hypothesis and its EOS
-    print(f"beam {beam}: {len(syncs)} syncs over {steps} steps")
-    assert len(syncs) <= steps + 3, [str(w.message) for w in syncs[:5]]
 
 
 def test_a_batch_out_of_gpu_memory_is_split_and_translated(sample):
