@@ -96,19 +96,19 @@ def make_spec(cfg: ScoreConfig, length_column: str | None):
                      options=options, bootstrap=bootstrap, seed=cfg.seed)
 
 
+READ_CPUS = 0.25  # a read task's share of a CPU: reading waits on storage, and any node's leftover fits it
+
+
 def read_blocks(cfg: ScoreConfig, fs, files, columns: list[str] | None = None):
     """The input as blocks of one actor call each.
 
-    The reader packs row groups into ~128 MiB blocks and an actor takes a whole block, so a
-    300,000-row table was a single block, scored by one actor while the others idled. Cutting it
-    into blocks of --batch-rows spreads the calls over every actor (a streaming split, not a shuffle).
+    Ray Data's reader packs row groups into ~128 MiB blocks and an actor takes a whole block, so a
+    300,000-row table was a single block, scored by one actor while the others idled. Read in blocks
+    of --batch-rows, the calls spread over every actor (pipeline/io.py read_parquet_files).
     """
-    from pipeline.io import read_parquet_dataset
+    from pipeline.io import read_parquet_files
 
-    ds = read_parquet_dataset(files, fs)
-    if columns:
-        ds = ds.select_columns(columns)
-    return ds.repartition(target_num_rows_per_block=cfg.batch_rows)
+    return read_parquet_files(files, fs, cfg.batch_rows, READ_CPUS, columns=columns or None)
 
 
 def scoring_actor_pool(cfg: ScoreConfig):

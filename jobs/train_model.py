@@ -96,7 +96,10 @@ class TrainConfig:
     cpus_per_worker: float = arg(1.0, help="CPUs reserved per worker")
     torch_threads: int = arg(0, help="torch CPU threads per worker (0: Ray's default)")
     data_cpus: float = arg(0.5, help="CPUs for each of the read and tokenization stages")
-    max_failures: int = arg(0, help="restart the worker group this many times after a failure")
+    # A spot node taken away mid-epoch is the common failure of a nightly cluster: the worker group
+    # restarts from the last checkpoint in the same job (Ray Train's FailureConfig).
+    max_failures: int = arg(3, help="restart the worker group from the last checkpoint this many times after a "
+                            "failure (a lost node, a killed worker) before the job fails")
     storage_options: dict = arg({}, help="JSON options for fsspec (e.g. endpoint_url); never logged")
 
     def __post_init__(self):
@@ -143,14 +146,15 @@ def storage(cfg: TrainConfig) -> tuple[str, object | None]:
 def build_train_dataset(cfg: TrainConfig):
     import ray.data
 
-    from pipeline.io import list_parquet_files, read_parquet_dataset
+    from pipeline.io import list_parquet_files, read_parquet_files
     from training.data import TokenizePairs
 
     fs, files = list_parquet_files(cfg.train, cfg.storage_options)
-    # Fractional CPUs: on a small machine the training workers hold most cores, and the
-    # read and tokenize stages must still get a slot or the pipeline waits forever.
-    ds = read_parquet_dataset(files, fs, num_cpus=cfg.data_cpus)
-    ds = ds.select_columns([cfg.source_column, cfg.target_column]).randomize_block_order(seed=cfg.seed)
+    # Fractional CPUs: on a small machine the training workers hold most cores, and on a cluster that
+    # lost a node they hold most of the survivors'; the read and tokenize stages must still get a slot
+    # or the pipeline waits forever.
+    ds = read_parquet_files(files, fs, cfg.read_rows, cfg.data_cpus, columns=[cfg.source_column, cfg.target_column])
+    ds = ds.randomize_block_order(seed=cfg.seed)
     return ds.map_batches(
         TokenizePairs,
         fn_constructor_kwargs={"tokenizer_uri": cfg.tokenizer, "source_column": cfg.source_column,

@@ -77,18 +77,34 @@ class TranslateConfig:
         return MetricOptions(bleu_tokenize="13a" if self.bleu_tokenize == "auto" else self.bleu_tokenize)
 
 
-def hardware_for(cfg: TranslateConfig, gpus: float, cpus: float = 1.0) -> TranslateConfig:
-    """`cfg` with its automatic hardware values filled for a cluster with `gpus` GPUs and `cpus` CPUs
-    (ValueError if impossible)."""
-    from pipeline.settings import resolve_hardware
+def hardware_for(cfg: TranslateConfig, gpus: float = 0.0, cpus: float = 1.0, cluster=None) -> TranslateConfig:
+    """`cfg` with its automatic hardware values filled for `cluster` (a ClusterView; default: one node of
+    `cpus` CPUs and `gpus` GPUs); ValueError if impossible."""
+    from pipeline.settings import ClusterView, resolve_hardware
 
-    translation, compute = resolve_hardware(cfg.translation, cfg.compute, gpus, cpus)
+    translation, compute = resolve_hardware(cfg.translation, cfg.compute, cluster or ClusterView.of(gpus, cpus))
     return replace(cfg, translation=translation, compute=compute)
+
+
+def describe_plan(asked: TranslateConfig, cfg: TranslateConfig, cluster) -> str:
+    """One line on what the model actors are and why (the GPU decision is the one that costs)."""
+    c, t = cfg.compute, cfg.translation
+    pool = str(c.actors or (c.max_actors if c.min_actors == c.max_actors else f"{c.min_actors}-{c.max_actors}"))
+    if c.gpus_per_actor:
+        up = f"{cluster.gpus:g} up now"
+        can = (f", up to {cluster.max_gpus:g} from the autoscaler's node types ({cluster.source})"
+               if cluster.source else "")
+        why = "--gpus-per-actor" if asked.compute.gpus_per_actor >= 0 else f"the cluster's GPUs ({up}{can})"
+        return f"model actors: {pool} of {c.gpus_per_actor:g} GPU each, {t.precision}; chosen by {why}"
+    grows = f" (the autoscaler's node types: {cluster.source})" if cluster.source else ""
+    return (f"model actors: {pool} of {c.cpus_per_actor:g} CPU each, {t.precision}; nodes of "
+            f"{', '.join(f'{n:g}' for n in cluster.node_cpus)} CPUs{grows}")
 
 
 def fingerprint(cfg: TranslateConfig, models: list, columns) -> dict:
     """What a resumed run must share with the run that started the output: the model weights, the
-    columns, the metrics and every resolved `TranslationSettings` value (hardware settings may change)."""
+    columns, the metrics and every `TranslationSettings` value as the user gave it (hardware settings,
+    and what --precision auto resolves to on them, may change)."""
     return {"model_weights": [m.weights_sha256 for m in models],
             "columns": [columns.id, columns.source, columns.reference],
             "metrics": cfg.metrics, "bleu_tokenize": cfg.bleu_tokenize, **cfg.translation.fingerprint()}
@@ -146,8 +162,9 @@ def check_languages(settings: TranslationSettings, tokenizer, uri: str) -> None:
                              f"{len(tokenizer.languages)} languages: {known})")
 
 
-def claim(cfg: TranslateConfig, plan: Plan):
-    """Take the output (after --overwrite), refuse one made with other settings; return each shard's state."""
+def claim(asked: TranslateConfig, cfg: TranslateConfig, plan: Plan):
+    """Take the output (after --overwrite), refuse one made with other settings (`asked`: as the user gave
+    them, "auto" included); return each shard's state."""
     from pipeline.io import resolve
     from pipeline.shards import OutputLayout, claim_output, shard_state
     from pipeline.units import unit_for
@@ -157,7 +174,7 @@ def claim(cfg: TranslateConfig, plan: Plan):
     if cfg.overwrite and out_fs.exists(out_root):
         out_fs.rm(out_root, recursive=True)
     layout = OutputLayout(out_root)
-    claim_output(out_fs, layout, fingerprint(cfg, [plan.model, *plan.members], plan.columns))
+    claim_output(out_fs, layout, fingerprint(asked, [plan.model, *plan.members], plan.columns))
     with ThreadPoolExecutor(16) as pool:
         return list(pool.map(lambda s: shard_state(out_fs, layout, s, plan.columns.id, unit), plan.shards))
 
@@ -166,8 +183,7 @@ def run_pipeline(cfg: TranslateConfig, plan: Plan, states, commits: Commits):
     """Translate what is missing, starting each shard's commit as soon as its last row is written;
     returns this run's statistics (a RunStats)."""
 
-    from pipeline.build import ModelSpec, PipelinePlan, build_pipeline
-    from pipeline.io import read_parquet_dataset
+    from pipeline.build import ModelSpec, PipelinePlan, build_pipeline, read_shards
     from pipeline.run_stats import STATS_COLUMN, RunStats
     from pipeline.shards import ROWS_DONE_COLUMN, SHARD_COLUMN, ShardProgress
 
@@ -184,7 +200,7 @@ def run_pipeline(cfg: TranslateConfig, plan: Plan, states, commits: Commits):
             done_ids={s.path: ids for s, (_, ids) in zip(shards, states, strict=True) if ids},
             model=ModelSpec(cfg.model, tuple(cfg.ensemble), cfg.storage_options),
             translation=cfg.translation, compute=cfg.compute)
-        ds = read_parquet_dataset([s.path for s in todo], plan.in_fs, include_paths=True)
+        ds = read_shards([s.path for s in todo], plan.in_fs, cfg.compute)
         for batch in build_pipeline(ds, pipeline_plan).iter_batches(batch_format="pyarrow", batch_size=None):
             columns = (batch.column(c).to_pylist() for c in (STATS_COLUMN, SHARD_COLUMN, ROWS_DONE_COLUMN))
             for text, shard, rows_done in zip(*columns, strict=True):
@@ -275,10 +291,8 @@ def main(argv=None) -> int:
     cfg = replace(cfg, ensemble=[absolute_uri(u) for u in cfg.ensemble])
     print_config(cfg)
 
-    import ray
-
     from model.checkpoint import CheckpointError
-    from pipeline.cluster import init_ray
+    from pipeline.cluster import cluster_view, init_ray
     from pipeline.process_memory import peak_rss_mb
     from pipeline.report import build_report, language_pair_entries, write_report
     from pipeline.shards import InputError
@@ -293,11 +307,13 @@ def main(argv=None) -> int:
     compute = cfg.compute
     init_ray(max(compute.model_actors * compute.cpus_per_actor, os.cpu_count() or 1) + compute.stage_cpus)
     try:
-        # Before the output is claimed: the fingerprint records what will actually decode (bf16 on
-        # a GPU cluster, fp32 on CPUs), never "auto".
-        resources = ray.cluster_resources()
-        cfg = hardware_for(cfg, resources.get("GPU", 0), resources.get("CPU", 1))
-        states = claim(cfg, plan)
+        # What the cluster has and can grow to decides the actors: GPU node types that scale from zero
+        # are not up when a nightly run starts.
+        asked = cfg
+        cluster = cluster_view()
+        cfg = hardware_for(cfg, cluster=cluster)
+        print(describe_plan(asked, cfg, cluster), flush=True)
+        states = claim(asked, cfg, plan)
     except (InputError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -337,6 +353,11 @@ def main(argv=None) -> int:
     if bleu:
         scored = "sentences" if settings.unit == "sentence" else "documents (document-level, whitespace normalised)"
         print(f"BLEU {bleu['score']:.2f} on {overall['sentences']:,} {scored} ({bleu['signature']})")
+    decoded_with = overall.get("decoded_with", {})
+    if len(decoded_with) > 1:  # --precision auto on other hardware than the run that started the output
+        print("note: rows were decoded in more than one precision ("
+              + ", ".join(f"{p} {n:,}" for p, n in decoded_with.items())
+              + "): the output was resumed on other hardware; --precision fixes one", file=sys.stderr)
     print(f"output: {cfg.output}/translations/  report: {cfg.output}/report.json")
     for name, error in sorted(failed.items()):
         print(f"error: shard {name} was not committed ({error}); re-run the same command to finish it",

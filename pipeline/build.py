@@ -1,10 +1,12 @@
 """The translation pipeline, assembled in one place.
 
-    read Parquet (+ path) -> [drop rows done by an earlier run] -> [--unit document: cut into segments]
+    read each shard (+ path) -> [drop rows done by an earlier run] -> [--unit document: cut into segments]
       -> tokenize (CPU actors) -> translate (model actors, GPU or CPU) -> detokenize (CPU actors)
       -> write part files (CPU tasks)
 
-This is the only place where batch sizes, actor counts, CPUs and GPUs are set.
+This is the only place where batch sizes, actor counts, CPUs and GPUs are set. Every stage but the
+model actors takes a fraction of a CPU (`cpus_per_stage`), so on a cluster whose free CPUs are split
+across nodes in pieces below one every stage can still be placed somewhere (see `read_shards`).
 The returned dataset yields one small statistics row per written part file.
 """
 
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pipeline.io import blocks_of_rows
 from pipeline.settings import ComputeConfig, TranslationSettings
 from pipeline.shards import Columns, make_drop_done, write_parts
 from pipeline.translate import Detokenize, Tokenize, Translator
@@ -40,6 +43,15 @@ class PipelinePlan:
     compute: ComputeConfig  # resolved
 
 
+def read_shards(paths: list[str], fs, compute: ComputeConfig):
+    """The rows of these input shards with their `path`, in blocks of one model-actor call (`batch_rows`),
+    read by tasks of `cpus_per_stage` CPUs (pipeline/io.py read_parquet_files says why not read_parquet)."""
+    from pipeline.io import read_parquet_files
+    from pipeline.shards import PATH
+
+    return read_parquet_files(paths, fs, compute.batch_rows, compute.cpus_per_stage, path_column=PATH)
+
+
 def model_actor_pool(compute: ComputeConfig):
     import ray.data
 
@@ -49,7 +61,7 @@ def model_actor_pool(compute: ComputeConfig):
 
 
 def build_pipeline(ds, plan: PipelinePlan):
-    """ds: rows of the pending input shards, with Ray's `path` column."""
+    """ds: rows of the pending input shards with their `path` column, in blocks of `batch_rows` (read_shards)."""
     import ray.data
 
     model, settings, compute = plan.model, plan.translation, plan.compute
@@ -61,11 +73,11 @@ def build_pipeline(ds, plan: PipelinePlan):
     unit = unit_for(settings)
     explode = unit.explode(plan.columns.id, plan.columns.source, settings.languages)
     if explode is not None:  # documents: segments of many documents share the model actors' batches
-        ds = ds.map_batches(explode, batch_format="pyarrow", num_cpus=compute.cpus_per_stage)
-    # Blocks of one actor call each: the reader's blocks can hold whole files (or several), and
-    # results leave a stage block by block, so small blocks keep translations streaming to storage
-    # and bound what a killed run loses.
-    ds = ds.repartition(target_num_rows_per_block=compute.batch_rows)
+        # A block of documents is many times as many segments: cut again into model-actor calls.
+        ds = blocks_of_rows(ds.map_batches(explode, batch_format="pyarrow", num_cpus=compute.cpus_per_stage),
+                            compute.batch_rows, {"num_cpus": compute.cpus_per_stage})
+    # The reader's blocks are of one actor call each (`read_shards`): results leave a stage block by
+    # block, so small blocks keep translations streaming to storage and bound what a killed run loses.
     ds = ds.map_batches(
         Tokenize,
         fn_constructor_kwargs=dict(model_uri=model.uri, source_column=plan.columns.source,
@@ -93,6 +105,6 @@ def build_pipeline(ds, plan: PipelinePlan):
     return ds.map_batches(
         write_parts,
         fn_kwargs=dict(output_uri=plan.output_uri, shard_names=plan.shard_names, id_column=plan.columns.id,
-                       storage_options=so, unit=unit),
+                       storage_options=so, unit=unit, decoded_with=settings.precision),
         batch_format="pyarrow", num_cpus=compute.cpus_per_stage,
     )

@@ -45,37 +45,54 @@ def pyarrow_filesystem(fs) -> pafs.FileSystem:
     return pafs.PyFileSystem(pafs.FSSpecHandler(fs))
 
 
-# Ray 2.60's Parquet reader reads footers on a pool of actors it starts for each read (and each
-# epoch of a training dataset reads again): 32 by default, each a new Python process. It hands
-# them 10 files per call, so more actors than ceil(files / 10) never get a file; on a 2-core
-# machine starting the idle ones cost ~15 s per read. Ray reads the count from this variable
-# when the read is planned, in the driver.
-_FOOTER_ACTORS_VAR = "RAY_DATA_PARQUET_FOOTER_NUM_ACTORS"
-_FILES_PER_FOOTER_CALL = 10  # ray.data's RAY_DATA_PARQUET_FOOTER_BATCH_SIZE default
-_MAX_FOOTER_ACTORS = 32  # ray.data's default pool
+def read_parquet_files(files: list[str], fs, rows_per_block: int, num_cpus: float, columns: list[str] | None = None,
+                       path_column: str | None = None):
+    """A Ray dataset of these Parquet files' rows, in blocks of at most `rows_per_block` rows.
 
-
-def footer_actors(n_files: int) -> int:
-    """Footer readers for a read of n_files: one per footer batch, at most Ray's own default."""
-    return max(1, min(_MAX_FOOTER_ACTORS, -(-n_files // _FILES_PER_FOOTER_CALL)))
-
-
-def read_parquet_dataset(files: list[str], fs, **kwargs):
-    """ray.data.read_parquet of these files on an fsspec filesystem, with footer readers sized to them.
-
-    A count the user set in RAY_DATA_PARQUET_FOOTER_NUM_ACTORS wins.
+    One task per file, of `num_cpus` CPUs (a fraction is fine), streaming the file batch by batch;
+    `path_column` adds each row's file path. Ray Data's own read_parquet plans a file-listing stage
+    that takes no resource arguments and asks one whole CPU, and its bin-packed blocks need a
+    repartition (another whole-CPU stage) to reach actors in calls of a given size. On a cluster
+    whose free CPUs are split across nodes in pieces below one (a CPU-less head, two 2-CPU workers,
+    their model actors or training workers placed), those stages waited forever; and after a lost
+    node a training run restarted from its checkpoint and then waited for them.
     """
-    import os
-
     import ray.data
 
-    if _FOOTER_ACTORS_VAR in os.environ:
-        return ray.data.read_parquet(files, filesystem=pyarrow_filesystem(fs), **kwargs)
-    os.environ[_FOOTER_ACTORS_VAR] = str(footer_actors(len(files)))
-    try:
-        return ray.data.read_parquet(files, filesystem=pyarrow_filesystem(fs), **kwargs)
-    finally:
-        del os.environ[_FOOTER_ACTORS_VAR]
+    def read(batch: dict) -> Iterator[pa.Table]:
+        for path in batch["file"]:
+            with fs.open(path, "rb") as fh:
+                for rows in pq.ParquetFile(fh).iter_batches(batch_size=rows_per_block, columns=columns):
+                    table = pa.Table.from_batches([rows])
+                    if path_column:
+                        table = table.append_column(path_column, pa.array([path] * table.num_rows, pa.string()))
+                    yield table
+
+    # max_retries -1 is Ray Data's default for its tasks; said explicitly, it also keeps the reads in
+    # tasks of their own: Ray fuses a map into the next one when their arguments agree, and the read would
+    # run inside the next stage's one actor (tokenize), every file one after the other.
+    args = {"num_cpus": num_cpus, "max_retries": -1}
+    ds = ray.data.from_items([{"file": f} for f in files]).map_batches(
+        read, batch_size=1, batch_format="numpy", **args)
+    return blocks_of_rows(ds, rows_per_block, args)
+
+
+def blocks_of_rows(ds, rows: int, remote_args: dict):
+    """`ds.repartition(target_num_rows_per_block=rows)` whose tasks take `remote_args` (CPUs).
+
+    A task's yields are merged into blocks of up to 128 MiB, and an actor takes a whole block: one actor
+    would get a whole shard while the others idle. Dataset.repartition takes no resource arguments, and
+    its tasks ask one whole CPU; its logical operator takes them (Ray 2.60, pinned in pyproject.toml).
+    With the same arguments as the stage before, Ray fuses it into that stage's tasks (MapBatches ->
+    StreamingRepartition, not strict): it only shapes their output, with no task of its own.
+    """
+    from ray.data import Dataset
+    from ray.data._internal.logical.interfaces import LogicalPlan
+    from ray.data._internal.logical.operators import StreamingRepartition
+
+    op = StreamingRepartition(target_num_rows_per_block=rows, input_dependencies=[ds._logical_plan.dag],
+                              ray_remote_args=dict(remote_args))
+    return Dataset._from_parent(ds, LogicalPlan(op, ds.context))
 
 
 def list_parquet_files(uri: str, storage_options: dict | None = None) -> tuple[object, list[str]]:

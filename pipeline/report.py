@@ -19,15 +19,17 @@ from pipeline.metrics import MetricOptions, make_metrics, score_block
 
 def sum_stats(items: list[dict]) -> dict:
     """Sum per-group statistics dicts: sentences, status counts, null counts, metric sufficient statistics."""
-    total = {"sentences": 0, "status": Counter(), "null_references": 0, "metrics": {}}
+    total = {"sentences": 0, "status": Counter(), "decoded_with": Counter(), "null_references": 0, "metrics": {}}
     for s in items:
         total["sentences"] += s["sentences"]
         total["status"].update(s.get("status", {}))
+        total["decoded_with"].update(s.get("decoded_with", {}))
         total["null_references"] += s.get("null_references", 0)
         for name, vec in s.get("metrics", {}).items():
             acc = total["metrics"].get(name)
             total["metrics"][name] = np.asarray(vec, dtype=np.float64) + (acc if acc is not None else 0)
     total["status"] = dict(total["status"])
+    total["decoded_with"] = dict(total["decoded_with"])
     return total
 
 
@@ -35,6 +37,8 @@ def group_entry(stats: dict, metrics: dict) -> dict:
     entry = score_block(metrics, stats.get("metrics", {}), stats["sentences"])
     if stats.get("status"):
         entry["status"] = dict(sorted(stats["status"].items()))
+    if stats.get("decoded_with"):  # rows (segments in document mode) per precision they were decoded in
+        entry["decoded_with"] = dict(sorted(stats["decoded_with"].items()))
     if "null_references" in stats and stats.get("metrics"):
         entry["null_references"] = stats["null_references"]
     return entry

@@ -9,8 +9,9 @@ the report's `decode` block are generated from this dataclass.
 GPUs, batch sizes. It may change between a run and its resume.
 
 Both hold "automatic" values (`precision="auto"`, `gpus_per_actor=-1`, ...)
-until `resolve_hardware` fills them from the cluster: only resolved settings
-are fingerprinted, so a bf16 GPU run is never silently resumed in fp32 on a CPU.
+until `resolve_hardware` fills them from the cluster. The resume fingerprint holds
+the settings as the user gave them ("auto" included); what each row decoded in is
+recorded with it (pipeline/shards.py) and counted in the report.
 """
 
 from __future__ import annotations
@@ -96,9 +97,14 @@ class TranslationSettings:
         return bool(self.target_lang or self.target_lang_column)
 
     def fingerprint(self) -> dict:
-        """The settings a resumed output must share with the run that started it (resolved values only)."""
-        if self.precision == "auto":
-            raise ValueError("fingerprint of unresolved settings: resolve the hardware first")
+        """The settings a resumed output must share with the run that started it, as the user gave them.
+
+        `--precision auto` stays "auto": what it resolves to follows the hardware a run finds (bf16 on
+        GPU actors, fp32 on CPU ones), and a re-run of the same command after the night's GPU nodes
+        scaled away must finish the output, not be refused. What each row was decoded in is recorded
+        with its part file and counted in the report (`decoded_with`). An explicit precision is part of
+        the fingerprint: a re-run with another one is refused.
+        """
         return leaf_values(self)
 
 
@@ -141,9 +147,10 @@ class ComputeConfig:
 
     @property
     def stage_cpus(self) -> float:
-        """CPU slots the pipeline needs beside the model actors: a read task (1 CPU, Ray Data's default), the
-        tokenize and detokenize actors, write tasks and the shard commits. Fewer, and a stage waits forever."""
-        return 4 * self.cpus_per_stage + 1
+        """CPU slots the pipeline needs beside the model actors: the read tasks, the tokenize and detokenize
+        actors, write tasks and the shard commits, `cpus_per_stage` each (pipeline/build.py). Fewer, and a
+        stage waits forever."""
+        return 5 * self.cpus_per_stage
 
     @property
     def model_actors(self) -> int:
@@ -165,16 +172,65 @@ def actors_for_gpus(gpus: float, gpus_per_actor: float) -> int:
     return int(round(gpus * 10000)) // int(round(gpus_per_actor * 10000))
 
 
-def resolve_hardware(settings: TranslationSettings, compute: ComputeConfig, gpus: float,
-                     cpus: float = 1.0) -> tuple[TranslationSettings, ComputeConfig]:
-    """The automatic values filled for a cluster with `gpus` GPUs and `cpus` CPUs; ValueError for impossible ones."""
-    gpus_per_actor = compute.gpus_per_actor if compute.gpus_per_actor >= 0 else (1.0 if gpus else 0.0)
-    max_actors = compute.max_actors or (max(1, actors_for_gpus(gpus, gpus_per_actor)) if gpus_per_actor else 1)
-    actors = compute.actors
-    if not actors and not gpus_per_actor and not compute.max_actors:
-        # CPU clusters: a fixed pool over the CPUs the other stages leave (Ray Data's autoscaler adds
-        # actors only for a deep queue, and a CPU actor is cheap to start).
-        actors = max(compute.min_actors, int((cpus - compute.stage_cpus) // compute.cpus_per_actor), 1)
+@dataclass(frozen=True)
+class ClusterView:
+    """What the job knows of the cluster when it starts (pipeline/cluster.py reads it from Ray).
+
+    node_cpus: the CPUs of each node that is up. gpus: the GPUs that are up. max_gpus / max_node_cpus:
+    what the cluster can grow to, from its autoscaler's node types where they can be read (GPU nodes
+    that scale from zero are not up when a nightly job starts), else what is up.
+    """
+
+    node_cpus: tuple[float, ...] = (1.0,)
+    gpus: float = 0.0
+    max_gpus: float = 0.0
+    max_node_cpus: tuple[float, ...] = ()
+    source: str = ""  # where max_* were read ("" : nowhere, they are what is up)
+
+    @classmethod
+    def of(cls, gpus: float = 0.0, cpus: float = 1.0) -> ClusterView:
+        """One node of `cpus` CPUs with `gpus` GPUs, nothing to scale to (a laptop, a test)."""
+        return cls(node_cpus=(cpus,), gpus=gpus, max_gpus=gpus)
+
+    @property
+    def can_provide_gpus(self) -> float:
+        return max(self.gpus, self.max_gpus)
+
+
+def cpu_actors_that_fit(node_cpus: tuple[float, ...], cpus_per_actor: float, stage_cpus: float) -> int:
+    """How many model actors of `cpus_per_actor` CPUs the nodes hold while `stage_cpus` stay free for the
+    other stages. Counted per node: an actor cannot span nodes, and 2 CPUs free on two nodes do not
+    hold an actor of 2. The stages take fractions of a CPU, so they fit in any node's leftover."""
+    per_node = sum(int((c + 1e-9) // cpus_per_actor) for c in node_cpus)
+    overall = int((sum(node_cpus) - stage_cpus + 1e-9) // cpus_per_actor)
+    return max(0, min(per_node, overall))
+
+
+def resolve_hardware(settings: TranslationSettings, compute: ComputeConfig, cluster: ClusterView
+                     ) -> tuple[TranslationSettings, ComputeConfig]:
+    """The automatic values filled for `cluster`; ValueError for impossible ones.
+
+    GPU actors when the user asks for them or the cluster can provide GPUs (up now, or node types its
+    autoscaler can start: the actors' GPU demand is what makes it start them), else CPU actors. The
+    precision follows that choice, not what is up at the moment, so the same command resolves alike
+    every night on the same cluster.
+    """
+    gpus_per_actor = (compute.gpus_per_actor if compute.gpus_per_actor >= 0
+                      else (1.0 if cluster.can_provide_gpus else 0.0))
+    actors, min_actors = compute.actors, compute.min_actors
+    if gpus_per_actor:
+        max_actors = compute.max_actors or max(1, actors_for_gpus(cluster.can_provide_gpus, gpus_per_actor))
+    else:
+        # CPU actors: as many as the nodes hold beside the other stages; up to what the cluster can grow to
+        # (the pool takes nodes that join mid-run), or --max-actors.
+        fit = max(1, cpu_actors_that_fit(cluster.node_cpus, compute.cpus_per_actor, compute.stage_cpus))
+        grown = cpu_actors_that_fit(cluster.max_node_cpus or cluster.node_cpus, compute.cpus_per_actor,
+                                    compute.stage_cpus)
+        max_actors = compute.max_actors or max(fit, grown)
+        if not actors:
+            min_actors = max(compute.min_actors, min(fit, max_actors))
+            if min_actors == max_actors:  # nothing to grow to: a fixed pool
+                actors = max_actors
     precision = settings.precision if settings.precision != "auto" else ("bf16" if gpus_per_actor else "fp32")
     if precision == "int8" and gpus_per_actor:
         raise ValueError("--precision int8 is for CPU actors (--gpus-per-actor 0); on GPUs use bf16 or fp16")
@@ -182,8 +238,8 @@ def resolve_hardware(settings: TranslationSettings, compute: ComputeConfig, gpus
         raise ValueError("--precision fp16 needs GPU actors; use bf16 or fp32 on CPU")
     threads = compute.torch_threads or max(1, int(compute.cpus_per_actor))
     return (replace(settings, precision=precision),
-            replace(compute, actors=actors, gpus_per_actor=gpus_per_actor,
-                    max_actors=max(max_actors, compute.min_actors), torch_threads=threads,
+            replace(compute, actors=actors, gpus_per_actor=gpus_per_actor, min_actors=min_actors,
+                    max_actors=max(max_actors, min_actors), torch_threads=threads,
                     batch_rows=compute.batch_rows or (GPU_BATCH_ROWS if gpus_per_actor else CPU_BATCH_ROWS),
                     # GPU actors keep 0: each sizes its own budget from the memory it finds.
                     max_tokens=compute.max_tokens or (0 if gpus_per_actor else CPU_MAX_TOKENS)))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import posixpath
+from collections import Counter
 from dataclasses import dataclass, replace
 from fractions import Fraction
 
@@ -171,13 +172,23 @@ def claim_output(fs, layout: OutputLayout, fingerprint: dict) -> None:
     """
     if fs.exists(layout.run_file):
         previous = json.loads(fs.cat_file(layout.run_file))
-        changed = sorted(k for k in set(previous) | set(fingerprint) if previous.get(k) != fingerprint.get(k))
+        changed = sorted(k for k in set(previous) | set(fingerprint)
+                         if not _same_setting(k, previous.get(k), fingerprint.get(k)))
         if changed:
             where = fs.unstrip_protocol(layout.root)
             raise InputError(f"{where} was produced with other settings ({', '.join(changed)}); "
                              "pass --overwrite or choose another --output")
         return
     write_bytes_atomic(fs, layout.run_file, json.dumps(fingerprint, indent=2, sort_keys=True).encode())
+
+
+def _same_setting(key: str, previous, current) -> bool:
+    """Whether a resumed run keeps a setting. Outputs started before `--precision auto` was recorded as
+    given hold the precision it resolved to; a run asking "auto" again resumes them (what each row was
+    decoded in is counted in the report either way)."""
+    if key == "precision" and current == "auto" and previous in ("fp32", "bf16", "fp16", "int8"):
+        return True
+    return previous == current
 
 
 def shard_state(fs, layout: OutputLayout, shard: Shard, id_column: str, unit=SENTENCES) -> tuple[bool, set]:
@@ -208,13 +219,18 @@ SHARD_COLUMN = "shard"  # the write stage's output, beside STATS_COLUMN: the par
 ROWS_DONE_COLUMN = "rows_done"  # ... and how many of its input rows the part finishes ("n" or "n/d")
 
 
+DECODED_WITH = b"nmt_batch.decoded_with"  # part file metadata: the precision its rows were decoded in
+
+
 def write_parts(table: pa.Table, output_uri: str, shard_names: dict[str, str], id_column: str,
-                storage_options: dict, unit=SENTENCES) -> pa.Table:
+                storage_options: dict, unit=SENTENCES, decoded_with: str = "") -> pa.Table:
     """Ray Data stage: write each shard's rows of this batch as one part file; return, per part file,
     its run statistics, its shard and the input rows it finishes (`unit.rows_done`).
 
     Part names are a hash of the ids they hold: a retried task rewrites the same
-    file instead of adding a duplicate.
+    file instead of adding a duplicate. Each part records the precision its rows were decoded in
+    (`decoded_with`): a shard finished by a later run may hold rows of two (--precision auto on
+    other hardware), and the report counts them.
     """
     fs, root = resolve(output_uri, storage_options)
     layout = OutputLayout(root)
@@ -229,6 +245,7 @@ def write_parts(table: pa.Table, output_uri: str, shard_names: dict[str, str], i
                                                        else [])
         digest = hashlib.sha1("\n".join(map(str, zip(*keys, strict=True))).encode()).hexdigest()[:20]
         out = rows.drop_columns([c for c in (PATH, *INTERNAL) if c in rows.column_names])
+        out = out.replace_schema_metadata({**(out.schema.metadata or {}), DECODED_WITH: decoded_with.encode()})
         write_bytes_atomic(fs, f"{layout.parts(name)}/part-{digest}.parquet", table_to_parquet_bytes(out))
         written.append(RunStats.of_rows(rows).to_json())
         names.append(name)
@@ -290,21 +307,33 @@ def commit_shard(shard: Shard, input_uri: str, output_uri: str, columns: Columns
     in_fs, _ = resolve(input_uri, storage_options)
     out_fs, root = resolve(output_uri, storage_options)
     layout = OutputLayout(root)
+    parts_dir = layout.parts(shard.name)
+    if (not out_fs.exists(parts_dir) and out_fs.exists(layout.translation(shard.name))
+            and out_fs.exists(layout.stats(shard.name))):
+        # Committed already: this is a retry of a commit whose node was lost after it finished (Ray
+        # re-runs a task whose worker died), or a commit started twice. Its parts are gone.
+        return read_shard_stats(out_fs, layout, shard)
     with in_fs.open(shard.path, "rb") as fh:
         input_schema = pq.read_schema(fh)
         fh.seek(0)
         inputs = pq.read_table(fh, columns=unit.input_columns(columns))
     schema = pa.schema(list(input_schema) + added)
-    parts_dir = layout.parts(shard.name)
     parts = out_fs.glob(f"{parts_dir}/part-*.parquet") if out_fs.exists(parts_dir) else []
-    tables = []
+    tables, precision_of = [], {}
     for part in parts:
         with out_fs.open(part, "rb") as fh:
             tables.append(pq.read_table(fh))
+        # Per row key (id, and segment in document mode), so a row in two parts (a retried write) counts once.
+        decoded = (tables[-1].schema.metadata or {}).get(DECODED_WITH, b"").decode() or "unrecorded"
+        keys = [tables[-1].column(c).to_pylist() for c in unit.part_columns(columns.id)[:2]
+                if c in tables[-1].column_names]
+        precision_of.update(dict.fromkeys(zip(*keys, strict=True), decoded))
+    decoded_with = Counter(precision_of.values())
     merged = pa.concat_tables(tables, promote_options="default") if tables else unit.empty_parts(schema, columns.id)
     merged = unit.assemble(shard.name, inputs, merged, columns.id, columns.source)
     merged = merged.select(schema.names).cast(schema)
-    stats = {"shard": shard.name, "sentences": merged.num_rows, "status": status_counts(merged)}
+    stats = {"shard": shard.name, "sentences": merged.num_rows, "status": status_counts(merged),
+             "decoded_with": dict(decoded_with)}
     if columns.reference and metrics:
         hyps, refs = unit.scored_texts(merged, columns.reference)
         stats["null_references"] = merged.column(columns.reference).null_count

@@ -245,6 +245,9 @@ class Translator:
                 .append_column(ROW_STATS, stats))
 
 
+GPU_STANDIN = "NMT_GPU_STANDIN"  # "cpu": GPU actors without CUDA decode on the CPU (tests of GPU scheduling)
+
+
 def actor_device(gpus_per_actor: float):
     """Where a model actor decodes: the plan decides, not what the node has. A CPU actor on a GPU node
     must not take GPU 0 unreserved (Ray gives a GPU actor its own devices in CUDA_VISIBLE_DEVICES; to
@@ -252,6 +255,10 @@ def actor_device(gpus_per_actor: float):
     import torch
 
     if not gpus_per_actor:
+        return torch.device("cpu")
+    if os.environ.get(GPU_STANDIN) == "cpu" and not torch.cuda.is_available():
+        # Scheduling tests on machines without GPUs: nodes declare logical GPUs to Ray (ray start
+        # --num-gpus), and an actor that reserved one decodes on the CPU.
         return torch.device("cpu")
     if not torch.cuda.is_available():
         raise RuntimeError(f"this actor reserved {gpus_per_actor:g} GPU but sees no CUDA device (torch "

@@ -1,39 +1,37 @@
 """pipeline.io's Parquet reads through Ray Data."""
 
-import os
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 
-from pipeline.io import footer_actors, list_parquet_files, read_parquet_dataset
-
-
-@pytest.mark.parametrize(("files", "actors"), [(1, 1), (10, 1), (11, 2), (95, 10), (320, 32), (5000, 32)])
-def test_one_footer_reader_per_footer_batch_up_to_rays_default(files, actors):
-    assert footer_actors(files) == actors
+from pipeline.io import list_parquet_files, read_parquet_files
 
 
-def _planned_footer_actors(ds) -> int:
-    """The footer pool size Ray planned for this read (Ray internals: the ListFiles op's indexer)."""
-    ops = [ds._logical_plan.dag]
+def _stages(ds) -> list:
+    """The plan's operators, last first (Ray internals, for their resource arguments)."""
+    ops, out = [ds._logical_plan.dag], []
     while ops:
         op = ops.pop()
-        if hasattr(op, "file_indexer"):
-            return op.file_indexer._num_actors
+        out.append(op)
         ops.extend(op.input_dependencies)
-    raise AssertionError("no ListFiles operator in the plan")
+    return out
 
 
-def test_a_read_plans_footer_readers_for_its_files_and_leaves_the_environment(local_ray, tmp_path, monkeypatch):
-    for i in range(12):
-        pq.write_table(pa.table({"id": [f"{i}-{j}" for j in range(3)]}), tmp_path / f"part-{i:05d}.parquet")
+def test_files_are_read_in_blocks_of_the_asked_rows_by_fractional_cpu_tasks(local_ray, tmp_path):
+    """No stage of the read asks a whole CPU (Ray Data's read_parquet lists files in a task of one CPU,
+    which waited forever on clusters whose free CPUs were split across nodes)."""
+    for i in range(3):
+        pq.write_table(pa.table({"id": [f"{i}-{j}" for j in range(25)], "text": ["x"] * 25, "extra": list(range(25))}),
+                       tmp_path / f"part-{i:05d}.parquet", row_group_size=7)
     fs, files = list_parquet_files(str(tmp_path))
-    monkeypatch.delenv("RAY_DATA_PARQUET_FOOTER_NUM_ACTORS", raising=False)
-    ds = read_parquet_dataset(files, fs)
-    assert _planned_footer_actors(ds) == 2  # 12 files: two batches of footers, not Ray's 32 actors
-    assert "RAY_DATA_PARQUET_FOOTER_NUM_ACTORS" not in os.environ
-    assert sorted(row["id"] for row in ds.take_all()) == sorted(f"{i}-{j}" for i in range(12) for j in range(3))
-    monkeypatch.setenv("RAY_DATA_PARQUET_FOOTER_NUM_ACTORS", "5")  # the user's own setting wins
-    assert _planned_footer_actors(read_parquet_dataset(files, fs)) == 5
-    assert os.environ["RAY_DATA_PARQUET_FOOTER_NUM_ACTORS"] == "5"
+    ds = read_parquet_files(files, fs, rows_per_block=10, num_cpus=0.25, columns=["id", "text"], path_column="path")
+    cpus = [op.ray_remote_args.get("num_cpus") for op in _stages(ds) if getattr(op, "ray_remote_args", None)]
+    assert cpus and all(c == 0.25 for c in cpus)
+    # The blocks keep their size through the next stage: the read is not fused into it.
+    ds = ds.map_batches(lambda t: t, batch_format="pyarrow", num_cpus=0.25)
+    blocks = [b for b in ds.iter_batches(batch_size=None, batch_format="pyarrow")]
+    assert max(b.num_rows for b in blocks) <= 10 and sum(b.num_rows for b in blocks) == 75
+    rows = [r for b in blocks for r in b.to_pylist()]
+    assert sorted(r["id"] for r in rows) == sorted(f"{i}-{j}" for i in range(3) for j in range(25))
+    assert set(rows[0]) == {"id", "text", "path"} and all(r["path"] in files and r["id"][0] == r["path"][-9]
+                                                          for r in rows)

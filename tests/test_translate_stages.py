@@ -170,22 +170,82 @@ def test_int8_is_refused_on_gpu_actors():
         hardware_for(cfg, gpus=1)
 
 
-def test_cpu_clusters_get_a_fixed_pool_of_one_thread_actors_over_their_cores():
+def test_cpu_clusters_get_a_pool_of_one_thread_actors_that_fits_their_nodes():
     from jobs.cli import parse_config
     from jobs.translate_corpus import TranslateConfig, hardware_for
+    from pipeline.settings import ClusterView
 
-    def resolved(argv, gpus, cpus):
-        c = hardware_for(parse_config(TranslateConfig, argv), gpus, cpus).compute
-        return c.actors, c.max_actors, c.torch_threads
+    def resolved(argv, cluster):
+        c = hardware_for(parse_config(TranslateConfig, argv), cluster=cluster).compute
+        return c.actors, c.min_actors, c.max_actors, c.torch_threads
 
-    # Two CPU slots stay for the read task and the tokenize, detokenize, write and commit stages.
-    assert resolved([], gpus=0, cpus=16) == (14, 1, 1)
-    assert resolved([], gpus=0, cpus=4) == (2, 1, 1)  # a 2-core machine's local instance (2 cores + 2 slots)
-    assert resolved([], gpus=0, cpus=1) == (1, 1, 1)
-    assert resolved(["--cpus-per-actor", "4"], gpus=0, cpus=16) == (3, 1, 4)
-    assert resolved(["--actors", "2"], gpus=0, cpus=16) == (2, 1, 1)
-    assert resolved(["--max-actors", "6"], gpus=0, cpus=16) == (0, 6, 1)  # the user's autoscaling pool
-    assert resolved([], gpus=4, cpus=64) == (0, 4, 1)  # GPU clusters: one autoscaled actor per GPU
+    one = lambda cpus: ClusterView.of(0, cpus)  # noqa: E731
+    # 1.25 CPUs stay for the read, tokenize, detokenize, write and commit stages (a quarter each).
+    assert resolved([], one(16)) == (14, 14, 14, 1)
+    assert resolved([], one(4)) == (2, 2, 2, 1)  # a 2-core machine's local instance (2 cores + 2 slots)
+    assert resolved([], one(1)) == (1, 1, 1, 1)
+    assert resolved(["--cpus-per-actor", "4"], one(16)) == (3, 3, 3, 4)
+    assert resolved(["--actors", "2"], one(16))[0] == 2
+    assert resolved(["--max-actors", "6"], one(16)) == (6, 6, 6, 1)
+    assert resolved([], ClusterView.of(4, 64)) == (0, 1, 4, 1)  # GPU clusters: one autoscaled actor per GPU
+
+
+@pytest.mark.parametrize("nodes, argv, actors", [
+    ((2, 2), [], 2),  # a CPU-less head (no entry) and two 2-CPU workers: one actor per node
+    ((1, 1), [], 1),  # one node's CPU for the actor, the other's for the stages
+    ((1, 3), [], 2),  # uneven nodes
+    ((4, 4), [], 6),
+    ((1, 1, 1, 1), [], 2),
+    ((2, 2), ["--cpus-per-actor", "2"], 1),  # 4 CPUs, but the stages need some of one node
+    ((3, 1), ["--cpus-per-actor", "2"], 1),  # 2 CPUs free across two nodes do not hold an actor of 2
+    ((3, 3), ["--cpus-per-actor", "2"], 2),
+])
+def test_the_cpu_pool_is_counted_per_node(nodes, argv, actors):
+    """An actor cannot span nodes: the pool is what the nodes hold one by one, less the stages' CPUs."""
+    from jobs.cli import parse_config
+    from jobs.translate_corpus import TranslateConfig, hardware_for
+    from pipeline.settings import ClusterView, cpu_actors_that_fit
+
+    cfg = hardware_for(parse_config(TranslateConfig, argv), cluster=ClusterView(node_cpus=nodes))
+    assert cfg.compute.actors == actors
+    c = cfg.compute
+    fit = cpu_actors_that_fit(nodes, c.cpus_per_actor, c.stage_cpus)
+    assert max(1, fit) == actors  # one actor at least; on (1, 1) the stages share the other node's CPU
+    if fit:
+        # Whatever node the actors land on, the fractional stages find room: every node's leftover is a
+        # whole number of quarter CPUs and the total leftover holds them.
+        assert sum(nodes) - actors * c.cpus_per_actor >= c.stage_cpus
+
+
+def test_a_pool_grows_to_what_the_autoscaler_can_add_and_gpus_that_scale_from_zero_are_asked_for():
+    """Nightly clusters start with no GPU node up: the job asks for GPU actors from the autoscaler's node
+    types, in bf16, the same every night; CPU pools may grow onto nodes the autoscaler adds."""
+    from jobs.cli import parse_config
+    from jobs.translate_corpus import TranslateConfig, hardware_for
+    from pipeline.settings import ClusterView
+
+    cold = ClusterView(node_cpus=(2,), gpus=0, max_gpus=8, source="autoscaler")
+    cfg = hardware_for(parse_config(TranslateConfig, []), cluster=cold)
+    c = cfg.compute
+    assert (c.gpus_per_actor, c.min_actors, c.max_actors, cfg.translation.precision) == (1.0, 1, 8, "bf16")
+    warm = ClusterView(node_cpus=(2, 4, 4), gpus=2, max_gpus=8, source="autoscaler")
+    assert hardware_for(parse_config(TranslateConfig, []), cluster=warm).translation == cfg.translation
+    cpu_only = ClusterView(node_cpus=(2,), max_node_cpus=(0, 2, 2, 2))
+    c = hardware_for(parse_config(TranslateConfig, []), cluster=cpu_only).compute
+    assert (c.gpus_per_actor, c.actors, c.min_actors, c.max_actors) == (0.0, 0, 1, 4)
+
+
+def test_the_fingerprint_keeps_precision_as_asked():
+    """--precision auto is fingerprinted as "auto": a re-run of the same command on other hardware resumes;
+    an explicit precision is kept as given. Outputs recorded before hold the resolved value and resume too."""
+    from jobs.cli import parse_config
+    from jobs.translate_corpus import TranslateConfig
+    from pipeline.shards import _same_setting
+
+    assert parse_config(TranslateConfig, []).translation.fingerprint()["precision"] == "auto"
+    assert parse_config(TranslateConfig, ["--precision", "bf16"]).translation.fingerprint()["precision"] == "bf16"
+    assert _same_setting("precision", "bf16", "auto") and not _same_setting("precision", "auto", "bf16")
+    assert not _same_setting("precision", "fp32", "bf16") and not _same_setting("beam_size", 4, 5)
 
 
 @pytest.mark.parametrize("gpus, share, actors", [(1, 0.1, 10), (1, 0.2, 5), (0.3, 0.1, 3), (2, 0.5, 4), (1, 0.3, 3),
