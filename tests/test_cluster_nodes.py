@@ -4,7 +4,8 @@ worker nodes are killed outright mid-run (`remove_node(allow_graceful=False)`), 
 
 Covers: the translation job on several topologies; a worker node lost once a third of the output exists,
 in sentence and in document mode, the same run finishing with every id once and the translations of an
-uninterrupted run; GPU nodes that an autoscaler (Ray's fake multi-node provider) starts from zero for the
+uninterrupted run; training that loses a worker's node and resumes from its last checkpoint in the same
+job; GPU nodes that an autoscaler (Ray's fake multi-node provider) starts from zero for the
 model actors, and a re-run after they idled away.
 """
 
@@ -183,6 +184,38 @@ def test_a_worker_node_lost_mid_run_and_the_same_run_finishes(unit, corpus, docu
     report = json.loads(open(f"{out}/report.json").read())
     assert list(report["overall"]["decoded_with"]) == ["fp32"]
     assert report["run"]["shards_translated"] == shards
+
+
+def test_training_loses_a_worker_node_and_resumes_from_its_checkpoint_in_the_same_job(sample_corpus, tmp_path):
+    from jobs.train_tokenizer import main as train_tokenizer
+
+    tok = str(tmp_path / "tok")
+    assert train_tokenizer(["--input", sample_corpus, "--output", tok, "--vocab-size", "200"]) == 0
+    out = str(tmp_path / "model")
+    cmd = [sys.executable, os.path.join(ROOT, "jobs", "train_model.py"), "--train", sample_corpus, "--tokenizer", tok,
+           "--output", out, "--layers", "1", "--d-model", "32", "--heads", "2", "--ff-dim", "64",
+           "--num-workers", "2", "--cpus-per-worker", "0.5", "--torch-threads", "1", "--data-cpus", "0.25",
+           "--max-tokens", "300", "--max-steps", "60", "--validate-every", "10", "--log-every", "5",
+           "--warmup", "2", "--max-failures", "2"]
+    log_file = f"{out}/training_log.jsonl"
+    with nodes(2, 2) as (cluster, workers):
+        with open(str(tmp_path / "train.log"), "w") as log:
+            proc = subprocess.Popen(cmd, env=env_for(cluster.address), cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+            def checkpointed():
+                with contextlib.suppress(OSError):
+                    return len(open(log_file).read().splitlines()) >= 2
+                return False
+
+            assert when(checkpointed, proc, timeout=240), open(str(tmp_path / "train.log")).read()[-3000:]
+            cluster.remove_node(workers[1], allow_graceful=False)
+            rc = proc.wait(timeout=420)
+    text = open(str(tmp_path / "train.log")).read()
+    assert rc == 0, text[-4000:]
+    steps = [json.loads(line)["step"] for line in open(log_file)]
+    # The loss curve goes on from the last checkpoint: no step starts again from 0; a step logged after
+    # the checkpoint and before the loss may be logged again by the restarted workers.
+    assert steps[0] == 10 and steps[-1] == 60 and sorted(set(steps)) == list(range(10, 70, 10)), steps
 
 
 def fake_autoscaling_config(path: str, idle_minutes: float) -> None:
