@@ -201,6 +201,32 @@ GPU_ENGINES_CMD = ("python bench/engines.py --device cuda --precisions fp16,bf16
                    "--max-tokens 400000 --ct2-batch-tokens 16384 --out bench/results/engines_gpu.json")
 
 
+PREEMPTION = "bench/results/preemption_cpu.json"
+
+
+def preemption() -> list[str]:
+    """A worker node lost mid-run against an uninterrupted run (bench/preemption.py)."""
+    path = os.path.join(ROOT, PREEMPTION)
+    if not os.path.exists(path):
+        return ["  Not measured yet: `python bench/preemption.py`."]
+    with open(path) as f:
+        r = json.load(f)
+    whole, lost = r["runs"]
+    cfg = r["config"]
+    return [f"  On {machine(r)}, {r['cluster']}: {cfg['sentences']:,} sentences in {cfg['shards']} shards "
+            f"(`python bench/preemption.py --sentences {cfg['sentences']} --shards {cfg['shards']} --batch-rows "
+            f"{cfg['batch_rows']} --beam-size {cfg['beam_size']}`). Uninterrupted: {whole['seconds']:.0f} s. "
+            f"A worker lost at {lost['lost_at_seconds']:.0f} s ({lost['shards_committed_at_loss']} shards "
+            f"committed): {lost['seconds']:.0f} s ({r['seconds_lost']:+.0f} s), exit {lost['exit']}, "
+            f"{lost['unique_ids']:,} ids written once in {lost['rows']:,} rows, "
+            f"{lost['identical_translations']:,} of {whole['sentences']:,} translations identical to the "
+            f"uninterrupted run's, BLEU {lost['bleu']:.2f} against {whole['bleu']:.2f}. On one machine the "
+            "nodes share its cores: losing one takes logical CPUs, not compute, so this is the recovery's own "
+            "cost (an actor restarted with its model, lost blocks recomputed), within this VM's run-to-run "
+            "noise; on a cluster, add the lost node's share of the work left, done by the nodes that remain "
+            "until the autoscaler replaces it."]
+
+
 GPU_CHECK = "bench/results/gpu_check.json"
 
 
@@ -528,6 +554,7 @@ def main() -> int:
                 "[docs/operations.md](docs/operations.md#5-sizing-and-cost)."]
     replace_block(os.path.join(ROOT, "README.md"), "figures", figures)
     replace_block(os.path.join(ROOT, "docs", "operations.md"), "sizing", sizing())
+    replace_block(os.path.join(ROOT, "docs", "operations.md"), "preemption", preemption())
     print("wrote docs/performance.md, docs/results.md, README.md figures, docs/operations.md sizing")
     return 0
 

@@ -74,6 +74,17 @@ def start_command_problems(config: dict) -> list[str]:
     return problems
 
 
+def unnamed_resources(config: dict) -> list[str]:
+    """Worker node types that do not name their resources. The launcher detects them when a node starts,
+    but the translation job reads the node types before any worker is up to know that GPU nodes can
+    come (pipeline/cluster.py): with `resources: {}` it sees none and runs CPU actors."""
+    types = config.get("available_node_types") or {}
+    head = config.get("head_node_type")
+    return [f"node type {name}: name its resources (e.g. {{CPU: 4, GPU: 1}}); the translation job cannot see "
+            "what an empty entry provides" for name, t in types.items()
+            if name != head and isinstance(t, dict) and t.get("max_workers", 0) and not t.get("resources")]
+
+
 def credential_findings(text: str) -> list[str]:
     return [f"credentials: {what} in the file" for pattern, what in SECRET_PATTERNS if pattern.search(text)]
 
@@ -82,7 +93,8 @@ def check(path: str) -> list[str]:
     with open(path) as f:
         text = f.read()
     config = yaml.safe_load(text)
-    return schema_errors(config) + exposed_ingress(config) + start_command_problems(config) + credential_findings(text)
+    return (schema_errors(config) + exposed_ingress(config) + start_command_problems(config)
+            + unnamed_resources(config) + credential_findings(text))
 
 
 def main(argv: list[str]) -> int:

@@ -18,6 +18,7 @@ from check_cluster_config import (  # noqa: E402
     exposed_ingress,
     schema_errors,
     start_command_problems,
+    unnamed_resources,
 )
 
 LAUNCHER_CONFIGS = ["cluster.yaml", "deploy/gcp-cluster.yaml"]
@@ -31,6 +32,22 @@ def load(name):
 @pytest.mark.parametrize("name", LAUNCHER_CONFIGS)
 def test_launcher_configs_pass_every_check(name):
     assert check(os.path.join(ROOT, name)) == []
+
+
+@pytest.mark.parametrize("name", LAUNCHER_CONFIGS)
+def test_gpu_node_types_name_their_gpus_for_the_job_to_see(name, tmp_path):
+    """The translation job reads the node types at start to know GPU nodes can come (none is up then):
+    the gpu type names its GPU, and an empty entry is flagged."""
+    from pipeline.cluster import _types_in_launcher_config
+
+    config = load(name)
+    assert config["available_node_types"]["gpu"]["resources"]["GPU"] == 1
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(config))
+    types = _types_in_launcher_config(str(path))
+    assert sum(r.get("GPU", 0) * n for r, n in types) == config["available_node_types"]["gpu"]["max_workers"]
+    config["available_node_types"]["gpu"]["resources"] = {}
+    assert [p for p in unnamed_resources(config) if p.startswith("node type gpu")]
 
 
 @pytest.mark.parametrize("mutate", [
