@@ -21,10 +21,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STATUS = {0: "ok", 124: "timed out"}
 
 
+STEP_START = re.compile(r"^== (\S+) \(limit \d+s\)")
+STEP_END = re.compile(r"^\s+exit (\d+) in (\d+)s$")
+
+
 def steps(folder: str) -> list[dict]:
     path = os.path.join(folder, "summary.tsv")
     if not os.path.exists(path):
-        return []
+        return steps_from_output(os.path.join(folder, "check.log"))
     out = []
     with open(path) as f:
         for line in f:
@@ -38,10 +42,38 @@ def steps(folder: str) -> list[dict]:
     return out
 
 
+def steps_from_output(path: str) -> list[dict]:
+    """The same steps from what the script printed (`bash scripts/gpu_check.sh DIR > DIR/check.log`): a
+    machine that hands back only some of its files may keep the printout and lose summary.tsv."""
+    if not os.path.exists(path):
+        return []
+    out, name = [], None
+    with open(path) as f:
+        for line in f:
+            start, end = STEP_START.match(line), STEP_END.match(line)
+            if start:
+                if name:
+                    out.append(cut_off(name))
+                name = start[1]
+            elif end and name:
+                rc = int(end[1])
+                out.append({"step": name, "exit": rc, "status": STATUS.get(rc, "failed"), "seconds": int(end[2])})
+                name = None
+    return out + ([cut_off(name)] if name else [])
+
+
+def cut_off(name: str) -> dict:
+    """A step that started and never said how it ended: the machine's own time limit stopped the script."""
+    return {"step": name, "exit": None, "status": "cut off (the machine's time ran out)", "seconds": None}
+
+
+SHORT_SUMMARY = re.compile(r"^(PASSED|FAILED|ERROR|SKIPPED) (?:\[\d+\] )?(?:tests/)?(\S+?\.py)::(\S+)(?: - (.*))?$")
+
+
 def tests(folder: str) -> list[dict]:
     path = os.path.join(folder, "gpu_tests.xml")
     if not os.path.exists(path):
-        return []
+        return tests_from_output(folder)
     out = []
     for case in ET.parse(path).getroot().iter("testcase"):
         name = f"{case.get('classname', '').split('.')[-1]}::{case.get('name')}"
@@ -55,6 +87,42 @@ def tests(folder: str) -> list[dict]:
         out.append({"test": name, "outcome": outcome, "seconds": round(float(case.get("time", 0)), 1),
                     "message": message})
     return out
+
+
+def tests_from_output(folder: str) -> list[dict]:
+    """Outcomes from pytest's short summary (-rA) in tests*.log, where no JUnit file came back."""
+    out = []
+    for name in sorted(os.listdir(folder)):
+        if not (name.startswith("tests") and name.endswith(".log")):
+            continue
+        with open(os.path.join(folder, name)) as f:
+            for line in f:
+                m = SHORT_SUMMARY.match(line.strip())
+                if m:
+                    out.append({"test": f"{m[2].removesuffix('.py')}::{m[3]}", "outcome": m[1].lower(),
+                                "seconds": None, "message": (m[4] or "")[:300]})
+    return out
+
+
+TRAIN_STEP = re.compile(r"\[train\] step \d+ \| .* \| ([\d,]+) tgt tok/s")
+
+
+def teacher(folder: str) -> dict | None:
+    """A run of the teachers' recipe (scripts/train_distilled_model.sh) on the GPU, as far as it got: its
+    validation curve and the training throughput its workers printed."""
+    path = os.path.join(folder, "teacher_training_log.jsonl")
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        curve = [json.loads(line) for line in f if line.strip()]
+    rates = []
+    log = os.path.join(folder, "teacher.log")
+    if os.path.exists(log):
+        with open(log) as f:
+            rates = [int(m[1].replace(",", "")) for m in map(TRAIN_STEP.search, f) if m]
+    return {"validations": [{k: (round(v, 2) if isinstance(v, float) else v) for k, v in p.items()
+                             if k in ("epoch", "step", "target_tokens", "seconds", "val_bleu")} for p in curve],
+            "target_tokens_per_second": sorted(rates)[len(rates) // 2] if rates else None}
 
 
 def cause(node) -> str:
@@ -90,6 +158,20 @@ def printed(folder: str) -> dict:
     return found
 
 
+JOB_PRINTED = re.compile(r"^(translated .+|decoding: .+|BLEU .+ sentences .+|.*model actor .+ token budget .+)$")
+
+
+def job_printed(folder: str) -> list[str]:
+    """The last lines the half-GPU job printed (sentences, time, decoding rate, BLEU, each actor's budget)."""
+    path = os.path.join(folder, "job-half.log")
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        found = [m[1] for m in map(JOB_PRINTED.match, f.read().splitlines()) if m]
+    # Ray prefixes an actor's lines with its colored name: keep what the actor said.
+    return [line[line.index("model actor"):] if "model actor" in line else line for line in found]
+
+
 def engine_runs(folder: str) -> list[dict]:
     for name in ("engines_runs.jsonl", "engines.log"):
         path = os.path.join(folder, name)
@@ -121,7 +203,8 @@ def environment(folder: str) -> dict:
 
 def summarize(folder: str, date: str, notes: list[str]) -> dict:
     result = {"date": date, "machine": environment(folder), "steps": steps(folder), "tests": tests(folder),
-              "printed": printed(folder), "engine_runs": engine_runs(folder), "notes": notes}
+              "printed": printed(folder), "engine_runs": engine_runs(folder), "job_half": job_printed(folder),
+              "teacher": teacher(folder), "notes": notes}
     engines_json = os.path.join(folder, "engines_gpu.json")
     result["engines_json_written"] = os.path.exists(engines_json)
     return result

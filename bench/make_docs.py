@@ -227,23 +227,36 @@ def preemption() -> list[str]:
             "until the autoscaler replaces it."]
 
 
-GPU_CHECK = "bench/results/gpu_check.json"
+GPU_CHECKS = "gpu_check*.json"
 
 
 def gpu_check_section() -> tuple[list[str], list[str]]:
-    """What the last scripts/gpu_check.sh run found (bench/gpu_check_summary.py), failures included."""
-    path = os.path.join(ROOT, GPU_CHECK)
-    if not os.path.exists(path):
-        return [], []
-    with open(path) as f:
-        r = json.load(f)
+    """What each scripts/gpu_check.sh run found (bench/gpu_check_summary.py), failures included, in the
+    order they ran: a machine lent for minutes runs part of the check, the next one the rest."""
+    checks = sorted(load(GPU_CHECKS), key=lambda pr: (pr[0] != "bench/results/gpu_check.json", pr[0]))
+    lines, summary = [], []
+    for n, (path, r) in enumerate(checks, 1):
+        c_lines, c_summary = one_gpu_check(path, r, latest=n == len(checks))
+        lines += ([f"### Check {n}", ""] if len(checks) > 1 else []) + c_lines
+        summary += c_summary
+    return lines, summary
+
+
+def step_result(step: dict) -> str:
+    return step["status"] if step["exit"] is None else f"{step['status']} (exit {step['exit']})"
+
+
+def one_gpu_check(path: str, r: dict, latest: bool) -> tuple[list[str], list[str]]:
+    """One check's section; its README line gives engine speeds only for the latest check (an earlier one
+    may have timed a single pass that loaded the CUDA kernels)."""
     m = r["machine"]
     where = (f"{m.get('gpu', 'a GPU')} ({m.get('gpu_memory_gib', '?')} GiB), driver {m.get('driver', '?')}, "
              f"torch {m.get('torch', '?')}, CTranslate2 {m.get('ctranslate2')}")
     lines = [f"`bash scripts/gpu_check.sh`, run on {r['date']} on {where}; summarized by "
-             f"`python bench/gpu_check_summary.py <folder> --date {r['date']}` into `{GPU_CHECK}`.", "",
+             f"`python bench/gpu_check_summary.py <folder> --date {r['date']}` into `{path}`.", "",
              "| step | result | seconds |", "| --- | --- | ---: |"]
-    lines += [f"| {s['step']} | {s['status']} (exit {s['exit']}) | {s['seconds']} |" for s in r["steps"]]
+    lines += [f"| {s['step']} | {step_result(s)} | {'-' if s['seconds'] is None else s['seconds']} |"
+              for s in r["steps"]]
     lines += ["", "| gpu-marked test | outcome | why (failures) |", "| --- | --- | --- |"]
     lines += [f"| `{t['test']}` | {t['outcome']} | {t['message'].replace('|', '/')[:160]} |"
               for t in r["tests"] if not t["test"].startswith("::")]
@@ -265,15 +278,33 @@ def gpu_check_section() -> tuple[list[str], list[str]]:
             bleu = f"{e['bleu']:.2f}" if e.get("bleu") is not None else "-"
             lines.append(f"| {e['size']} | {e['set']} | {e['precision']} | {e['engine']} | "
                          f"{e['target_tokens_per_second']:,.0f} | {bleu} | {e.get('peak_gpu_mb', '-')} |")
+    if r.get("job_half"):
+        lines += ["", "The job on two actors of half a GPU each (`--gpus-per-actor 0.5 --actors 2 --precision fp16`, "
+                  "30,000 sentences in 8 shards, beam 4) printed:", "", "```"] + r["job_half"] + ["```"]
+    t = r.get("teacher")
+    if t and t["validations"]:
+        last = t["validations"][-1]
+        lines += ["", f"The teachers' recipe (`scripts/train_distilled_model.sh`, `--use-gpu`) ran "
+                  f"{last['epoch']} epochs before the machine's time ran out (val BLEU "
+                  + ", ".join(f"{v['val_bleu']:.2f}" for v in t["validations"])
+                  + f" after each epoch); its worker trained at a median {t['target_tokens_per_second'] or 0:,} "
+                  f"target tokens/s."]
     if r.get("notes"):
         lines += [""] + [f"- {n}" for n in r["notes"]]
     lines.append("")
     passed = sum(t["outcome"] == "passed" for t in r["tests"])
     failed = sum(t["outcome"] in ("failed", "error") for t in r["tests"])
+    fastest = {}
+    for e in r["engine_runs"] if latest else []:
+        if e["set"] == "test_2016_flickr":
+            key = e["engine"]
+            fastest[key] = max(fastest.get(key, 0), e["target_tokens_per_second"])
     summary = [f"- **GPU check** ({r['date']}, {m.get('gpu', 'GPU')}): {passed} gpu-marked tests passed, "
                f"{failed} failed"
                + (" — " + "; ".join(f"{h['precision']} BLEU {h['bleu_gpu']:.2f} vs CPU fp32 {h['bleu_cpu_fp32']:.2f}"
                                     for h in half) if half else "")
+               + (" — test_2016_flickr, target tok/s: " + ", ".join(f"{k} {v:,.0f}" for k, v in fastest.items())
+                  if fastest else "")
                + " (docs/performance.md#gpu-check)"]
     return lines, summary
 

@@ -22,8 +22,10 @@
 #
 # Environment: DATA, a folder with Multi30k's {train,val,test_2016_flickr}.{en,de}.gz (default:
 # ../shared/data/multi30k or data/multi30k); PYTHON (default python3); SCALE multiplies every step's
-# time limit (default 1); LONG, inputs of the engines' long set (default 100; 0 leaves it out); STEPS, the steps to run (default "env engines tests job train": a machine
-# lent in slices of 10 minutes runs "env engines tests" and then "job train" into the same OUT_DIR).
+# time limit (default 1); LONG, inputs of the engines' long set (default 100; 0 leaves it out); SIZES,
+# PRECISIONS and ENGINES narrow the engines step (defaults "shipped,base", "fp16,bf16,int8_fp16",
+# "ours,ctranslate2,transformers"); STEPS, the steps to run (default "env engines tests job train": a
+# machine lent in slices of 10 minutes runs "env engines tests" and then "job train" into the same OUT_DIR).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-runs/gpu_check-$(date -u +%Y%m%dT%H%M%SZ)}
@@ -94,8 +96,8 @@ fi
 # --repeats 2: a process's first pass also loads the CUDA kernels of each new shape (lazily since CUDA 12).
 # The first check (2026-12-04, one pass) took 6.5-7.4 s for 300 captions in one fp16/bf16 batch, where a
 # warm process decoded 128 sentences in ~0.3 s: the faster of two passes is kept.
-want engines && step engines 300 "$PY" bench/engines.py --device cuda --data "$DATA" --sizes shipped,base \
-  --precisions fp16,bf16,int8_fp16 --engines ours,ctranslate2,transformers --sentences 300 \
+want engines && step engines 300 "$PY" bench/engines.py --device cuda --data "$DATA" --sizes "${SIZES:-shipped,base}" \
+  --precisions "${PRECISIONS:-fp16,bf16,int8_fp16}" --engines "${ENGINES:-ours,ctranslate2,transformers}" --sentences 300 \
   --long "${LONG:-100}" --base-sentences 200 --threads 1 --max-tokens 400000 --ct2-batch-tokens 16384 --rounds 1 \
   --repeats 2 --job-sentences 30000 --job-engines ours --out "$OUT/engines_gpu.json"
 cp "$OUT/engines.log" "$OUT/engines_runs.jsonl" 2>/dev/null  # each finished run's line, if the step ran out of time

@@ -182,8 +182,10 @@ class Trainer:
         self.state.seconds += seconds
         loss_sum, tokens = _all_reduce(self.since_report, self.device)
         self.since_report = [0.0, 0.0]
+        # seconds: training time so far (resumes included), so a log says what each point on the curve cost.
         metrics = {"step": self.state.step, "epoch": self.state.epoch, "target_tokens": self.state.target_tokens,
-                   "lr": self.optimizer.param_groups[0]["lr"], "train_loss": loss_sum / max(tokens, 1.0),
+                   "seconds": round(self.state.seconds, 1), "lr": self.optimizer.param_groups[0]["lr"],
+                   "train_loss": loss_sum / max(tokens, 1.0),
                    "teacher_forcing_rate": self.cfg.sampling.teacher_forcing_rate(self.state.step),
                    "dropped": self.dropped_all_workers()}
         stop = 0.0
