@@ -37,6 +37,20 @@ def _bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
 
 
+def _json_object(text: str) -> dict:
+    """A JSON object flag's value. On error, argparse prints the value it was given ("invalid loads value:
+    '{...}'"): --storage-options holds credentials, so the error says what is wrong and where, never the text."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not valid JSON ({e.msg} at line {e.lineno} column {e.colno}); "
+                                         "the value is not shown, it may hold secrets") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got a JSON {type(value).__name__}; the value is "
+                                         "not shown, it may hold secrets")
+    return value
+
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Shows defaults, except empty ones ('', [], {}) which say nothing."""
 
@@ -89,7 +103,7 @@ def build_parser(cls, description: str | None = None) -> argparse.ArgumentParser
             (item,) = typing.get_args(tp)
             parser.add_argument(flag, type=item, action="append", **{**kw, "default": None})
         elif tp is dict or origin is dict:
-            parser.add_argument(flag, type=json.loads, metavar="JSON", **kw)
+            parser.add_argument(flag, type=_json_object, metavar="JSON", **kw)
         else:
             parser.add_argument(flag, type=tp, **kw)
     return parser

@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 import pyarrow as pa  # noqa: E402
 
 from jobs.cli import arg, parse_config, print_config  # noqa: E402
-from pipeline.io import read_text_lines, resolve, table_to_parquet_bytes, to_uri  # noqa: E402
+from pipeline.io import files_in, move, read_text_lines, remove, resolve, table_to_parquet_bytes, to_uri  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ def drop_reason(src: str, tgt: str, cfg: PrepareConfig) -> str | None:
 def prepare(cfg: PrepareConfig) -> dict:
     lines = check_inputs(cfg)
     fs, out = resolve(cfg.output, cfg.storage_options)
-    existing = fs.glob(f"{out}/*.parquet") if fs.exists(out) else []
+    existing = files_in(fs, out, suffix=".parquet")  # by name: the folder's own name may hold glob characters
     if existing and not cfg.overwrite:
         raise FileExistsError(f"{cfg.output} already holds {len(existing)} Parquet files; pass --overwrite")
     prefix = cfg.id_prefix or _stem(cfg.tsv or cfg.source)
@@ -136,12 +136,12 @@ def prepare(cfg: PrepareConfig) -> dict:
             stats["rows"] += table.num_rows
         # Commit: old shards out, new shards in.
         for old in existing:
-            fs.rm(old)
+            remove(fs, old)
         for name in names:
-            fs.mv(f"{staging}/{name}", f"{out}/{name}")
+            move(fs, f"{staging}/{name}", f"{out}/{name}")
     finally:
         if fs.exists(staging):
-            fs.rm(staging, recursive=True)
+            remove(fs, staging)
     stats["shards"] = len(names)
     stats["output"] = to_uri(fs, out)
     return stats

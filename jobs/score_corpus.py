@@ -132,12 +132,12 @@ def score(cfg: ScoreConfig, fs, files, needed, spec):
 
 
 def write_sentence_scores(cfg: ScoreConfig, fs, files, spec) -> str:
-    from pipeline.io import join, pyarrow_filesystem, resolve
+    from pipeline.io import join, pyarrow_filesystem, remove, resolve
     from pipeline.sentence_scores import SentenceScores
 
     out_fs, out = resolve(join(cfg.output, "sentence_scores"), cfg.storage_options)
     if out_fs.exists(out):
-        out_fs.rm(out, recursive=True)
+        remove(out_fs, out)
     ds = read_blocks(cfg, fs, files).map_batches(SentenceScores, fn_constructor_kwargs={"spec": spec},
                                                  batch_format="pyarrow", compute=scoring_actor_pool(cfg),
                                                  batch_size=cfg.batch_rows, num_cpus=1)

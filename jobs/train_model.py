@@ -200,7 +200,7 @@ def main(argv=None) -> int:
     from model.checkpoint_files import CheckpointError
     from model.tokenizer import load_tokenizer
     from pipeline.cluster import init_ray
-    from training.loop import train_worker
+    from training.loop import loop_config, train_worker
 
     path, filesystem = storage(cfg)
     fs, run_dir = resolve(join(cfg.output, "ray", cfg.name), cfg.storage_options)
@@ -219,7 +219,7 @@ def main(argv=None) -> int:
     t0 = time.time()
     trainer = TorchTrainer(
         train_worker,
-        train_loop_config={"cfg": cfg, "arch": arch, "model_config": model_config},
+        train_loop_config=loop_config(cfg, arch, model_config, ray.put),  # storage options kept out of its state
         scaling_config=ray.train.ScalingConfig(num_workers=cfg.num_workers, use_gpu=cfg.use_gpu,
                                                resources_per_worker={"CPU": cfg.cpus_per_worker}),
         run_config=ray.train.RunConfig(

@@ -33,8 +33,9 @@ DEFAULT_MODEL = os.path.join(ROOT, "models", "multi30k-en-de")
 class TranslateConfig:
     """Translate the `source` column of Parquet shards; write translations, report.json and report.md."""
 
-    input: str = arg(SAMPLE_INPUT, help="Parquet file, directory/prefix or glob on any fsspec filesystem; "
-                     "defaults to the sample corpus shipped in the repo")
+    input: str = arg(SAMPLE_INPUT, help="Parquet file, directory/prefix or glob on any fsspec filesystem (a path "
+                     "that exists is that path, even with [, * or ? in its name); defaults to the sample corpus "
+                     "shipped in the repo")
     output: str = arg("", help="output directory/prefix; empty means ./outputs/<UTC timestamp>/")
     model: str = arg(DEFAULT_MODEL, help="model directory at any URI: one of our checkpoints or a Hugging Face "
                      "Marian/OPUS-MT directory (recognised from its config.json); defaults to the shipped model")
@@ -43,6 +44,12 @@ class TranslateConfig:
     id_column: str = arg("id", help="unique row id column (string or integer)")
     source_column: str = arg("source", help="text to translate")
     reference_column: str = arg("reference", help="reference translations; scored when present")
+    # Re-translating an earlier system's output table is an everyday case: its `translation` and `status`
+    # would be written twice. Renamed, they stay beside the new ones (for --compare-column in scoring).
+    rename_colliding_columns: str = arg("", help="prefix for input columns named like a column the job adds "
+                                        "(such as translation or status; without it such an input is refused): "
+                                        "with prev_, an input `translation` is written as `prev_translation`, and "
+                                        "flags such as --source-column still name it `translation`")
     # What a translation is (search, precision, long sources, written columns): fixed for an output.
     translation: TranslationSettings = arg(TranslationSettings())
     # Where and how fast it runs: may change when resuming.
@@ -105,8 +112,10 @@ def fingerprint(cfg: TranslateConfig, models: list, columns) -> dict:
     """What a resumed run must share with the run that started the output: the model weights, the
     columns, the metrics and every `TranslationSettings` value as the user gave it (hardware settings,
     and what --precision auto resolves to on them, may change)."""
+    # Only when some are: outputs started before --rename-colliding-columns existed resume as they were.
+    renamed = {"renamed_columns": dict(columns.renamed)} if columns.renamed else {}
     return {"model_weights": [m.weights_sha256 for m in models],
-            "columns": [columns.id, columns.source, columns.reference],
+            "columns": [columns.id, columns.source, columns.reference], **renamed,
             "metrics": cfg.metrics, "bleu_tokenize": cfg.bleu_tokenize, **cfg.translation.fingerprint()}
 
 
@@ -127,14 +136,12 @@ def inspect_inputs(cfg: TranslateConfig) -> Plan:
     Writes nothing, so a bad input fails with nothing written and no output deleted.
     """
     from model.loaders import load_tokenizer, model_info
-    from pipeline.shards import InputError, check_unique_ids, discover_shards
+    from pipeline.shards import check_unique_ids, discover_shards
 
-    in_fs, shards, columns, schema = discover_shards(cfg.input, cfg.id_column, cfg.source_column,
-                                                cfg.reference_column, cfg.storage_options)
+    in_fs, shards, columns, _ = discover_shards(
+        cfg.input, cfg.id_column, cfg.source_column, cfg.reference_column, cfg.storage_options,
+        required=tuple(cfg.translation.languages.columns), rename_prefix=cfg.rename_colliding_columns)
     check_unique_ids(in_fs, shards, cfg.id_column)
-    for column in cfg.translation.languages.columns:
-        if column not in schema.names:
-            raise InputError(f"language column {column!r} is not in the input (columns: {schema.names})")
     model = model_info(cfg.model, cfg.storage_options)
     check_languages(cfg.translation, load_tokenizer(cfg.model, cfg.storage_options), cfg.model)
     members = [model_info(uri, cfg.storage_options) for uri in cfg.ensemble]
@@ -165,14 +172,14 @@ def check_languages(settings: TranslationSettings, tokenizer, uri: str) -> None:
 def claim(asked: TranslateConfig, cfg: TranslateConfig, plan: Plan):
     """Take the output (after --overwrite), refuse one made with other settings (`asked`: as the user gave
     them, "auto" included); return each shard's state."""
-    from pipeline.io import resolve
+    from pipeline.io import remove, resolve
     from pipeline.shards import OutputLayout, claim_output, shard_state
     from pipeline.units import unit_for
 
     unit = unit_for(cfg.translation)
     out_fs, out_root = resolve(cfg.output, cfg.storage_options)
     if cfg.overwrite and out_fs.exists(out_root):
-        out_fs.rm(out_root, recursive=True)
+        remove(out_fs, out_root)
     layout = OutputLayout(out_root)
     claim_output(out_fs, layout, fingerprint(asked, [plan.model, *plan.members], plan.columns))
     with ThreadPoolExecutor(16) as pool:
@@ -200,7 +207,7 @@ def run_pipeline(cfg: TranslateConfig, plan: Plan, states, commits: Commits):
             done_ids={s.path: ids for s, (_, ids) in zip(shards, states, strict=True) if ids},
             model=ModelSpec(cfg.model, tuple(cfg.ensemble), cfg.storage_options),
             translation=cfg.translation, compute=cfg.compute)
-        ds = read_shards([s.path for s in todo], plan.in_fs, cfg.compute)
+        ds = read_shards([s.path for s in todo], plan.in_fs, cfg.compute, dict(plan.columns.renamed))
         for batch in build_pipeline(ds, pipeline_plan).iter_batches(batch_format="pyarrow", batch_size=None):
             columns = (batch.column(c).to_pylist() for c in (STATS_COLUMN, SHARD_COLUMN, ROWS_DONE_COLUMN))
             for text, shard, rows_done in zip(*columns, strict=True):
@@ -244,7 +251,7 @@ class Commits:
     def finish(self) -> tuple[dict[str, dict], dict[str, str]]:
         """(statistics of every committed shard, error per shard that failed)."""
 
-        from pipeline.io import resolve
+        from pipeline.io import remove, resolve
         from pipeline.shards import OutputLayout, read_shard_stats
 
         late = {name: self._launch(shard) for name, shard in self.unfinished.items() if name not in self.early}
@@ -266,9 +273,9 @@ class Commits:
             if s.name not in stats:
                 stats[s.name] = read_shard_stats(fs, layout, s)
             if fs.exists(layout.parts(s.name)):
-                fs.rm(layout.parts(s.name), recursive=True)
+                remove(fs, layout.parts(s.name))
         if fs.exists(f"{root}/_parts") and not fs.find(f"{root}/_parts"):
-            fs.rm(f"{root}/_parts", recursive=True)
+            remove(fs, f"{root}/_parts")
         return stats, failed
 
 

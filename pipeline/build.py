@@ -43,13 +43,15 @@ class PipelinePlan:
     compute: ComputeConfig  # resolved
 
 
-def read_shards(paths: list[str], fs, compute: ComputeConfig):
+def read_shards(paths: list[str], fs, compute: ComputeConfig, rename: dict[str, str] | None = None):
     """The rows of these input shards with their `path`, in blocks of one model-actor call (`batch_rows`),
-    read by tasks of `cpus_per_stage` CPUs (pipeline/io.py read_parquet_files says why not read_parquet)."""
+    read by tasks of `cpus_per_stage` CPUs (pipeline/io.py read_parquet_files says why not read_parquet);
+    `rename`: input columns named like a column the job adds, and their new names (Columns.renamed)."""
     from pipeline.io import read_parquet_files
     from pipeline.shards import PATH
 
-    return read_parquet_files(paths, fs, compute.batch_rows, compute.cpus_per_stage, path_column=PATH)
+    return read_parquet_files(paths, fs, compute.batch_rows, compute.cpus_per_stage, path_column=PATH,
+                              rename=rename)
 
 
 def model_actor_pool(compute: ComputeConfig):

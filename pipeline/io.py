@@ -12,6 +12,7 @@ import io
 import posixpath
 import uuid
 from collections.abc import Iterator
+from glob import has_magic
 
 import pyarrow as pa
 import pyarrow.fs as pafs
@@ -46,11 +47,11 @@ def pyarrow_filesystem(fs) -> pafs.FileSystem:
 
 
 def read_parquet_files(files: list[str], fs, rows_per_block: int, num_cpus: float, columns: list[str] | None = None,
-                       path_column: str | None = None):
+                       path_column: str | None = None, rename: dict[str, str] | None = None):
     """A Ray dataset of these Parquet files' rows, in blocks of at most `rows_per_block` rows.
 
-    One task per file, of `num_cpus` CPUs (a fraction is fine), streaming the file batch by batch;
-    `path_column` adds each row's file path. Ray Data's own read_parquet plans a file-listing stage
+    One task per file, of `num_cpus` CPUs (a fraction is fine), streaming the file batch by batch
+    (`read_file_blocks`). Ray Data's own read_parquet plans a file-listing stage
     that takes no resource arguments and asks one whole CPU, and its bin-packed blocks need a
     repartition (another whole-CPU stage) to reach actors in calls of a given size. On a cluster
     whose free CPUs are split across nodes in pieces below one (a CPU-less head, two 2-CPU workers,
@@ -61,12 +62,7 @@ def read_parquet_files(files: list[str], fs, rows_per_block: int, num_cpus: floa
 
     def read(batch: dict) -> Iterator[pa.Table]:
         for path in batch["file"]:
-            with fs.open(path, "rb") as fh:
-                for rows in pq.ParquetFile(fh).iter_batches(batch_size=rows_per_block, columns=columns):
-                    table = pa.Table.from_batches([rows])
-                    if path_column:
-                        table = table.append_column(path_column, pa.array([path] * table.num_rows, pa.string()))
-                    yield table
+            yield from read_file_blocks(fs, path, rows_per_block, columns, path_column, rename)
 
     # max_retries -1 is Ray Data's default for its tasks; said explicitly, it also keeps the reads in
     # tasks of their own: Ray fuses a map into the next one when their arguments agree, and the read would
@@ -75,6 +71,20 @@ def read_parquet_files(files: list[str], fs, rows_per_block: int, num_cpus: floa
     ds = ray.data.from_items([{"file": f} for f in files]).map_batches(
         read, batch_size=1, batch_format="numpy", **args)
     return blocks_of_rows(ds, rows_per_block, args)
+
+
+def read_file_blocks(fs, path: str, rows_per_block: int, columns: list[str] | None = None,
+                     path_column: str | None = None, rename: dict[str, str] | None = None) -> Iterator[pa.Table]:
+    """One Parquet file's rows in tables of at most `rows_per_block`; `path_column` adds the file's path,
+    `rename` gives columns new names (input columns named like columns the translation job adds)."""
+    with fs.open(path, "rb") as fh:
+        for rows in pq.ParquetFile(fh).iter_batches(batch_size=rows_per_block, columns=columns):
+            table = pa.Table.from_batches([rows])
+            if rename:
+                table = table.rename_columns([rename.get(n, n) for n in table.column_names])
+            if path_column:
+                table = table.append_column(path_column, pa.array([path] * table.num_rows, pa.string()))
+            yield table
 
 
 def blocks_of_rows(ds, rows: int, remote_args: dict):
@@ -98,15 +108,17 @@ def blocks_of_rows(ds, rows: int, remote_args: dict):
 def list_parquet_files(uri: str, storage_options: dict | None = None) -> tuple[object, list[str]]:
     """Parquet files named by a file, a directory/prefix (recursively) or a glob; sorted.
 
-    Raises FileNotFoundError naming the URI when nothing matches.
+    A path that exists is that path, whatever its characters (`corpus[v2].parquet`, `data[2024]/`):
+    only a URI that names nothing and holds glob characters is a pattern. Raises FileNotFoundError
+    naming the URI when nothing matches.
     """
     fs, path = resolve(uri, storage_options)
-    if any(c in path for c in "*?["):
-        files = sorted(p for p in fs.glob(path) if fs.isfile(p))
-    elif fs.isfile(path):
+    if fs.isfile(path):
         files = [path]
     elif fs.isdir(path):
         files = sorted(p for p in fs.find(path) if p.endswith(".parquet") and not _hidden(path, p))
+    elif has_magic(path):
+        files = sorted(p for p in fs.glob(path) if fs.isfile(p))
     else:
         raise FileNotFoundError(f"input not found: {uri}")
     if not files:
@@ -157,7 +169,43 @@ def write_bytes_atomic(fs, path: str, data: bytes) -> None:
     tmp = f"{posixpath.dirname(path)}/.tmp-{uuid.uuid4().hex}-{posixpath.basename(path)}"
     fs.makedirs(posixpath.dirname(path), exist_ok=True)
     fs.pipe_file(tmp, data)
-    fs.mv(tmp, path)
+    move(fs, tmp, path)
+
+
+# fsspec reads glob characters in the paths given to rm, mv and copy as patterns (expand_path), except on
+# the local disk: on object stores a shard named `corpus[v2].parquet` was never moved into place (no file
+# matches the pattern) and removing its parts removed `corpus2.parquet`'s. These take names as names.
+
+
+def move(fs, src: str, dst: str) -> None:
+    """Move one file by its name (a rename on the local disk; a copy and a delete on object stores)."""
+    if is_local(fs):
+        fs.mv(src, dst)
+    else:
+        fs.cp_file(src, dst)
+        fs.rm_file(src)
+
+
+def remove(fs, path: str) -> None:
+    """Delete a file or a folder and everything under it, by its name."""
+    if is_local(fs) or not has_magic(path):
+        fs.rm(path, recursive=True)  # what it finds under a plain name is taken as found, not as patterns
+        return
+    for file in fs.find(path):
+        fs.rm_file(file)
+    # Folders outlive their files on some filesystems (a hierarchical namespace, fsspec's memory filesystem).
+    for folder in [*sorted(fs.find(path, withdirs=True), reverse=True), path]:
+        if fs.isdir(folder):
+            fs.rmdir(folder)
+
+
+def files_in(fs, folder: str, prefix: str = "", suffix: str = "") -> list[str]:
+    """The files directly in `folder` whose names start with `prefix` and end with `suffix`, sorted
+    (what `fs.glob(f"{folder}/{prefix}*{suffix}")` would give if the folder's name held no glob characters)."""
+    if not fs.isdir(folder):
+        return []
+    return sorted(p for p in fs.find(folder, maxdepth=1)
+                  if posixpath.basename(p).startswith(prefix) and p.endswith(suffix))
 
 
 def table_to_parquet_bytes(table: pa.Table) -> bytes:

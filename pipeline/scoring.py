@@ -62,14 +62,25 @@ def texts(table: pa.Table, column: str) -> tuple[list[str], int]:
     return [v if isinstance(v, str) else "" for v in values], sum(v is None for v in values)
 
 
-def reference_streams(table: pa.Table, columns: tuple[str, ...]) -> tuple[list[list[str]], int]:
-    """References as sacreBLEU wants them (one list per stream), nulls as '' and counted."""
-    if len(columns) == 1 and pa.types.is_list(table.schema.field(columns[0]).type):
+def _is_list(kind: pa.DataType) -> bool:
+    return pa.types.is_list(kind) or pa.types.is_large_list(kind)
+
+
+def reference_streams(table: pa.Table, columns: tuple[str, ...]) -> tuple[list[list[str | None]], int]:
+    """References as sacreBLEU wants them (one list per stream), nulls as '' and counted.
+
+    A list<string> column may give rows different numbers of references. Each row is scored against its
+    own: where it has fewer than the widest row, its streams hold None, which sacreBLEU reads as no
+    reference (a variable number of references, signed nrefs:var). Padding with "" instead added an
+    empty reference, the closest length for short hypotheses, and removed their brevity penalty (issue
+    31: BLEU 91.00 where sacreBLEU gives 82.34). A null or empty list is one empty reference, counted.
+    """
+    if len(columns) == 1 and _is_list(table.schema.field(columns[0]).type):
         rows = table.column(columns[0]).to_pylist()
-        width = max((len(r) for r in rows if r), default=1)
-        nulls = sum(r is None or any(x is None for x in r) or len(r) < width for r in rows)
-        padded = [[(x or "") for x in (r or [])] + [""] * (width - len(r or [])) for r in rows]
-        return [list(s) for s in zip(*padded, strict=True)] if rows else [[] for _ in range(width)], nulls
+        nulls = sum(not r or any(x is None for x in r) for r in rows)
+        lists = [[x or "" for x in r] if r else [""] for r in rows]
+        width = max((len(r) for r in lists), default=1)
+        return [[r[k] if k < len(r) else None for r in lists] for k in range(width)], nulls
     streams, nulls = [], 0
     for c in columns:
         column_texts, n = texts(table, c)
@@ -120,6 +131,7 @@ class ScoreBatch:
             lengths, _ = texts(table, spec.length_column)
             keyed.append(("length", [bucket_name(len(t.split())) for t in lengths]))
         rows = []
+        row_refs = np.sum([[x is not None for x in stream] for stream in refs], axis=0)  # (N,) references per row
         hyp_null = np.array([v is None for v in table.column(spec.hypothesis).to_pylist()], dtype=bool)
         ref_null = _row_ref_nulls(table, spec.references)
         cmp_null = (np.array([v is None for v in table.column(spec.compare).to_pylist()], dtype=bool)
@@ -131,7 +143,8 @@ class ScoreBatch:
                 rows.append({
                     "kind": kind, "key": key, "sentences": int(mask.sum()),
                     "null_hypotheses": int(hyp_null[mask].sum()), "null_references": int(ref_null[mask].sum()),
-                    "null_compare": int(cmp_null[mask].sum()), "refs": len(refs), "peak_rss_mb": peak_rss_mb(),
+                    "null_compare": int(cmp_null[mask].sum()), "refs": ref_count(row_refs[mask]),
+                    "peak_rss_mb": peak_rss_mb(),
                     "peak_private_mb": self.peak_private_mb, "actor": os.getpid(), "call": self.calls,
                     "private_mb": now_private_mb,
                     "stats": stats[mask].sum(0).tolist(),
@@ -143,9 +156,19 @@ class ScoreBatch:
         return pa.Table.from_pylist(rows, schema=PARTIAL_SCHEMA)
 
 
+VARIABLE_REFS = -1  # sacreBLEU's num_refs when segments have different numbers of references (nrefs:var)
+
+
+def ref_count(*counts) -> int:
+    """The number of references of every row counted (arrays of per-row counts, or counts already
+    merged; 0: none yet), or VARIABLE_REFS when they differ."""
+    values = {int(c) for group in counts for c in np.atleast_1d(group)} - {0}
+    return values.pop() if len(values) == 1 else (VARIABLE_REFS if values else 0)
+
+
 def _row_ref_nulls(table: pa.Table, columns: tuple[str, ...]) -> np.ndarray:
-    if len(columns) == 1 and pa.types.is_list(table.schema.field(columns[0]).type):
-        return np.array([r is None or any(x is None for x in r) for r in table.column(columns[0]).to_pylist()])
+    if len(columns) == 1 and _is_list(table.schema.field(columns[0]).type):
+        return np.array([not r or any(x is None for x in r) for r in table.column(columns[0]).to_pylist()])
     out = np.zeros(table.num_rows, dtype=bool)
     for c in columns:
         out |= np.array([v is None for v in table.column(c).to_pylist()], dtype=bool)
@@ -182,7 +205,7 @@ class Accumulator:
             acc = self.sums.setdefault((row["kind"], row["key"]), {c: 0 for c in COUNTS} | {"refs": 0})
             for c in COUNTS:
                 acc[c] += row[c]
-            acc["refs"] = max(acc["refs"], row["refs"])
+            acc["refs"] = ref_count(acc["refs"], row["refs"])
             for v in VECTORS:
                 if row[v]:
                     vec = np.asarray(row[v], dtype=np.float64)
@@ -203,7 +226,7 @@ class Accumulator:
         for acc in self.kind("group").values():
             for c in COUNTS:
                 total[c] += acc[c]
-            total["refs"] = max(total["refs"], acc["refs"])
+            total["refs"] = ref_count(total["refs"], acc["refs"])
             for v in VECTORS:
                 if v in acc:
                     total[v] = total[v] + acc[v] if v in total else acc[v].copy()
@@ -228,7 +251,7 @@ def paired_p_value(baseline: np.ndarray, system: np.ndarray, real_difference: fl
 
 def finalize(acc: dict, spec: ScoreSpec) -> dict:
     """One group's (or the corpus's) report entry from its summed statistics."""
-    metrics = make_metrics(spec.options, n_refs=max(int(acc.get("refs", 1)), 1))
+    metrics = make_metrics(spec.options, n_refs=int(acc.get("refs") or 1))
     widths = spec.widths()
     entry = {"sentences": int(acc["sentences"]), "scores": {},
              "null_hypotheses": int(acc["null_hypotheses"]), "null_references": int(acc["null_references"])}

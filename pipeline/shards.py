@@ -27,10 +27,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipeline.input_schema import check_shard_schema, colliding_renames
 from pipeline.io import (
     InputError,
+    files_in,
     list_parquet_files,
     read_footers,
+    remove,
     resolve,
     table_to_parquet_bytes,
     write_bytes_atomic,
@@ -38,7 +41,7 @@ from pipeline.io import (
 from pipeline.metrics import MetricOptions, bleu_tokenize_for, make_metrics, sentence_stats
 from pipeline.run_stats import STATS_COLUMN, STATUS, RunStats
 from pipeline.translate import INTERNAL
-from pipeline.units import SEG, SENTENCES
+from pipeline.units import NSEG, SEG, SENTENCES
 
 PATH = "path"  # the column Ray's read_parquet(include_paths=True) adds
 
@@ -52,47 +55,84 @@ class Shard:
 
 @dataclass(frozen=True)
 class Columns:
+    """The input's columns as the pipeline and the output name them."""
+
     id: str
     source: str
     reference: str | None  # None when the input has no reference column
+    # Input columns named like a column the job writes, renamed (--rename-colliding-columns):
+    # ((name in the input, name in the pipeline and the output), ...). id/source/reference are the new names.
+    renamed: tuple[tuple[str, str], ...] = ()
+
+    def rename(self, data: pa.Table | pa.Schema) -> pa.Table | pa.Schema:
+        """An input table (or schema) with its colliding columns renamed."""
+        names = dict(self.renamed)
+        if not names:
+            return data
+        if isinstance(data, pa.Schema):
+            return pa.schema([f.with_name(names.get(f.name, f.name)) for f in data], metadata=data.metadata)
+        return data.rename_columns([names.get(n, n) for n in data.column_names])
+
+    def in_input(self, names: list[str] | None) -> list[str] | None:
+        """Column names as the input files have them (None: every column)."""
+        inverse = {new: old for old, new in self.renamed}
+        return None if names is None else [inverse.get(n, n) for n in names]
+
+
+def reserved_columns() -> frozenset[str]:
+    """Every column the job adds to an input row at some stage: Ray's `path`, the stages' internal columns and
+    the output columns with every option on (the model actors add `score` and `nbest_scores` to every row)."""
+    every = output_fields(nbest=2, write_scores=True, write_segments=True)
+    return frozenset([PATH, SEG, NSEG, *INTERNAL, *(f.name for f in every)])
 
 
 def discover_shards(uri: str, id_column: str, source_column: str, reference_column: str,
-                    storage_options: dict | None = None) -> tuple[object, list[Shard], Columns, pa.Schema]:
-    """List input Parquet files and check them from their footers alone (no data read)."""
+                    storage_options: dict | None = None, required: tuple[str, ...] = (),
+                    rename_prefix: str = "") -> tuple[object, list[Shard], Columns, pa.Schema]:
+    """List input Parquet files and check every one's schema from its footer (pipeline/input_schema.py);
+    `required`: other columns every shard must have (language columns); `rename_prefix`: the new names'
+    prefix for input columns named like a column the job writes (refused without one)."""
     try:
         fs, files = list_parquet_files(uri, storage_options)
     except FileNotFoundError as e:
         raise InputError(str(e)) from None
     _, root = resolve(uri, storage_options)
-    base = root if fs.isdir(root) else posixpath.dirname(files[0].rstrip("/"))
-    if any(c in root for c in "*?["):
-        base = posixpath.commonpath([posixpath.dirname(f) for f in files])
+    # A folder's shards are named from the folder; a file's or a glob's from their common folder.
+    base = root if fs.isdir(root) else posixpath.commonpath([posixpath.dirname(f) for f in files])
 
     metas = read_footers(fs, files)
     schema = metas[0].schema.to_arrow_schema()
-    has_ref = []
+    reserved = reserved_columns()
+    has_ref, renamed = [], {}
     for path, meta in zip(files, metas, strict=True):
-        names = meta.schema.to_arrow_schema().names
-        for col in (id_column, source_column):
-            if col not in names:
-                raise InputError(f"{fs.unstrip_protocol(path)}: missing column {col!r} (columns: {names})")
-        has_ref.append(reference_column in names)
+        where, shard_schema = fs.unstrip_protocol(path), meta.schema.to_arrow_schema()
+        check_shard_schema(where, shard_schema, id_column, source_column, reference_column, required)
+        renamed |= colliding_renames(where, shard_schema, reserved, rename_prefix, keep=required)
+        has_ref.append(reference_column in shard_schema.names)
         _check_no_null_ids(fs, path, meta, id_column)
     if any(has_ref) and not all(has_ref):
         missing = files[has_ref.index(False)]
         raise InputError(f"{fs.unstrip_protocol(missing)}: missing column {reference_column!r} that other shards have")
     shards = [Shard(f, posixpath.relpath(f, base), m.num_rows) for f, m in zip(files, metas, strict=True)]
-    return fs, shards, Columns(id_column, source_column, reference_column if all(has_ref) else None), schema
+    reference = renamed.get(reference_column, reference_column) if all(has_ref) else None
+    columns = Columns(renamed.get(id_column, id_column), renamed.get(source_column, source_column), reference,
+                      tuple(sorted(renamed.items())))
+    return fs, shards, columns, schema
 
 
 def _check_no_null_ids(fs, path: str, meta, id_column: str) -> None:
-    idx = meta.schema.to_arrow_schema().get_field_index(id_column)
-    for rg in range(meta.num_row_groups):
-        stats = meta.row_group(rg).column(idx).statistics
-        if stats is not None and stats.has_null_count and stats.null_count > 0:
-            raise InputError(f"{fs.unstrip_protocol(path)}: column {id_column!r} has {stats.null_count} null ids; "
-                             "every row needs an id to be tracked and resumed")
+    """From the footer's statistics; where a writer kept none, from the id column itself."""
+    # The Parquet column of the id (leaf columns of nested fields come before it, so not its Arrow index).
+    idx = next(i for i in range(len(meta.schema)) if meta.schema.column(i).path == id_column)
+    stats = [meta.row_group(rg).column(idx).statistics for rg in range(meta.num_row_groups)]
+    if all(s is not None and s.has_null_count for s in stats):
+        nulls = sum(s.null_count for s in stats)
+    else:
+        with fs.open(path, "rb") as fh:
+            nulls = pq.read_table(fh, columns=[id_column]).column(0).null_count
+    if nulls:
+        raise InputError(f"{fs.unstrip_protocol(path)}: column {id_column!r} has {nulls} null ids; "
+                         "every row needs an id to be tracked and resumed")
 
 
 def check_unique_ids(fs, shards: list[Shard], id_column: str) -> None:
@@ -196,10 +236,9 @@ def shard_state(fs, layout: OutputLayout, shard: Shard, id_column: str, unit=SEN
     if fs.exists(layout.translation(shard.name)) and fs.exists(layout.stats(shard.name)):
         return True, set()
     tables = []
-    if fs.exists(layout.parts(shard.name)):
-        for part in fs.glob(f"{layout.parts(shard.name)}/part-*.parquet"):
-            with fs.open(part, "rb") as fh:
-                tables.append(pq.read_table(fh, columns=unit.part_columns(id_column)))
+    for part in files_in(fs, layout.parts(shard.name), "part-", ".parquet"):
+        with fs.open(part, "rb") as fh:
+            tables.append(pq.read_table(fh, columns=unit.part_columns(id_column)))
     return False, unit.done_ids(pa.concat_tables(tables), id_column) if tables else set()
 
 
@@ -314,11 +353,11 @@ def commit_shard(shard: Shard, input_uri: str, output_uri: str, columns: Columns
         # re-runs a task whose worker died), or a commit started twice. Its parts are gone.
         return read_shard_stats(out_fs, layout, shard)
     with in_fs.open(shard.path, "rb") as fh:
-        input_schema = pq.read_schema(fh)
+        input_schema = columns.rename(pq.read_schema(fh))
         fh.seek(0)
-        inputs = pq.read_table(fh, columns=unit.input_columns(columns))
+        inputs = columns.rename(pq.read_table(fh, columns=columns.in_input(unit.input_columns(columns))))
     schema = pa.schema(list(input_schema) + added)
-    parts = out_fs.glob(f"{parts_dir}/part-*.parquet") if out_fs.exists(parts_dir) else []
+    parts = files_in(out_fs, parts_dir, "part-", ".parquet")
     tables, precision_of = [], {}
     for part in parts:
         with out_fs.open(part, "rb") as fh:
@@ -330,8 +369,9 @@ def commit_shard(shard: Shard, input_uri: str, output_uri: str, columns: Columns
         precision_of.update(dict.fromkeys(zip(*keys, strict=True), decoded))
     decoded_with = Counter(precision_of.values())
     merged = pa.concat_tables(tables, promote_options="default") if tables else unit.empty_parts(schema, columns.id)
-    merged = unit.assemble(shard.name, inputs, merged, columns.id, columns.source)
-    merged = merged.select(schema.names).cast(schema)
+    merged = unit.assemble(shard.name, _plain_ids(inputs, columns.id), _plain_ids(merged, columns.id), columns.id,
+                           columns.source)
+    merged = merged.select(schema.names).cast(schema)  # dictionary-encoded ids (and all) as in the input
     stats = {"shard": shard.name, "sentences": merged.num_rows, "status": status_counts(merged),
              "decoded_with": dict(decoded_with)}
     if columns.reference and metrics:
@@ -345,8 +385,18 @@ def commit_shard(shard: Shard, input_uri: str, output_uri: str, columns: Columns
     write_bytes_atomic(out_fs, layout.translation(shard.name), table_to_parquet_bytes(merged))
     write_bytes_atomic(out_fs, layout.stats(shard.name), json.dumps(stats, sort_keys=True).encode())
     if parts:
-        out_fs.rm(parts_dir, recursive=True)
+        remove(out_fs, parts_dir)
     return stats
+
+
+def _plain_ids(table: pa.Table, id_column: str) -> pa.Table:
+    """Dictionary-encoded ids as their values: rows are matched by id with pc.index_in, which compares plain
+    arrays only (it refused a dictionary column on every commit)."""
+    kind = table.schema.field(id_column).type
+    if not pa.types.is_dictionary(kind):
+        return table
+    i = table.schema.get_field_index(id_column)
+    return table.set_column(i, id_column, table.column(i).cast(kind.value_type))
 
 
 def pair_stats(merged: pa.Table, languages, reference: str | None, metrics: tuple[str, ...],

@@ -11,6 +11,8 @@ Row status, in the `status` column of the output:
     truncated   longer than --max-source-tokens with --long-policy truncate: only the head translated
     unsupported_language
                 the model has no token for the row's source or target language: empty translation
+    invalid_utf8
+                a binary source whose bytes are not UTF-8: nothing translated, the translation is null
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from model.decode_config import DecodeConfig
 from pipeline.process_memory import peak_rss_mb
 from pipeline.run_stats import ROW_STATS, STATUS, row_stats_array
 from pipeline.settings import CPU_MAX_TOKENS
+from pipeline.text_columns import INVALID_UTF8, decode_texts
 
 # Internal columns travel between stages and never reach the output.
 PIECES = "__pieces"  # list<list<int32>>: source ids per piece, each ending in EOS
@@ -96,14 +99,14 @@ class Tokenize:
 
     def __call__(self, table: pa.Table) -> pa.Table:
         require_columns(table, "tokenize", [self.source_column, *(self.languages.columns if self.languages else [])])
-        texts = table.column(self.source_column).to_pylist()
+        texts, invalid = decode_texts(table.column(self.source_column))  # a binary source holds UTF-8 bytes
         clean = [t if isinstance(t, str) and t.strip() else "" for t in texts]
         encoded = self.tokenizer.source_ids(clean)
         pieces, status, targets = [], [], []
-        for text, ids, prefixes in zip(clean, encoded, self._prefixes(table), strict=True):
-            if prefixes is None:
+        for text, bad, ids, prefixes in zip(clean, invalid, encoded, self._prefixes(table), strict=True):
+            if bad or prefixes is None:
                 pieces.append([])
-                status.append("unsupported_language")
+                status.append(INVALID_UTF8 if bad else "unsupported_language")
                 targets.append([])
                 continue
             head, target = prefixes
@@ -297,7 +300,11 @@ class Detokenize:
         flat = [ids for row in nbest for ids in row]
         texts = iter(self.tokenizer.decode_target(flat))
         decoded = [[next(texts) for _ in row] for row in nbest]
-        table = table.append_column("translation", pa.array([row[0] for row in decoded], pa.string()))
+        best = [row[0] for row in decoded]
+        if STATUS in table.column_names:  # a source that could not be read has no translation, not an empty one
+            best = [None if s == INVALID_UTF8 else t for t, s in zip(best, table.column(STATUS).to_pylist(),
+                                                                   strict=True)]
+        table = table.append_column("translation", pa.array(best, pa.string()))
         if self.nbest > 1:
             table = table.append_column("nbest", pa.array(decoded, pa.list_(pa.string())))
         else:

@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 
 from pipeline.documents import split_document
 from pipeline.settings import LanguageChoice
+from pipeline.text_columns import INVALID_UTF8, decode_texts
 
 SEG, NSEG = "__seg", "__nseg"  # a segment's index in its document, and the document's segment count
 STATUS = "status"
@@ -76,7 +77,7 @@ class SentenceUnit:
 
     def scored_texts(self, table: pa.Table, reference_column: str) -> tuple[list[str], list[str]]:
         hyps = [h or "" for h in table.column("translation").to_pylist()]
-        return hyps, [r or "" for r in table.column(reference_column).to_pylist()]
+        return hyps, [r or "" for r in decode_texts(table.column(reference_column))[0]]
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ class DocumentUnit:
             """Ray Data stage: one row per segment to translate (path, id, __seg, __nseg, source, languages)."""
             rows: list[int] = []
             segs, nsegs, texts = [], [], []
-            for r, (text, lang) in enumerate(zip(table.column(source_column).to_pylist(),
+            for r, (text, lang) in enumerate(zip(decode_texts(table.column(source_column))[0],
                                                  self._split_languages(table), strict=True)):
                 segments = split_document(text, lang).segments
                 rows += [r] * len(segments)
@@ -155,19 +156,19 @@ class DocumentUnit:
         bounds = np.searchsorted(doc_of, np.arange(inputs.num_rows + 1))
         translated = merged.column("translation").to_pylist()
         seg_status = merged.column(STATUS).to_pylist()
-        texts = inputs.column(source_column).to_pylist()
+        texts, invalid = decode_texts(inputs.column(source_column))  # a document that is not UTF-8 has no segments
         out_text, out_status, src_segs, tgt_segs = [], [], [], []
         missing = 0
-        for d, (text, lang) in enumerate(zip(texts, self._split_languages(inputs), strict=True)):
+        for d, (text, bad, lang) in enumerate(zip(texts, invalid, self._split_languages(inputs), strict=True)):
             layout = split_document(text, lang)
             lo, hi = bounds[d], bounds[d + 1]
             if hi - lo != len(layout.segments):
                 missing += 1
                 continue
             segments = translated[lo:hi]
-            status = document_status(text, seg_status[lo:hi], layout.cut)
+            status = INVALID_UTF8 if bad else document_status(text, seg_status[lo:hi], layout.cut)
             untranslated = status in ("empty", "unsupported_language")
-            out_text.append("" if untranslated else layout.fill([s or "" for s in segments]))
+            out_text.append(None if bad else "" if untranslated else layout.fill([s or "" for s in segments]))
             out_status.append(status)
             src_segs.append(layout.segments)
             tgt_segs.append(segments)
@@ -187,7 +188,7 @@ class DocumentUnit:
         def norm(texts):
             return [" ".join((t or "").split()) for t in texts]
 
-        return norm(table.column("translation").to_pylist()), norm(table.column(reference_column).to_pylist())
+        return norm(table.column("translation").to_pylist()), norm(decode_texts(table.column(reference_column))[0])
 
 
 def document_status(text: str | None, segment_status: list[str], cut: bool = False) -> str:

@@ -49,3 +49,13 @@ def test_decoding_settings_have_one_home():
         assert parser.get_default(f.name) == getattr(defaults, f.name)
         assert fingerprint[f.name] == getattr(defaults, f.name)
     assert fingerprint["precision"] == "fp32"  # resolved on the CPU (the fingerprint itself keeps "auto")
+
+
+@pytest.mark.parametrize("value", ['{"key": "AKIAEXAMPLE", "secret": "s3cr3t-value",}',
+                                   '["AKIAEXAMPLE", "s3cr3t-value"]'])
+def test_a_malformed_storage_options_value_is_reported_without_its_content(capsys, value):
+    with pytest.raises(SystemExit) as e:
+        parse_config(TranslateConfig, ["--storage-options", value])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "--storage-options" in err
+    assert "AKIAEXAMPLE" not in err and "s3cr3t" not in err

@@ -172,3 +172,41 @@ def test_missing_column_is_one_line_before_work(tmp_path, capsys):
     assert score_main(["--input", str(tmp_path), "--output", str(tmp_path / "o"), "--hypothesis-column", "nope"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "missing column 'nope'" in err[0]
+
+
+UNEVEN_HYPS = ["the cat sat on a mat", "a dog", "two birds fly away now", "yes", "a red car", "it rains"]
+UNEVEN_REFS = [["the cat sat on the mat", "a cat sat on a mat"], ["a dog runs in the park"],
+               ["two birds fly", "birds fly away", "two birds fly away"], None, ["a red car"], ["it rains today"]]
+
+
+@pytest.mark.parametrize("cut", [2, 3, 4])
+def test_reference_lists_of_uneven_lengths_score_as_sacrebleu_with_a_variable_count(cut):
+    """Each row is scored against its own references: a shorter list is not padded with "" (an empty
+    reference removed the brevity penalty: BLEU 91.00 where sacreBLEU gives 82.34), and the signature says
+    nrefs:var, as sacreBLEU's does for streams with None where a row has fewer references (issue 31).
+    A null list is one empty reference, counted as a null reference."""
+    table = pa.table({"hyp": UNEVEN_HYPS, "refs": UNEVEN_REFS, "g": ["a"] * 6, "src": ["x"] * 6})
+    s = spec(references=("refs",))
+    overall = finalize(run(s, table, cut=cut).overall(), s)
+    width = max(len(r) for r in UNEVEN_REFS if r)
+    streams = [[(r[k] if k < len(r) else None) if r else ("" if k == 0 else None) for r in UNEVEN_REFS]
+               for k in range(width)]
+    for name, metric in (("bleu", BLEU()), ("chrf", CHRF()), ("ter", TER())):
+        expected = metric.corpus_score(UNEVEN_HYPS, streams)
+        assert overall["scores"][name]["score"] == expected.score
+        assert overall["scores"][name]["signature"] == str(metric.get_signature())
+    assert "nrefs:var" in overall["scores"]["bleu"]["signature"] and overall["null_references"] == 1
+    sentence = SentenceScores(s)(table).column("sentence_bleu").to_pylist()
+    bleu = BLEU(effective_order=True)
+    assert sentence == [bleu.sentence_score(h, [x for x in refs if x is not None]).score
+                        for h, refs in zip(UNEVEN_HYPS, zip(*streams, strict=True), strict=True)]
+
+
+def test_batches_of_even_reference_counts_that_differ_are_a_variable_count():
+    table = pa.table({"hyp": UNEVEN_HYPS[:2], "refs": [["the cat sat", "a cat"], ["a dog"]], "g": ["a", "a"],
+                      "src": ["x", "x"]})
+    s = spec(references=("refs",))
+    overall = finalize(run(s, table, cut=1).overall(), s)  # one row per batch: 2 references, then 1
+    assert overall["scores"]["bleu"]["signature"].startswith("nrefs:var")
+    alone = finalize(run(s, table.slice(0, 1), cut=1).overall(), s)
+    assert alone["scores"]["bleu"]["signature"].startswith("nrefs:2")

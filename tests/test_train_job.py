@@ -103,3 +103,28 @@ def test_recurrent_models_train_with_the_same_job(local_ray, sample_corpus, tmp_
     assert ckpt.metadata["train_config"]["sampling"]["scheduled_sampling"] == "linear"
     log = [json.loads(line) for line in (tmp_path / "m" / "training_log.jsonl").read_text().splitlines()]
     assert [round(r["teacher_forcing_rate"], 6) for r in log] == [0.7, 0.4]  # 1 - 0.1 * update
+
+
+def test_storage_options_travel_to_the_workers_outside_ray_trains_run_state():
+    """Ray Train keeps train_loop_config in its run state (RunSettings, every value str()-ed for the
+    dashboard and exported state events): the credentials must not be in it (issue 31)."""
+    import pickle
+
+    from ray.train.v2._internal.state.schema import _to_json_serializable_value
+
+    from jobs.train_model import TrainConfig
+    from training.loop import loop_config, worker_cfg
+
+    cfg = TrainConfig(train="t", tokenizer="tok", output="o",
+                      storage_options={"key": "AKIAEXAMPLE", "secret": "s3cr3t-value"})
+    store = {}
+
+    def put(value):  # ray.put, without Ray: the value stays in the driver's object store
+        store["ref"] = value
+        return "ref"
+
+    config = loop_config(cfg, "transformer", {"d_model": 8}, put)
+    kept = json.dumps(_to_json_serializable_value(config)) + repr(config)
+    assert "AKIAEXAMPLE" not in kept and "s3cr3t" not in kept
+    assert b"AKIAEXAMPLE" not in pickle.dumps(config) and b"s3cr3t" not in pickle.dumps(config)
+    assert worker_cfg(config, store.__getitem__) == cfg  # the worker gets them back

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from dataclasses import replace
 from itertools import islice
 
 import torch
@@ -304,6 +305,25 @@ class Trainer:
                  f"at step {self.state.best_step}")
 
 
+def loop_config(cfg, arch: str, model_config: dict, put) -> dict:
+    """Ray Train's train_loop_config for `train_worker`, without the storage options (credentials).
+
+    Ray Train keeps train_loop_config in its run state: the dashboard's run settings and exported state
+    events, every value str()-ed (Train v2's RunSettings), so a TrainConfig there showed its storage
+    options in full. They travel apart, as an object-store reference (`put`: ray.put) that the workers
+    resolve: the run state shows only the reference's id.
+    """
+    return {"cfg": replace(cfg, storage_options={}), "arch": arch, "model_config": model_config,
+            "storage_options": put(cfg.storage_options)}
+
+
+def worker_cfg(config: dict, get):
+    """The TrainConfig of a `loop_config`, with its storage options resolved (`get`: ray.get)."""
+    return replace(config["cfg"], storage_options=get(config["storage_options"]))
+
+
 def train_worker(config: dict) -> None:
-    """Ray Train entry point; config = {"cfg": TrainConfig, "arch": str, "model_config": dict}."""
-    Trainer(config["cfg"], config["arch"], config["model_config"]).run()
+    """Ray Train entry point; config: a `loop_config`."""
+    import ray
+
+    Trainer(worker_cfg(config, ray.get), config["arch"], config["model_config"]).run()
