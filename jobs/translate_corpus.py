@@ -222,14 +222,16 @@ def run_pipeline(cfg: TranslateConfig, plan: Plan, states, commits: Commits):
             translation=cfg.translation, compute=cfg.compute)
         ds = read_shards([s.path for s in todo], plan.in_fs, cfg.compute)
         written = watch_resources(cfg.compute)
-        for batch in build_pipeline(ds, pipeline_plan).iter_batches(batch_format="pyarrow", batch_size=None):
+        try:
+            for batch in build_pipeline(ds, pipeline_plan).iter_batches(batch_format="pyarrow", batch_size=None):
+                written.set()
+                columns = (batch.column(c).to_pylist() for c in (STATS_COLUMN, SHARD_COLUMN, ROWS_DONE_COLUMN))
+                for text, shard, rows_done in zip(*columns, strict=True):
+                    stats = stats.merge(RunStats.from_json(text))
+                    if progress.add(shard, rows_done):
+                        commits.start(shard)
+        finally:
             written.set()
-            columns = (batch.column(c).to_pylist() for c in (STATS_COLUMN, SHARD_COLUMN, ROWS_DONE_COLUMN))
-            for text, shard, rows_done in zip(*columns, strict=True):
-                stats = stats.merge(RunStats.from_json(text))
-                if progress.add(shard, rows_done):
-                    commits.start(shard)
-        written.set()
     return stats, len(todo)
 
 
@@ -435,6 +437,9 @@ def translate_and_report(cfg: TranslateConfig, plan: Plan) -> int:
     if changes:
         total = sum(changes.values(), RowChanges())
         run["input_changes"] = {**total.as_dict(), "shards": {n: c.as_dict() for n, c in sorted(changes.items())}}
+    gone = shards_not_in_input(cfg, plan)
+    if gone:
+        run["shards_not_in_input"] = gone
     if failed:
         run["failed_shards"] = failed
     settings = cfg.translation
@@ -449,6 +454,21 @@ def translate_and_report(cfg: TranslateConfig, plan: Plan) -> int:
     write_report(cfg.output, report, "Translation report", cfg.storage_options)
     print_summary(cfg, report, len(plan.shards), failed)
     return 1 if failed else 0
+
+
+def shards_not_in_input(cfg: TranslateConfig, plan: Plan) -> list[str]:
+    """Committed shards of the output whose input file is no longer there (removed upstream, or a narrower
+    --input). They are left as they are, and are not in this run's report."""
+    import posixpath
+
+    from pipeline.io import resolve
+
+    fs, root = resolve(cfg.output, cfg.storage_options)
+    stats_dir = f"{root}/_stats"
+    if not fs.exists(stats_dir):
+        return []
+    committed = {posixpath.relpath(p, stats_dir)[: -len(".json")] for p in fs.find(stats_dir) if p.endswith(".json")}
+    return sorted(committed - {s.name for s in plan.shards})
 
 
 def print_summary(cfg: TranslateConfig, report: dict, shards: int, failed: dict[str, str]) -> None:
@@ -478,6 +498,11 @@ def print_summary(cfg: TranslateConfig, report: dict, shards: int, failed: dict[
         print(f"input changed since its commit in {len(changed['shards'])} shard(s): {changed['added']:,} {units} "
               f"added and {changed['edited']:,} edited (translated now), {changed['removed']:,} removed (dropped from "
               f"the output), {changed['kept']:,} kept")
+    gone = run.get("shards_not_in_input")
+    if gone:
+        print(f"note: the output holds {len(gone)} committed shard(s) whose input file is gone ({', '.join(gone[:3])}"
+              f"{', ...' if len(gone) > 3 else ''}): left as they are and not in this report; delete them from "
+              "translations/ and _stats/, or use --overwrite", file=sys.stderr)
     print(f"output: {cfg.output}/translations/  report: {cfg.output}/report.json")
     for name, error in sorted(failed.items()):
         print(f"error: shard {name} was not committed ({error}); re-run the same command to finish it",

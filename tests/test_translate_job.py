@@ -328,3 +328,18 @@ def test_a_shard_changed_after_its_commit_is_brought_in_line_and_reported(local_
     assert run(tiny_checkpoint, str(inp), out, *extra) == 0
     report = json.load(open(os.path.join(out, "report.json")))
     assert report["run"]["sentences"] == 0 and "input_changes" not in report["run"]
+
+
+def test_committed_shards_whose_input_file_is_gone_are_named(tmp_path):
+    from jobs.cli import parse_config
+    from jobs.translate_corpus import Plan, TranslateConfig, shards_not_in_input
+    from pipeline.shards import Shard
+
+    out = tmp_path / "out"
+    (out / "_stats" / "sub").mkdir(parents=True)
+    for name in ("a.parquet", "sub/b.parquet"):
+        (out / "_stats" / f"{name}.json").write_text("{}")
+    cfg = parse_config(TranslateConfig, ["--output", str(out)])
+    plan = Plan(None, [Shard("/in/a.parquet", "a.parquet", 1), Shard("/in/c.parquet", "c.parquet", 1)], None, None,
+                [])
+    assert shards_not_in_input(cfg, plan) == ["sub/b.parquet"]
