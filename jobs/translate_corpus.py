@@ -5,7 +5,10 @@
     ray job submit --working-dir . -- python jobs/translate_corpus.py --input ... --output ...
 
 Re-running the same command after a failure finishes what is missing and
-leaves finished shards untouched. See pipeline/shards.py for the output layout.
+leaves finished shards untouched; a shard whose input changed since its commit
+is brought in line with it (pipeline/resume.py). One run at a time writes an
+output: a second one exits with status 3 naming the holder, or waits
+(--wait-for-lease; pipeline/lease.py). See pipeline/shards.py for the output layout.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ sys.path.insert(0, ROOT)  # run as a script
 
 from jobs.cli import arg, parse_config, print_config, redacted, with_absolute_paths  # noqa: E402
 from pipeline.io import absolute_uri  # noqa: E402
+from pipeline.lease import LeaseConfig  # noqa: E402
 from pipeline.metrics import BLEU_TOKENIZERS, parse_metrics  # noqa: E402
 from pipeline.settings import ComputeConfig, TranslationSettings  # noqa: E402
 
@@ -60,6 +64,8 @@ class TranslateConfig:
                              "sacreBLEU's choice for the target language (zh, ja-mecab, ko-mecab, else 13a)",
                              choices=["auto", *BLEU_TOKENIZERS])
     overwrite: bool = arg(False, help="delete --output first instead of resuming into it")
+    # One run at a time per output (pipeline/lease.py).
+    lease: LeaseConfig = arg(LeaseConfig())
     storage_options: dict = arg({}, help="JSON options for fsspec (e.g. endpoint_url); never logged")
 
     def __post_init__(self):
@@ -109,12 +115,13 @@ def describe_plan(asked: TranslateConfig, cfg: TranslateConfig, cluster) -> str:
 
 
 def fingerprint(cfg: TranslateConfig, models: list, columns) -> dict:
-    """What a resumed run must share with the run that started the output: the model weights, the
+    """What a resumed run must share with the run that started the output: every file of every model that
+    decides a translation (weights and weight shards, configs, vocabularies, SentencePiece models), the
     columns, the metrics and every `TranslationSettings` value as the user gave it (hardware settings,
     and what --precision auto resolves to on them, may change)."""
     # Only when some are: outputs started before --rename-colliding-columns existed resume as they were.
     renamed = {"renamed_columns": dict(columns.renamed)} if columns.renamed else {}
-    return {"model_weights": [m.weights_sha256 for m in models],
+    return {"model_weights": [m.weights_sha256 for m in models], "model_files": [m.files_sha256 for m in models],
             "columns": [columns.id, columns.source, columns.reference], **renamed,
             "metrics": cfg.metrics, "bleu_tokenize": cfg.bleu_tokenize, **cfg.translation.fingerprint()}
 
@@ -169,21 +176,33 @@ def check_languages(settings: TranslationSettings, tokenizer, uri: str) -> None:
                              f"{len(tokenizer.languages)} languages: {known})")
 
 
+def added_columns(settings: TranslationSettings) -> list:
+    """The columns the job adds to the input's (pyarrow fields)."""
+    from pipeline.shards import output_fields
+
+    return output_fields(settings.decode.nbest, settings.write_scores, settings.write_segments)
+
+
 def claim(asked: TranslateConfig, cfg: TranslateConfig, plan: Plan):
     """Take the output (after --overwrite), refuse one made with other settings (`asked`: as the user gave
-    them, "auto" included); return each shard's state."""
-    from pipeline.io import remove, resolve
-    from pipeline.shards import OutputLayout, claim_output, shard_state
+    them, "auto" included); return each shard's state (pipeline/resume.py ShardState), committed shards
+    whose input changed since brought in line with it."""
+    from pipeline.io import resolve
+    from pipeline.lease import clear_output
+    from pipeline.resume import ResumeContext, shard_state
+    from pipeline.shards import OutputLayout, claim_output
     from pipeline.units import unit_for
 
-    unit = unit_for(cfg.translation)
+    settings = cfg.translation
     out_fs, out_root = resolve(cfg.output, cfg.storage_options)
-    if cfg.overwrite and out_fs.exists(out_root):
-        remove(out_fs, out_root)
+    if cfg.overwrite:
+        clear_output(out_fs, out_root)
     layout = OutputLayout(out_root)
     claim_output(out_fs, layout, fingerprint(asked, [plan.model, *plan.members], plan.columns))
+    ctx = ResumeContext(plan.in_fs, out_fs, layout, plan.columns, tuple(added_columns(settings)), unit_for(settings),
+                        tuple(settings.languages.columns))
     with ThreadPoolExecutor(16) as pool:
-        return list(pool.map(lambda s: shard_state(out_fs, layout, s, plan.columns.id, unit), plan.shards))
+        return list(pool.map(lambda s: shard_state(ctx, s), plan.shards))
 
 
 def run_pipeline(cfg: TranslateConfig, plan: Plan, states, commits: Commits):
@@ -195,26 +214,59 @@ def run_pipeline(cfg: TranslateConfig, plan: Plan, states, commits: Commits):
     from pipeline.shards import ROWS_DONE_COLUMN, SHARD_COLUMN, ShardProgress
 
     shards = plan.shards
-    todo = [s for s, (done, ids) in zip(shards, states, strict=True) if not done and s.rows > len(ids)]
-    progress = ShardProgress({s.name: s.rows - len(ids) for s, (done, ids) in zip(shards, states, strict=True)
-                              if not done})
+    todo = [s for s, state in zip(shards, states, strict=True) if not state.done and s.rows > len(state.ids)]
+    progress = ShardProgress({s.name: s.rows - len(state.ids) for s, state in zip(shards, states, strict=True)
+                              if not state.done})
     for name in progress.complete():  # every row was in part files already (a run died before its commit)
         commits.start(name)
     stats = RunStats()
     if todo:
         pipeline_plan = PipelinePlan(
             output_uri=cfg.output, columns=plan.columns, shard_names={s.path: s.name for s in todo},
-            done_ids={s.path: ids for s, (_, ids) in zip(shards, states, strict=True) if ids},
+            done_ids={s.path: state.ids for s, state in zip(shards, states, strict=True) if state.ids},
+            input_versions={s.path: s.version.key() for s in todo if s.version is not None},
             model=ModelSpec(cfg.model, tuple(cfg.ensemble), cfg.storage_options),
             translation=cfg.translation, compute=cfg.compute)
         ds = read_shards([s.path for s in todo], plan.in_fs, cfg.compute, dict(plan.columns.renamed))
-        for batch in build_pipeline(ds, pipeline_plan).iter_batches(batch_format="pyarrow", batch_size=None):
-            columns = (batch.column(c).to_pylist() for c in (STATS_COLUMN, SHARD_COLUMN, ROWS_DONE_COLUMN))
-            for text, shard, rows_done in zip(*columns, strict=True):
-                stats = stats.merge(RunStats.from_json(text))
-                if progress.add(shard, rows_done):
-                    commits.start(shard)
+        written = watch_resources(cfg.compute)
+        try:
+            for batch in build_pipeline(ds, pipeline_plan).iter_batches(batch_format="pyarrow", batch_size=None):
+                written.set()
+                columns = (batch.column(c).to_pylist() for c in (STATS_COLUMN, SHARD_COLUMN, ROWS_DONE_COLUMN))
+                for text, shard, rows_done in zip(*columns, strict=True):
+                    stats = stats.merge(RunStats.from_json(text))
+                    if progress.add(shard, rows_done):
+                        commits.start(shard)
+        finally:
+            written.set()
     return stats, len(todo)
+
+
+def watch_resources(compute, every: float = 120.0):
+    """Until the returned event is set (the first part file written), say every `every` seconds what the
+    cluster has free: on a cluster shared with other jobs the model actors wait for resources those hold,
+    and the run should say so rather than look hung."""
+    import threading
+
+    import ray
+
+    from pipeline.cluster import resource_note
+
+    written = threading.Event()
+
+    def watch():
+        waited = 0.0
+        while not written.wait(every):
+            waited += every
+            try:
+                note = resource_note(waited, compute.cpus_per_actor, compute.gpus_per_actor,
+                                     ray.available_resources(), ray.cluster_resources())
+            except Exception:  # noqa: BLE001  (only a note; Ray may be shutting down)
+                return
+            print(note, flush=True)
+
+    threading.Thread(target=watch, name="resource-watch", daemon=True).start()
+    return written
 
 
 class Commits:
@@ -230,18 +282,18 @@ class Commits:
     def __init__(self, cfg: TranslateConfig, plan: Plan, states):
         import ray
 
-        from pipeline.shards import commit_shard, output_fields
+        from pipeline.shards import commit_shard
         from pipeline.units import unit_for
 
         settings = cfg.translation
-        added = output_fields(settings.decode.nbest, settings.write_scores, settings.write_segments)
+        added = added_columns(settings)
         commit = ray.remote(num_cpus=cfg.compute.cpus_per_stage)(commit_shard)
         languages = settings.languages if settings.multilingual else None
         self._launch = lambda shard: commit.remote(
             shard, cfg.input, cfg.output, plan.columns, added, cfg.metric_names, cfg.metric_options,
             cfg.storage_options, unit_for(settings), languages, cfg.bleu_tokenize)
         self.cfg, self.plan = cfg, plan
-        self.unfinished = {s.name: s for s, (done, _) in zip(plan.shards, states, strict=True) if not done}
+        self.unfinished = {s.name: s for s, state in zip(plan.shards, states, strict=True) if not state.done}
         self.early: dict = {}  # shard name -> ObjectRef of a commit started during the pipeline
 
     def start(self, name: str) -> None:
@@ -299,9 +351,7 @@ def main(argv=None) -> int:
     print_config(cfg)
 
     from model.checkpoint import CheckpointError
-    from pipeline.cluster import cluster_view, init_ray
-    from pipeline.process_memory import peak_rss_mb
-    from pipeline.report import build_report, language_pair_entries, write_report
+    from pipeline.lease import HELD_EXIT_STATUS, LeaseHeld
     from pipeline.shards import InputError
 
     try:
@@ -309,6 +359,61 @@ def main(argv=None) -> int:
     except (InputError, CheckpointError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    try:
+        lease = take_lease(cfg)
+    except LeaseHeld as e:
+        print(f"error: {e}", file=sys.stderr)
+        return HELD_EXIT_STATUS
+    except OSError as e:  # no right to write there, no such bucket
+        print(f"error: cannot write the lease in {cfg.output} ({type(e).__name__}: {e})", file=sys.stderr)
+        return 2
+    try:
+        return translate_and_report(cfg, plan)
+    except KeyboardInterrupt:
+        if lease.lost is None:
+            raise
+        print(f"error: another run took over {cfg.output} ({lease.lost.describe(time.time())}) while this one could "
+              "not renew its lease; this run stopped, and what it committed stays", file=sys.stderr)
+        return 1
+    finally:
+        lease.release()
+
+
+def take_lease(cfg: TranslateConfig):
+    """This run's lease on --output (pipeline/lease.py), its heartbeat started; LeaseHeld if another run keeps it."""
+    import _thread
+    import signal
+    import threading
+
+    from pipeline.io import resolve
+    from pipeline.lease import Lease, lease_store
+
+    out_fs, out_root = resolve(cfg.output, cfg.storage_options)
+    store = lease_store(out_fs, out_root)
+    lease = Lease(store, cfg.output, cfg.lease.lease_timeout)
+    lease.acquire(cfg.lease.wait_for_lease, on_wait=lambda line: print(line, flush=True))
+    if lease.took_over is not None:
+        print(f"note: took over the lease of a run that is gone ({lease.took_over.describe(time.time())})", flush=True)
+    if not store.atomic:
+        print(f"warning: {cfg.output} is on a store without conditional writes here: the lease that keeps a second "
+              "run out is best effort", file=sys.stderr)
+    if threading.current_thread() is threading.main_thread():
+        # `ray job stop` and `kill` send SIGTERM: exit through the `finally` that releases the lease (ray.init
+        # installs the same handler; this covers the seconds before it).
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    # A run that lost its lease (it stalled past the timeout and another run took over) must stop writing.
+    lease.start_heartbeat(on_lost=lambda holder: _thread.interrupt_main())
+    return lease
+
+
+def translate_and_report(cfg: TranslateConfig, plan: Plan) -> int:
+    """Everything after the checks, under this run's lease: Ray, the plan, the pipeline, commits, the report."""
+    from pipeline.cluster import cluster_view, init_ray
+    from pipeline.input_changes import RowChanges
+    from pipeline.process_memory import peak_rss_mb
+    from pipeline.report import build_report, language_pair_entries, write_report
+    from pipeline.shards import InputError
+
     # A local instance: every core for model actors (CPU actors default to one per core) plus the
     # other stages' slots; logical CPUs are scheduling slots, not threads.
     compute = cfg.compute
@@ -324,7 +429,10 @@ def main(argv=None) -> int:
     except (InputError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    skipped = sum(s.rows if done else len(ids) for s, (done, ids) in zip(plan.shards, states, strict=True))
+    # Rows done before this run: every row of a finished shard, and the rows of the others already in part
+    # files or kept from a commit of an earlier version of their input (all of them in the output once committed).
+    skipped = sum(s.rows if st.done else len(st.ids) for s, st in zip(plan.shards, states, strict=True))
+    changes = {s.name: st.changes for s, st in zip(plan.shards, states, strict=True) if st.changes is not None}
     t0 = time.time()
     commits = Commits(cfg, plan, states)
     stats, translated_shards = run_pipeline(cfg, plan, states, commits)
@@ -333,6 +441,12 @@ def main(argv=None) -> int:
     run = stats.summary(seconds)
     run.update(shards=len(plan.shards), shards_translated=translated_shards, skipped_sentences=skipped,
                driver_peak_rss_mb=round(peak_rss_mb(), 1))
+    if changes:
+        total = sum(changes.values(), RowChanges())
+        run["input_changes"] = {**total.as_dict(), "shards": {n: c.as_dict() for n, c in sorted(changes.items())}}
+    gone = shards_not_in_input(cfg, plan)
+    if gone:
+        run["shards_not_in_input"] = gone
     if failed:
         run["failed_shards"] = failed
     settings = cfg.translation
@@ -345,13 +459,34 @@ def main(argv=None) -> int:
         config=redacted(cfg), created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     write_report(cfg.output, report, "Translation report", cfg.storage_options)
-    overall = report["overall"]
+    print_summary(cfg, report, len(plan.shards), failed)
+    return 1 if failed else 0
+
+
+def shards_not_in_input(cfg: TranslateConfig, plan: Plan) -> list[str]:
+    """Committed shards of the output whose input file is no longer there (removed upstream, or a narrower
+    --input). They are left as they are, and are not in this run's report."""
+    import posixpath
+
+    from pipeline.io import resolve
+
+    fs, root = resolve(cfg.output, cfg.storage_options)
+    stats_dir = f"{root}/_stats"
+    if not fs.exists(stats_dir):
+        return []
+    committed = {posixpath.relpath(p, stats_dir)[: -len(".json")] for p in fs.find(stats_dir) if p.endswith(".json")}
+    return sorted(committed - {s.name for s in plan.shards})
+
+
+def print_summary(cfg: TranslateConfig, report: dict, shards: int, failed: dict[str, str]) -> None:
+    """The job's last lines: what was done, how fast, the score, what changed in the input, where it went."""
+    run, overall, settings = report["run"], report["overall"], cfg.translation
     bleu = overall["scores"].get("bleu")
     rows = "sentences" if settings.unit == "sentence" else "segments"
-    done = f"{skipped:,} {'sentences' if settings.unit == 'sentence' else 'documents'} already done"
-    print(f"translated {run['sentences']:,} {rows} ({done}) in {len(plan.shards)} shards "
-          f"in {seconds:.1f} s ({run['target_tokens_per_second']:,.0f} target tokens/s, padding efficiency "
-          f"{run['padding_efficiency']:.2f})")
+    units = "sentences" if settings.unit == "sentence" else "documents"
+    print(f"translated {run['sentences']:,} {rows} ({run['skipped_sentences']:,} {units} already done) in {shards} "
+          f"shards in {run['seconds']:.1f} s ({run['target_tokens_per_second']:,.0f} target tokens/s, padding "
+          f"efficiency {run['padding_efficiency']:.2f})")
     if run["actor_decode_seconds"]:
         # The run's time includes Ray's and the actors' start-up; this is the rate a running actor keeps.
         print(f"decoding: {run['sentences_per_actor_second']:,.1f} {rows} per actor-second "
@@ -365,11 +500,20 @@ def main(argv=None) -> int:
         print("note: rows were decoded in more than one precision ("
               + ", ".join(f"{p} {n:,}" for p, n in decoded_with.items())
               + "): the output was resumed on other hardware; --precision fixes one", file=sys.stderr)
+    changed = run.get("input_changes")
+    if changed:
+        print(f"input changed since its commit in {len(changed['shards'])} shard(s): {changed['added']:,} {units} "
+              f"added and {changed['edited']:,} edited (translated now), {changed['removed']:,} removed (dropped from "
+              f"the output), {changed['kept']:,} kept")
+    gone = run.get("shards_not_in_input")
+    if gone:
+        print(f"note: the output holds {len(gone)} committed shard(s) whose input file is gone ({', '.join(gone[:3])}"
+              f"{', ...' if len(gone) > 3 else ''}): left as they are and not in this report; delete them from "
+              "translations/ and _stats/, or use --overwrite", file=sys.stderr)
     print(f"output: {cfg.output}/translations/  report: {cfg.output}/report.json")
     for name, error in sorted(failed.items()):
         print(f"error: shard {name} was not committed ({error}); re-run the same command to finish it",
               file=sys.stderr)
-    return 1 if failed else 0
 
 
 if __name__ == "__main__":

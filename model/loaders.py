@@ -14,7 +14,7 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
-from model.checkpoint_files import CONFIG, FORMAT, CheckpointError, load_tokenizer_only
+from model.checkpoint_files import CARD, CONFIG, FORMAT, CheckpointError, load_tokenizer_only
 from model.checkpoint_files import read_config as read_native_config
 from model.storage import resolve
 
@@ -31,6 +31,9 @@ class ModelInfo:
     config: dict  # the architecture's config (our TransformerConfig / RNNConfig fields)
     weights_sha256: str  # identifies the weights: a resumed output must be made by the same ones
     metadata: dict = field(default_factory=dict)
+    # sha256 of every file that decides a translation (weights, every weight shard, configs, vocabularies,
+    # SentencePiece models): the resume fingerprint
+    files_sha256: dict = field(default_factory=dict)
 
 
 def _read_json_config(uri: str, storage_options: dict | None) -> dict:
@@ -52,7 +55,16 @@ def _read_json_config(uri: str, storage_options: dict | None) -> dict:
 def _native_info(uri, storage_options) -> ModelInfo:
     config = read_native_config(uri, storage_options)
     return ModelInfo("native", config["arch"], config["model"], config["files"]["model.safetensors"],
-                     config.get("metadata", {}))
+                     config.get("metadata", {}), _native_files(config))
+
+
+def _native_files(config: dict) -> dict[str, str]:
+    """config.json records the sha256 of every file, and loading checks each file against it, so the recorded
+    hashes stand for the files (nothing is read again). config.json itself counts by what decides a
+    translation (architecture, model and tokenizer settings), not by its metadata; the card is left out."""
+    decisive = {k: config[k] for k in ("format", "version", "arch", "model", "tokenizer") if k in config}
+    own = hashlib.sha256(json.dumps(decisive, sort_keys=True).encode()).hexdigest()
+    return {CONFIG: own, **{name: digest for name, digest in sorted(config["files"].items()) if name != CARD}}
 
 
 def _native_load(uri, device, dtype, storage_options):
@@ -61,18 +73,49 @@ def _native_load(uri, device, dtype, storage_options):
     return load_checkpoint(uri, device=device, dtype=dtype, storage_options=storage_options)
 
 
-def _hf_weights_digest(uri, storage_options) -> tuple[str, bytes, str]:
-    """(sha256, first bytes, file name) of a Hugging Face directory's weights file."""
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")  # read_hf_weights' order
+# Hugging Face files that decide a translation, beside the weights (those present are hashed): the configs
+# (generation_config.json is not read for decoding today; hashed so that a later use cannot resume silently
+# across its change), the vocabularies and SentencePiece models, the tokenizer configs that map them.
+MARIAN_FILES = ("config.json", "generation_config.json", "tokenizer_config.json", "source.spm", "target.spm",
+                "vocab.json", "target_vocab.json")
+M2M100_FILES = ("config.json", "generation_config.json", "tokenizer_config.json", "special_tokens_map.json",
+                "tokenizer.json", "sentencepiece.bpe.model", "vocab.json")
+
+
+def _hf_files_digest(uri, storage_options, names: tuple[str, ...]) -> tuple[dict[str, str], bytes, str]:
+    """(sha256 of each file, first bytes of the weights, the weights' file name) of a Hugging Face directory.
+
+    The weights are the file read_hf_weights loads, and with sharded safetensors every shard its index
+    names: the index alone would let two directories with other shard bytes look alike. Each file is read
+    once, in 16 MB chunks (the actors read the weights whole anyway)."""
     fs, root = resolve(uri, storage_options)
-    for name in ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin"):
-        if fs.exists(f"{root}/{name}"):
-            digest, head = hashlib.sha256(), b""
-            with fs.open(f"{root}/{name}", "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 24), b""):
-                    head = head or chunk
-                    digest.update(chunk)
-            return digest.hexdigest(), head, name
-    raise CheckpointError(f"model {uri}: no model.safetensors or pytorch_model.bin")
+    weights = next((name for name in WEIGHT_FILES if fs.exists(f"{root}/{name}")), None)
+    if weights is None:
+        raise CheckpointError(f"model {uri}: no model.safetensors or pytorch_model.bin")
+    digests = {name: _sha256_of(fs, f"{root}/{name}")[0] for name in names
+               if name != weights and fs.exists(f"{root}/{name}")}
+    digests[weights], head = _sha256_of(fs, f"{root}/{weights}")
+    if weights == "model.safetensors.index.json":
+        try:
+            shards = sorted(set(json.loads(fs.cat_file(f"{root}/{weights}"))["weight_map"].values()))
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise CheckpointError(f"model {uri}: {weights} is not a safetensors index ({e})") from None
+        for name in shards:
+            if not fs.exists(f"{root}/{name}"):
+                raise CheckpointError(f"model {uri}: missing weight shard {name} (named by {weights})")
+            digests[name] = _sha256_of(fs, f"{root}/{name}")[0]
+    return digests, head, weights
+
+
+def _sha256_of(fs, path: str) -> tuple[str, bytes]:
+    """A file's sha256, read in 16 MB chunks, and its first chunk."""
+    digest, head = hashlib.sha256(), b""
+    with fs.open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 24), b""):
+            head = head or chunk
+            digest.update(chunk)
+    return digest.hexdigest(), head
 
 
 # --- marian ---------------------------------------------------------------------------------------
@@ -80,10 +123,10 @@ def _marian_info(uri, storage_options) -> ModelInfo:
     from model.marian import transformer_config  # the driver: it loads torch for the actors' sake anyway
 
     hf = _read_json_config(uri, storage_options)
-    digest, head, name = _hf_weights_digest(uri, storage_options)
+    digests, head, name = _hf_files_digest(uri, storage_options, MARIAN_FILES)
     cfg = transformer_config(hf, has_stored_positions=_stores_positions(head, name), where=f"model {uri}")
-    return ModelInfo("marian", "transformer", asdict(cfg), digest,
-                     {"hf_config": {k: hf[k] for k in sorted(hf) if not isinstance(hf[k], (dict, list))}})
+    return ModelInfo("marian", "transformer", asdict(cfg), digests[name],
+                     {"hf_config": {k: hf[k] for k in sorted(hf) if not isinstance(hf[k], (dict, list))}}, digests)
 
 
 def _stores_positions(head: bytes, name: str) -> bool:
@@ -120,8 +163,9 @@ def _m2m100_info(uri, storage_options) -> ModelInfo:
 
     hf = _read_json_config(uri, storage_options)
     cfg = transformer_config(hf, where=f"model {uri}")
-    return ModelInfo("m2m100", "transformer", asdict(cfg), _hf_weights_digest(uri, storage_options)[0],
-                     {"hf_config": {k: hf[k] for k in sorted(hf) if not isinstance(hf[k], (dict, list))}})
+    digests, _, name = _hf_files_digest(uri, storage_options, M2M100_FILES)
+    return ModelInfo("m2m100", "transformer", asdict(cfg), digests[name],
+                     {"hf_config": {k: hf[k] for k in sorted(hf) if not isinstance(hf[k], (dict, list))}}, digests)
 
 
 def _m2m100_load(uri, device, dtype, storage_options):

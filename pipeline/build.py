@@ -38,6 +38,7 @@ class PipelinePlan:
     columns: Columns
     shard_names: dict  # input path -> shard name
     done_ids: dict  # input path -> ids already translated (resume)
+    input_versions: dict  # input path -> InputVersion.key() of the file as planned (recorded with every part file)
     model: ModelSpec
     translation: TranslationSettings  # resolved: no "auto" values
     compute: ComputeConfig  # resolved
@@ -107,6 +108,7 @@ def build_pipeline(ds, plan: PipelinePlan):
     return ds.map_batches(
         write_parts,
         fn_kwargs=dict(output_uri=plan.output_uri, shard_names=plan.shard_names, id_column=plan.columns.id,
-                       storage_options=so, unit=unit, decoded_with=settings.precision),
+                       storage_options=so, unit=unit, decoded_with=settings.precision,
+                       input_versions=plan.input_versions),
         batch_format="pyarrow", num_cpus=compute.cpus_per_stage,
     )

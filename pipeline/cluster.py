@@ -1,4 +1,4 @@
-"""Connecting to Ray: an existing cluster when there is one, else a local instance sized to run."""
+"""Connecting to Ray: the cluster RAY_ADDRESS names, else a private local instance sized to run."""
 
 from __future__ import annotations
 
@@ -6,7 +6,13 @@ import os
 
 
 def init_ray(min_logical_cpus: float) -> None:
-    """Join the running cluster (RAY_ADDRESS, `ray job submit`, `ray start`), or start a local one.
+    """Join the cluster RAY_ADDRESS names, or start a private local instance.
+
+    `ray job submit` sets RAY_ADDRESS for the job; `RAY_ADDRESS=auto` joins the cluster that `ray start`
+    runs on this machine. Without RAY_ADDRESS the job starts its own instance (Ray's address "local")
+    and never joins another one: Ray's "auto" would find the local instance another job started the
+    same way, sized for that job alone, and the two jobs' actors waited for its CPUs, both hung
+    (issue 31). Two private instances share the machine's cores instead, and both finish.
 
     A local instance gets at least `min_logical_cpus` logical CPUs: Ray Data's
     list/read/map stages each need a CPU slot beside the actors or training
@@ -17,16 +23,26 @@ def init_ray(min_logical_cpus: float) -> None:
 
     if ray.is_initialized():
         return
-    address = os.environ.get("RAY_ADDRESS", "auto")
-    if address != "local":
-        try:
-            ray.init(address=address)
-            return
-        except ConnectionError:
-            if "RAY_ADDRESS" in os.environ:
-                raise
-    # RAY_ADDRESS=local forces a fresh local instance even when another one runs on this machine.
+    address = os.environ.get("RAY_ADDRESS", "")
+    if address and address != "local":
+        ray.init(address=address)
+        return
     ray.init(address="local", num_cpus=int(max(os.cpu_count() or 1, min_logical_cpus + 0.999)))
+
+
+def resource_note(waited: float, cpus: float, gpus: float, available: dict, total: dict) -> str:
+    """The line a run prints while nothing has been written yet: what is free, against what one model actor
+    needs. On a cluster other jobs use, the actors wait for what those hold."""
+    free_cpus, free_gpus = available.get("CPU", 0.0), available.get("GPU", 0.0)
+    need = f"{cpus:g} CPU" + (f" and {gpus:g} GPU" if gpus else "")
+    free = f"{free_cpus:g} of {total.get('CPU', 0.0):g} CPUs" + (
+        f" and {free_gpus:g} of {total.get('GPU', 0.0):g} GPUs" if gpus or total.get("GPU") else "")
+    if free_cpus >= cpus and free_gpus >= gpus:
+        return (f"nothing written yet after {waited:.0f} s: {free} free, a model actor needs {need} (the actors are "
+                "starting or loading the model)")
+    return (f"nothing written yet after {waited:.0f} s: waiting for resources: {free} free, a model actor needs "
+            f"{need}; other jobs on this cluster may hold them (`ray status` shows the demand, `ray job list` "
+            "the jobs); the run goes on when they are released")
 
 
 def cluster_view():

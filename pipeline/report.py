@@ -126,6 +126,11 @@ def report_markdown(report: dict, title: str) -> str:
     if run:
         lines += ["", "## Run", "", "| statistic | value |", "|---|---:|"]
         lines += [f"| {k} | {_fmt(v)} |" for k, v in run.items() if not isinstance(v, (dict, list))]
+        changes = run.get("input_changes")
+        if changes:  # the translation job: committed shards whose input changed since were brought in line
+            lines += ["", f"The input changed since its commit in {len(changes['shards'])} shard(s): "
+                      f"{changes['added']:,} rows added and {changes['edited']:,} edited (translated), "
+                      f"{changes['removed']:,} removed (dropped), {changes['kept']:,} kept."]
     return "\n".join(lines) + "\n"
 
 

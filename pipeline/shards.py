@@ -2,13 +2,20 @@
 
 Output layout under --output:
     translations/<shard>   one Parquet file per input shard, same relative name, rows in input order
-    _parts/<shard>/        part files written while translating (removed once the shard is committed)
-    _stats/<shard>.json    the committed shard's statistics (row counts, metric sufficient statistics)
+    _parts/<shard>/        part files written while translating (removed once the shard is committed), and
+                           kept.parquet: rows of a committed output whose input changed since (pipeline/resume.py)
+    _stats/<shard>.json    the committed shard's statistics (row counts, metric sufficient statistics) and
+                           the version of the input file it was made from
+    _lease.json            the lease of the run writing the output (pipeline/lease.py)
     report.json, report.md
 
 Every file is written under a temporary name and moved into place, so a file
 that exists is complete. A shard is done when its translation file and its
-stats exist; a shard with part files is partly done: the ids in its parts are
+stats exist and the stats record the very input version the shard has now
+(pipeline/input_changes.py: size and ETag or mtime from the listing, and the
+row count); a committed shard whose input changed is brought in line with it
+(pipeline/resume.py: kept rows carried over, added and edited rows translated,
+removed rows dropped). A shard with part files is partly done: the ids in its parts are
 not translated again. Rows are keyed by id, so ids must be unique across the
 input (checked before any decoding, and again when a shard is committed).
 """
@@ -28,6 +35,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.input_schema import check_shard_schema, colliding_renames
+from pipeline.input_changes import (
+    INPUT_VERSION,
+    KEPT_FILE,
+    InputVersion,
+    input_version,
+)
 from pipeline.io import (
     InputError,
     files_in,
@@ -51,6 +64,7 @@ class Shard:
     path: str  # on the input filesystem, as Ray's `path` column shows it
     name: str  # relative to the input root: the name of its output file and report group
     rows: int
+    version: InputVersion | None = None  # what the listing said when the run planned (None: not known)
 
 
 @dataclass(frozen=True)
@@ -91,7 +105,11 @@ def discover_shards(uri: str, id_column: str, source_column: str, reference_colu
                     rename_prefix: str = "") -> tuple[object, list[Shard], Columns, pa.Schema]:
     """List input Parquet files and check every one's schema from its footer (pipeline/input_schema.py);
     `required`: other columns every shard must have (language columns); `rename_prefix`: the new names'
-    prefix for input columns named like a column the job writes (refused without one)."""
+    prefix for input columns named like a column the job writes (refused without one). Each shard's version
+    (pipeline/input_changes.py) comes from the same listing."""
+    # fsspec keeps one filesystem per process and options, with its listings: a listing cached by an earlier
+    # run in this process would give stale versions (s3fs keeps cached directories over a new `find`).
+    resolve(uri, storage_options)[0].invalidate_cache()
     try:
         fs, files = list_parquet_files(uri, storage_options)
     except FileNotFoundError as e:
@@ -113,7 +131,8 @@ def discover_shards(uri: str, id_column: str, source_column: str, reference_colu
     if any(has_ref) and not all(has_ref):
         missing = files[has_ref.index(False)]
         raise InputError(f"{fs.unstrip_protocol(missing)}: missing column {reference_column!r} that other shards have")
-    shards = [Shard(f, posixpath.relpath(f, base), m.num_rows) for f, m in zip(files, metas, strict=True)]
+    shards = [Shard(f, posixpath.relpath(f, base), m.num_rows, input_version(fs, f, m.num_rows))
+              for f, m in zip(files, metas, strict=True)]
     reference = renamed.get(reference_column, reference_column) if all(has_ref) else None
     columns = Columns(renamed.get(id_column, id_column), renamed.get(source_column, source_column), reference,
                       tuple(sorted(renamed.items())))
@@ -218,8 +237,17 @@ def claim_output(fs, layout: OutputLayout, fingerprint: dict) -> None:
             where = fs.unstrip_protocol(layout.root)
             raise InputError(f"{where} was produced with other settings ({', '.join(changed)}); "
                              "pass --overwrite or choose another --output")
+        recorded_now = {k: v for k, v in fingerprint.items() if k not in previous}
+        if recorded_now:  # started by an earlier version: record what it did not, so that later runs check it
+            write_bytes_atomic(fs, layout.run_file,
+                               json.dumps({**previous, **recorded_now}, indent=2, sort_keys=True).encode())
         return
     write_bytes_atomic(fs, layout.run_file, json.dumps(fingerprint, indent=2, sort_keys=True).encode())
+
+
+# Fingerprint entries that earlier versions did not record: an output they started resumes on what they
+# did record ("model_weights": the weights file alone, or a sharded model's index), and gets the entry then.
+RECORDED_LATER = ("model_files",)
 
 
 def _same_setting(key: str, previous, current) -> bool:
@@ -228,18 +256,18 @@ def _same_setting(key: str, previous, current) -> bool:
     decoded in is counted in the report either way)."""
     if key == "precision" and current == "auto" and previous in ("fp32", "bf16", "fp16", "int8"):
         return True
+    if key in RECORDED_LATER and previous is None:
+        return True
     return previous == current
 
 
-def shard_state(fs, layout: OutputLayout, shard: Shard, id_column: str, unit=SENTENCES) -> tuple[bool, set]:
-    """(done, ids of rows already finished in part files) for one shard."""
-    if fs.exists(layout.translation(shard.name)) and fs.exists(layout.stats(shard.name)):
-        return True, set()
-    tables = []
-    for part in files_in(fs, layout.parts(shard.name), "part-", ".parquet"):
-        with fs.open(part, "rb") as fh:
-            tables.append(pq.read_table(fh, columns=unit.part_columns(id_column)))
-    return False, unit.done_ids(pa.concat_tables(tables), id_column) if tables else set()
+def part_files(fs, parts_dir: str, kept: bool = False) -> list[str]:
+    """A shard's part files (and its kept file), listed, not globbed: shard names may hold glob characters."""
+    if not fs.exists(parts_dir):
+        return []
+    names = sorted(fs.find(parts_dir))
+    return [p for p in names if (posixpath.basename(p).startswith("part-") and p.endswith(".parquet"))
+            or (kept and posixpath.basename(p) == KEPT_FILE)]
 
 
 def make_drop_done(id_column: str, done: dict[str, set]):
@@ -262,14 +290,17 @@ DECODED_WITH = b"nmt_batch.decoded_with"  # part file metadata: the precision it
 
 
 def write_parts(table: pa.Table, output_uri: str, shard_names: dict[str, str], id_column: str,
-                storage_options: dict, unit=SENTENCES, decoded_with: str = "") -> pa.Table:
+                storage_options: dict, unit=SENTENCES, decoded_with: str = "",
+                input_versions: dict[str, bytes] | None = None) -> pa.Table:
     """Ray Data stage: write each shard's rows of this batch as one part file; return, per part file,
     its run statistics, its shard and the input rows it finishes (`unit.rows_done`).
 
     Part names are a hash of the ids they hold: a retried task rewrites the same
     file instead of adding a duplicate. Each part records the precision its rows were decoded in
     (`decoded_with`): a shard finished by a later run may hold rows of two (--precision auto on
-    other hardware), and the report counts them.
+    other hardware), and the report counts them. Each also records the version of the input file its
+    rows were read from (`input_versions`: input path -> InputVersion.key()), so that a later run can tell
+    parts of another version of the input.
     """
     fs, root = resolve(output_uri, storage_options)
     layout = OutputLayout(root)
@@ -284,7 +315,10 @@ def write_parts(table: pa.Table, output_uri: str, shard_names: dict[str, str], i
                                                        else [])
         digest = hashlib.sha1("\n".join(map(str, zip(*keys, strict=True))).encode()).hexdigest()[:20]
         out = rows.drop_columns([c for c in (PATH, *INTERNAL) if c in rows.column_names])
-        out = out.replace_schema_metadata({**(out.schema.metadata or {}), DECODED_WITH: decoded_with.encode()})
+        metadata = {**(out.schema.metadata or {}), DECODED_WITH: decoded_with.encode()}
+        if input_versions and path in input_versions:
+            metadata[INPUT_VERSION] = input_versions[path]
+        out = out.replace_schema_metadata(metadata)
         write_bytes_atomic(fs, f"{layout.parts(name)}/part-{digest}.parquet", table_to_parquet_bytes(out))
         written.append(RunStats.of_rows(rows).to_json())
         names.append(name)
@@ -338,10 +372,11 @@ def status_counts(table: pa.Table) -> dict[str, int]:
 def commit_shard(shard: Shard, input_uri: str, output_uri: str, columns: Columns, added: list[pa.Field],
                  metrics: tuple[str, ...], metric_options: MetricOptions, storage_options: dict,
                  unit=SENTENCES, languages=None, pair_bleu_tokenize: str = "auto") -> dict:
-    """Merge a shard's parts into translations/<shard> in input order, score it, write its stats.
+    """Merge a shard's kept rows and parts into translations/<shard> in input order, score it, write its stats.
 
     Checks that every input row is there exactly once (in document mode: every segment of every
-    document); on a mismatch the parts stay for the next run and the error names the shard.
+    document) and that the input file is still the version the run planned with; on a mismatch the
+    parts stay for the next run and the error names the shard. The stats record that version.
     """
     in_fs, _ = resolve(input_uri, storage_options)
     out_fs, root = resolve(output_uri, storage_options)
@@ -350,30 +385,22 @@ def commit_shard(shard: Shard, input_uri: str, output_uri: str, columns: Columns
     if (not out_fs.exists(parts_dir) and out_fs.exists(layout.translation(shard.name))
             and out_fs.exists(layout.stats(shard.name))):
         # Committed already: this is a retry of a commit whose node was lost after it finished (Ray
-        # re-runs a task whose worker died), or a commit started twice. Its parts are gone.
-        return read_shard_stats(out_fs, layout, shard)
+        # re-runs a task whose worker died), or a commit started twice. Its parts are gone. (A commit of
+        # another version of the input is not this one: a shard whose rows were all removed has no parts.)
+        stats = read_shard_stats(out_fs, layout, shard)
+        if shard.version is None or stats.get("input") == shard.version.as_dict():
+            return stats
+    _check_input_unchanged(in_fs, shard)
     with in_fs.open(shard.path, "rb") as fh:
         input_schema = columns.rename(pq.read_schema(fh))
         fh.seek(0)
         inputs = columns.rename(pq.read_table(fh, columns=columns.in_input(unit.input_columns(columns))))
     schema = pa.schema(list(input_schema) + added)
-    parts = files_in(out_fs, parts_dir, "part-", ".parquet")
-    tables, precision_of = [], {}
-    for part in parts:
-        with out_fs.open(part, "rb") as fh:
-            tables.append(pq.read_table(fh))
-        # Per row key (id, and segment in document mode), so a row in two parts (a retried write) counts once.
-        decoded = (tables[-1].schema.metadata or {}).get(DECODED_WITH, b"").decode() or "unrecorded"
-        keys = [tables[-1].column(c).to_pylist() for c in unit.part_columns(columns.id)[:2]
-                if c in tables[-1].column_names]
-        precision_of.update(dict.fromkeys(zip(*keys, strict=True), decoded))
-    decoded_with = Counter(precision_of.values())
-    merged = pa.concat_tables(tables, promote_options="default") if tables else unit.empty_parts(schema, columns.id)
-    merged = unit.assemble(shard.name, _plain_ids(inputs, columns.id), _plain_ids(merged, columns.id), columns.id,
-                           columns.source)
-    merged = merged.select(schema.names).cast(schema)  # dictionary-encoded ids (and all) as in the input
+    merged, decoded_with = _merge(shard.name, out_fs, parts_dir, inputs, schema, columns, unit)
     stats = {"shard": shard.name, "sentences": merged.num_rows, "status": status_counts(merged),
              "decoded_with": dict(decoded_with)}
+    if shard.version is not None:
+        stats["input"] = shard.version.as_dict()
     if columns.reference and metrics:
         hyps, refs = unit.scored_texts(merged, columns.reference)
         stats["null_references"] = merged.column(columns.reference).null_count
@@ -382,9 +409,11 @@ def commit_shard(shard: Shard, input_uri: str, output_uri: str, columns: Columns
     if languages is not None:
         stats["pairs"] = pair_stats(merged, languages, columns.reference, metrics,
                                     replace(metric_options, bleu_tokenize=pair_bleu_tokenize), unit)
+    # The translations first, then the stats that mark the shard committed (with this input version), then
+    # the parts: a commit killed in between is done again by the next run from the same parts.
     write_bytes_atomic(out_fs, layout.translation(shard.name), table_to_parquet_bytes(merged))
     write_bytes_atomic(out_fs, layout.stats(shard.name), json.dumps(stats, sort_keys=True).encode())
-    if parts:
+    if out_fs.exists(parts_dir):
         remove(out_fs, parts_dir)
     return stats
 
@@ -397,6 +426,57 @@ def _plain_ids(table: pa.Table, id_column: str) -> pa.Table:
         return table
     i = table.schema.get_field_index(id_column)
     return table.set_column(i, id_column, table.column(i).cast(kind.value_type))
+
+
+def _check_input_unchanged(fs, shard: Shard) -> None:
+    """The input file must still be the version the run planned with: the rows translated since were read
+    from either version, and the next run sorts them out row by row (parts record their version)."""
+    if shard.version is None:
+        return
+    fs.invalidate_cache(posixpath.dirname(shard.path))  # a listing cached by this worker process is stale
+    if input_version(fs, shard.path, shard.rows) != shard.version:
+        raise RuntimeError(f"shard {shard.name}: the input file changed while this run translated it; its "
+                           "translated rows are kept, and a re-run brings the output in line with the input")
+
+
+def _merge(shard_name: str, fs, parts_dir: str, inputs: pa.Table, schema: pa.Schema, columns: Columns, unit
+           ) -> tuple[pa.Table, Counter]:
+    """The shard's output rows, in input order, from its kept file (rows carried over from an earlier commit,
+    when the input changed) and its part files; and how many rows were decoded in each precision."""
+    inputs = _plain_ids(inputs, columns.id)
+    kept, tables, precision_of = None, [], {}
+    for path in part_files(fs, parts_dir, kept=True):
+        with fs.open(path, "rb") as fh:
+            table = pq.read_table(fh)
+        decoded = (table.schema.metadata or {}).get(DECODED_WITH, b"").decode() or "unrecorded"
+        if posixpath.basename(path) == KEPT_FILE:
+            kept, kept_decoded = _plain_ids(table, columns.id), decoded
+            continue
+        tables.append(_plain_ids(table, columns.id))
+        # Per row key (id, and segment in document mode), so a row in two parts (a retried write) counts once.
+        keys = [tables[-1].column(c).to_pylist() for c in unit.part_columns(columns.id)[:2]
+                if c in table.column_names]
+        precision_of.update(dict.fromkeys(zip(*keys, strict=True), decoded))
+    merged = pa.concat_tables(tables, promote_options="default") if tables else unit.empty_parts(schema, columns.id)
+    pending = inputs
+    if kept is not None:  # the other rows come from the parts; a kept row left in a part too is kept once
+        kept_ids = kept.column(columns.id)
+        pending = inputs.filter(pc.invert(pc.is_in(inputs.column(columns.id), value_set=kept_ids)))
+        merged = merged.filter(pc.invert(pc.is_in(merged.column(columns.id), value_set=kept_ids)))
+        dropped = set(kept_ids.to_pylist())
+        precision_of = {key: p for key, p in precision_of.items() if key[0] not in dropped}
+    decoded_with = Counter(precision_of.values())
+    merged = unit.assemble(shard_name, pending, merged, columns.id, columns.source).select(schema.names).cast(schema)
+    if kept is not None:
+        decoded_with[kept_decoded] += kept.num_rows
+        merged = pa.concat_tables([kept.select(schema.names).cast(schema), merged])
+        positions = pc.index_in(merged.column(columns.id), value_set=inputs.column(columns.id))
+        if positions.null_count or merged.num_rows != inputs.num_rows:
+            fs.rm_file(f"{parts_dir}/{KEPT_FILE}")  # the next run compares the committed output with the input again
+            raise RuntimeError(f"shard {shard_name}: the kept rows do not match the input ({merged.num_rows} rows "
+                               f"for {inputs.num_rows}); a re-run compares them again")
+        merged = merged.take(pc.sort_indices(positions))
+    return merged, decoded_with
 
 
 def pair_stats(merged: pa.Table, languages, reference: str | None, metrics: tuple[str, ...],

@@ -8,6 +8,7 @@ is only at the edges, and lives here:
     explode(table)       the stage before tokenization (sentence mode: none)
     done_ids(parts)      ids of rows that are finished in the part files (resume)
     rows_done(part)      how many input rows a part file finishes (the driver commits a shard once all are)
+    matches_input(...)   whether part rows are still what the input holds (parts of another input version)
     assemble(...)        part rows back into one output row per input row, in input order
 """
 
@@ -21,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from pipeline.documents import split_document
+from pipeline.input_changes import compare_rows, same_values
 from pipeline.settings import LanguageChoice
 from pipeline.text_columns import INVALID_UTF8, decode_texts
 
@@ -56,6 +58,11 @@ class SentenceUnit:
 
     def part_columns(self, id_column: str) -> list[str]:
         return [id_column]
+
+    def matches_input(self, parts: pa.Table, inputs: pa.Table, columns, languages=()) -> np.ndarray:
+        """Per part row: its id is in the input with the same source text and language columns."""
+        _, same, _ = compare_rows(parts, inputs, columns.id, [columns.source, *languages])
+        return same
 
     def input_columns(self, columns) -> list[str]:
         return [columns.id]  # the part rows carry every other input column
@@ -117,6 +124,28 @@ class DocumentUnit:
 
     def part_columns(self, id_column: str) -> list[str]:
         return [id_column, SEG, NSEG]
+
+    def matches_input(self, parts: pa.Table, inputs: pa.Table, columns, languages=()) -> np.ndarray:
+        """Per part row (a segment): its document is in the input, with the same language columns, and is
+        cut into the same segments, this one among them at its index."""
+        where = pc.index_in(parts.column(columns.id), value_set=inputs.column(columns.id))
+        found = np.asarray(pc.is_valid(where).to_numpy(zero_copy_only=False), dtype=bool)
+        where = np.asarray(pc.fill_null(where, 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+        if not inputs.num_rows:
+            return found
+        texts, split_langs = inputs.column(columns.source).to_pylist(), self._split_languages(inputs)
+        segments: dict[int, list[str]] = {}
+        ok = found.copy()
+        rows = zip(where, parts.column(SEG).to_pylist(), parts.column(NSEG).to_pylist(),
+                   parts.column(columns.source).to_pylist(), strict=True)
+        for r, (doc, seg, nseg, text) in enumerate(rows):
+            if ok[r]:
+                if doc not in segments:
+                    segments[doc] = split_document(texts[doc], split_langs[doc]).segments
+                ok[r] = nseg == len(segments[doc]) and seg < nseg and segments[doc][seg] == text
+        for column in languages:
+            ok &= same_values(parts.column(column), inputs.column(column).take(pa.array(where)))
+        return ok
 
     def input_columns(self, columns) -> None:
         return None  # every input column: the part rows hold only segments

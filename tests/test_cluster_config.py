@@ -140,3 +140,32 @@ def test_nightly_script_checks_its_arguments():
     env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "INPUT_PREFIX", "OUTPUT_PREFIX")}
     res = subprocess.run(["bash", script, "2026-11-20"], capture_output=True, text=True, env=env)
     assert res.returncode != 0 and "RAY_ADDRESS" in res.stderr
+
+
+def test_a_job_without_ray_address_starts_a_private_ray_never_joining_another(monkeypatch):
+    """Issue 31: a second job on one machine joined the first one's local Ray (address "auto") and both
+    hung. Without RAY_ADDRESS a job now starts its own instance; RAY_ADDRESS=auto still joins `ray start`."""
+    import ray
+
+    from pipeline.cluster import init_ray
+
+    calls = []
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    init_ray(3.5)
+    assert [c["address"] for c in calls] == ["local"] and calls[0]["num_cpus"] >= 4
+    for address in ("auto", "ray://head:10001", "127.0.0.1:6379"):
+        calls.clear()
+        monkeypatch.setenv("RAY_ADDRESS", address)
+        init_ray(3.5)
+        assert calls == [{"address": address}]
+
+
+def test_a_run_with_nothing_written_says_what_it_waits_for():
+    from pipeline.cluster import resource_note
+
+    note = resource_note(120, 1.0, 1.0, {"CPU": 3.0}, {"CPU": 8.0, "GPU": 2.0})
+    assert "waiting for resources: 3 of 8 CPUs and 0 of 2 GPUs free, a model actor needs 1 CPU and 1 GPU" in note
+    assert "other jobs" in note and "\n" not in note
+    assert "starting or loading" in resource_note(120, 1.0, 0.0, {"CPU": 3.0}, {"CPU": 8.0})

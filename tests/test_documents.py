@@ -12,7 +12,8 @@ import pytest
 from pipeline.documents import split_document
 from pipeline.io import resolve, table_to_parquet_bytes, write_bytes_atomic
 from pipeline.metrics import MetricOptions
-from pipeline.shards import OutputLayout, commit_shard, discover_shards, output_fields, shard_state
+from pipeline.resume import ResumeContext, ShardState, shard_state
+from pipeline.shards import OutputLayout, commit_shard, discover_shards, output_fields
 from pipeline.units import NSEG, SEG, DocumentUnit
 
 DOCS = [
@@ -90,15 +91,21 @@ def translate_parts(tmp_path, path, unit, translate, batch_rows=3):
     return out, segments
 
 
+def resume_context(tmp_path, out, columns, unit, write_segments=False) -> ResumeContext:
+    in_fs, _ = resolve(str(tmp_path))
+    out_fs, root = resolve(out)
+    return ResumeContext(in_fs, out_fs, OutputLayout(root), columns, tuple(output_fields(1, False, write_segments)),
+                         unit)
+
+
 def test_identity_translation_through_parts_and_commit_reproduces_every_document(tmp_path):
     path = write_shard(tmp_path, DOCS)
     unit = DocumentUnit(write_segments=True)
     out, segments = translate_parts(tmp_path, path, unit, translate=lambda s: s)
     assert set(segments.column(NSEG).to_pylist()) and SEG in segments.column_names
     _, (shard,), columns, _ = discover_shards(str(path), "id", "source", "reference")
-    fs, root = resolve(out)
-    done, ids = shard_state(fs, OutputLayout(root), shard, "id", unit)
-    assert not done and ids == {"d0", "d1", "d2", "d4", "d5"}  # documents with segments, all present
+    state = shard_state(resume_context(tmp_path, out, columns, unit), shard)
+    assert not state.done and state.ids == {"d0", "d1", "d2", "d4", "d5"}  # documents with segments, all present
     stats = commit_shard(shard, str(path), out, columns, output_fields(1, False, True), (), MetricOptions(), {}, unit)
     result = pq.read_table(tmp_path / "out" / "translations" / "docs.parquet").to_pylist()
     # byte for byte, but for documents with nothing in them: their translation is the empty string
@@ -118,8 +125,8 @@ def test_a_document_missing_a_segment_is_not_committed(tmp_path):
     table = pq.read_table(part)
     pq.write_table(table.slice(1), part)  # the first segment of d0 is lost
     _, (shard,), columns, _ = discover_shards(str(path), "id", "source", "reference")
-    fs, root = resolve(out)
-    assert shard_state(fs, OutputLayout(root), shard, "id", unit) == (False, {"d1"})  # d0 is translated again
+    # d0 is translated again
+    assert shard_state(resume_context(tmp_path, out, columns, unit), shard) == ShardState(False, {"d1"})
     with pytest.raises(RuntimeError, match="1 of 2 documents have segments missing"):
         commit_shard(shard, str(path), out, columns, output_fields(1, False), (), MetricOptions(), {}, unit)
 

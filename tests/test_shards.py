@@ -8,6 +8,7 @@ import pytest
 
 from pipeline.io import resolve
 from pipeline.metrics import MetricOptions, make_metrics, sentence_stats
+from pipeline.resume import ResumeContext, ShardState, shard_state
 from pipeline.run_stats import ROW_STATS, STATS_COLUMN, RunStats, row_stats_array
 from pipeline.shards import (
     PATH,
@@ -22,7 +23,6 @@ from pipeline.shards import (
     discover_shards,
     make_drop_done,
     output_fields,
-    shard_state,
     write_parts,
 )
 
@@ -43,6 +43,14 @@ def translated(table, path):
 
 
 ROWS = {"id": ["x3", "x1", "x2", "x4"], "source": ["c", "a", "b", "d"], "reference": ["C", "A", "x", "D"]}
+
+
+def context(tmp_path, columns, unit=None, **extra) -> ResumeContext:
+    """What shard_state needs, for local input under tmp_path/in and output in tmp_path/out."""
+    in_fs, _ = resolve(str(tmp_path))
+    out_fs, root = resolve(str(tmp_path / "out"))
+    more = {"unit": unit} if unit is not None else {}
+    return ResumeContext(in_fs, out_fs, OutputLayout(root), columns, tuple(output_fields(1, False)), **more, **extra)
 
 
 def test_parts_then_commit_restores_input_order_and_scores(tmp_path):
@@ -68,8 +76,7 @@ def test_parts_then_commit_restores_input_order_and_scores(tmp_path):
     expected = sentence_stats(bleu, ["C", "A", "B", "D"], [["C", "A", "x", "D"]]).sum(0).tolist()
     assert stats["metrics"]["bleu"] == expected
     assert not (tmp_path / "out" / "_parts" / "s1.parquet").exists()
-    fs, root = resolve(out)
-    assert shard_state(fs, OutputLayout(root), shard, "id") == (True, set())
+    assert shard_state(context(tmp_path, columns), shard) == ShardState(True)
 
 
 def test_missing_rows_keep_the_parts_and_name_the_shard(tmp_path):
@@ -77,8 +84,7 @@ def test_missing_rows_keep_the_parts_and_name_the_shard(tmp_path):
     _, (shard,), columns, _ = discover_shards(str(path), "id", "source", "reference")
     out = str(tmp_path / "out")
     write_parts(translated(pa.table(ROWS), path).slice(0, 3), out, {str(path): shard.name}, "id", {})
-    fs, root = resolve(out)
-    assert shard_state(fs, OutputLayout(root), shard, "id") == (False, {"x3", "x1", "x2"})
+    assert shard_state(context(tmp_path, columns), shard) == ShardState(False, {"x3", "x1", "x2"})
     with pytest.raises(RuntimeError, match="s1.parquet: 1 of 4 rows missing"):
         commit_shard(shard, str(path), out, columns, output_fields(1, False), (), MetricOptions(), {})
     assert (tmp_path / "out" / "_parts" / "s1.parquet").exists()
@@ -206,3 +212,20 @@ def test_document_parts_finish_documents_by_their_segment_shares(tmp_path):
                                                          out.column(ROWS_DONE_COLUMN).to_pylist(), strict=True)]
     # 1/3 of d, then 2/3 of d (d done), then e: the shard is complete with the last part only
     assert completed == [False, False, True]
+
+
+def test_an_output_started_before_model_files_were_fingerprinted_resumes_and_records_them(tmp_path):
+    from pipeline.shards import claim_output
+
+    fs, root = resolve(str(tmp_path / "out"))
+    layout = OutputLayout(root)
+    earlier = {"model_weights": ["w"], "beam_size": 5, "precision": "fp32"}
+    fs.makedirs(root, exist_ok=True)
+    fs.pipe_file(layout.run_file, json.dumps(earlier).encode())
+    now = {"model_weights": ["w"], "model_files": [{"config.json": "c", "model.safetensors": "w"}], "beam_size": 5,
+           "precision": "auto"}
+    claim_output(fs, layout, now)  # not "other settings": the earlier version recorded no files
+    recorded = json.loads(fs.cat_file(layout.run_file))
+    assert recorded["model_files"] == now["model_files"] and recorded["precision"] == "fp32"
+    with pytest.raises(InputError, match=r"other settings \(model_files\)"):
+        claim_output(fs, layout, {**now, "model_files": [{"config.json": "other", "model.safetensors": "w"}]})

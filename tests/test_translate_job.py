@@ -124,13 +124,20 @@ def test_resume_translates_only_what_is_missing(local_ray, tiny_checkpoint, samp
 
 def test_one_failed_shard_commit_does_not_stop_the_others(local_ray, tiny_checkpoint, sample_corpus, tmp_path,
                                                           capsys):
+    from pipeline.input_changes import INPUT_VERSION, input_version
+    from pipeline.io import resolve
+
     out = tmp_path / "out"
-    # A part file with an id the input does not have (left by a run over another version of the shard).
+    # A part file with an id the input does not have, recorded as made from the input as it is (a part from
+    # another version of the input would be checked row by row and dropped: test_resume.py).
     stray = out / "_parts" / "part-00001.parquet"
     stray.mkdir(parents=True)
-    row = pq.read_table(os.path.join(sample_corpus, "part-00001.parquet")).slice(0, 1).to_pylist()[0]
+    shard = os.path.join(sample_corpus, "part-00001.parquet")
+    row = pq.read_table(shard).slice(0, 1).to_pylist()[0]
     row.update(id="not-in-the-input", translation="x", status="ok")
-    pq.write_table(pa.Table.from_pylist([row]), stray / "part-stray.parquet")
+    version = input_version(resolve(shard)[0], shard, pq.read_metadata(shard).num_rows)
+    table = pa.Table.from_pylist([row])
+    pq.write_table(table.replace_schema_metadata({INPUT_VERSION: version.key()}), stray / "part-stray.parquet")
     assert run(tiny_checkpoint, sample_corpus, str(out)) == 1
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
     assert len(err) == 1 and "part-00001.parquet" in err[0] and "ids not in the input" in err[0]
@@ -218,3 +225,121 @@ def test_shards_commit_while_the_others_translate_and_a_failed_early_commit_is_r
     assert all(shard_stats[name]["sentences"] == 100 for name in started)
     assert not os.path.exists(os.path.join(out, "_parts"))
     assert outputs(out).num_rows == 300
+
+
+def test_a_second_run_into_a_live_output_exits_3_naming_the_holder_without_starting_ray(
+        tiny_checkpoint, sample_corpus, tmp_path, capsys, monkeypatch):
+    """Issue 31: two runs into one output were not kept apart. The second exits at once with one line."""
+    import pipeline.cluster
+    from pipeline.io import resolve
+    from pipeline.lease import Lease, lease_store
+
+    monkeypatch.setattr(pipeline.cluster, "init_ray", lambda *a: pytest.fail("Ray was started"))
+    out = str(tmp_path / "out")
+    holder = Lease(lease_store(*resolve(out)), out, timeout=60)
+    holder.acquire()
+    try:
+        assert translate(["--input", sample_corpus, "--output", out, "--model", tiny_checkpoint]) == 3
+    finally:
+        holder.release()
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and f"pid {holder.pid}" in err[0]
+    assert "--wait-for-lease" in err[0]
+    assert sorted(os.listdir(out)) == ["_lease.lock"]  # nothing written, and the holder's lease is gone
+
+
+def test_a_run_waits_for_the_lease_when_asked_and_releases_it_when_done(tiny_checkpoint, sample_corpus, tmp_path,
+                                                                       capsys, monkeypatch):
+    import threading
+
+    import jobs.translate_corpus as job
+    from pipeline.io import resolve
+    from pipeline.lease import Lease, lease_store
+
+    seen = []
+    monkeypatch.setattr(job, "translate_and_report", lambda cfg, plan: seen.append(
+        json.load(open(os.path.join(cfg.output, "_lease.json")))["pid"]) or 0)
+    out = str(tmp_path / "out")
+    holder = Lease(lease_store(*resolve(out)), out, timeout=60)
+    holder.host = "another-host"  # (in this process, the holder is told apart by its host)
+    holder.acquire()
+    threading.Timer(1.0, holder.release).start()
+    assert translate(["--input", sample_corpus, "--output", out, "--model", tiny_checkpoint,
+                      "--wait-for-lease", "60"]) == 0
+    assert seen == [os.getpid()] and "waiting up to 60 s for the run holding" in capsys.readouterr().out
+    assert not os.path.exists(os.path.join(out, "_lease.json"))  # released on the way out
+    # ... on failure too
+    monkeypatch.setattr(job, "translate_and_report", lambda cfg, plan: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        translate(["--input", sample_corpus, "--output", out, "--model", tiny_checkpoint])
+    assert not os.path.exists(os.path.join(out, "_lease.json"))
+
+
+def _write(table, path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(table, path)
+
+
+@pytest.mark.parametrize("unit", ["sentence", "document"])
+def test_a_shard_changed_after_its_commit_is_brought_in_line_and_reported(local_ray, tiny_checkpoint, sample_corpus,
+                                                                          tmp_path, capsys, unit):
+    """Issue 31: upstream appended rows to a committed shard and edited a source; the re-run skipped the shard,
+    exited 0 and reported rows done that were not in the output. Now the output follows the input: added and
+    edited rows translated (as a fresh run translates them), removed rows dropped, the rest kept untouched."""
+    rows = pq.read_table(os.path.join(sample_corpus, "part-00000.parquet")).select(["id", "source", "reference"])
+    if unit == "document":  # documents of three captions each, one per line
+        texts = rows.column("source").to_pylist()
+        rows = pa.table({"id": [f"doc{i}" for i in range(30)],
+                         "source": ["\n".join(texts[3 * i:3 * i + 3]) for i in range(30)]})
+    extra = ["--unit", "document"] if unit == "document" else []
+    inp, out = tmp_path / "in", str(tmp_path / "out")
+    _write(rows.slice(0, 20), inp / "a.parquet")
+    _write(rows.slice(20, 5), inp / "b.parquet")
+    assert run(tiny_checkpoint, str(inp), out, *extra) == 0
+    first = {r["id"]: r for r in outputs(out).to_pylist()}
+    b_written = (tmp_path / "out" / "translations" / "b.parquet").stat().st_mtime_ns
+
+    # a.parquet: rows 25-27 appended, row 3's source replaced by row 29's, row 7 removed
+    a = rows.slice(0, 20).to_pylist()
+    a[3]["source"] = rows.slice(29, 1).to_pylist()[0]["source"]
+    del a[7]
+    new_a = pa.Table.from_pylist(a + rows.slice(25, 3).to_pylist(), schema=rows.schema)
+    _write(new_a, inp / "a.parquet")
+    capsys.readouterr()
+    assert run(tiny_checkpoint, str(inp), out, *extra) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    report = json.load(open(os.path.join(out, "report.json")))
+    expected = {"added": 3, "edited": 1, "removed": 1, "kept": 18}
+    assert report["run"]["input_changes"] == {**expected, "shards": {"a.parquet": expected}}
+    assert report["run"]["skipped_sentences"] == 18 + 5  # kept rows and the untouched shard: all in the output
+    assert report["overall"]["sentences"] == 27 and report["groups"]["a.parquet"]["sentences"] == 22
+    assert any(line.startswith("input changed since its commit in 1 shard(s): 3 ") for line in lines[-3:])
+    assert (tmp_path / "out" / "translations" / "b.parquet").stat().st_mtime_ns == b_written
+    got = pq.read_table(tmp_path / "out" / "translations" / "a.parquet").to_pylist()
+    assert [r["id"] for r in got] == new_a.column("id").to_pylist()  # input order, every id once
+    fresh = str(tmp_path / "fresh")
+    assert run(tiny_checkpoint, str(inp), fresh, *extra) == 0
+    fresh_rows = pq.read_table(os.path.join(fresh, "translations", "a.parquet")).to_pylist()
+    for r, f in zip(got, fresh_rows, strict=True):
+        assert r["translation"] == f["translation"]  # edited and added rows translated as a fresh run does
+        if r["id"] in first and r["source"] == first[r["id"]]["source"]:
+            assert r == first[r["id"]]  # kept rows as they were
+    # Nothing changed since: nothing to do.
+    assert run(tiny_checkpoint, str(inp), out, *extra) == 0
+    report = json.load(open(os.path.join(out, "report.json")))
+    assert report["run"]["sentences"] == 0 and "input_changes" not in report["run"]
+
+
+def test_committed_shards_whose_input_file_is_gone_are_named(tmp_path):
+    from jobs.cli import parse_config
+    from jobs.translate_corpus import Plan, TranslateConfig, shards_not_in_input
+    from pipeline.shards import Shard
+
+    out = tmp_path / "out"
+    (out / "_stats" / "sub").mkdir(parents=True)
+    for name in ("a.parquet", "sub/b.parquet"):
+        (out / "_stats" / f"{name}.json").write_text("{}")
+    cfg = parse_config(TranslateConfig, ["--output", str(out)])
+    plan = Plan(None, [Shard("/in/a.parquet", "a.parquet", 1), Shard("/in/c.parquet", "c.parquet", 1)], None, None,
+                [])
+    assert shards_not_in_input(cfg, plan) == ["sub/b.parquet"]
