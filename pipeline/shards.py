@@ -34,16 +34,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from pipeline.input_schema import check_shard_schema, colliding_renames
 from pipeline.input_changes import (
     INPUT_VERSION,
     KEPT_FILE,
     InputVersion,
     input_version,
 )
+from pipeline.input_schema import check_shard_schema, colliding_renames
 from pipeline.io import (
     InputError,
-    files_in,
     list_parquet_files,
     read_footers,
     remove,
