@@ -9,8 +9,9 @@ import pytest
 
 from pipeline.io import list_parquet_files, resolve, table_to_parquet_bytes, write_bytes_atomic
 from pipeline.metrics import MetricOptions
+from pipeline.resume import ResumeContext, shard_state
 from pipeline.run_stats import ROW_STATS, row_stats_array
-from pipeline.shards import PATH, OutputLayout, commit_shard, discover_shards, output_fields, shard_state, write_parts
+from pipeline.shards import PATH, OutputLayout, commit_shard, discover_shards, output_fields, write_parts
 
 
 @pytest.fixture(params=["local", "memory"])
@@ -55,23 +56,30 @@ def test_a_shard_named_with_glob_characters_is_resumed_and_committed(root):
     out = f"{root}/out"
     out_fs, out_root = resolve(out)
     layout = OutputLayout(out_root)
+    ctx = ResumeContext(fs, out_fs, layout, columns, tuple(output_fields(1, False)))
+    versions = {s.path: s.version.key() for s in shards}
+
+    def state(s):
+        found = shard_state(ctx, s)
+        return found.done, found.ids
+
     table = pq.read_table(fs.open(path, "rb"))
     rows = (table.append_column(PATH, pa.array([path] * 3)).append_column("translation", pa.array(["B", "A", "C"]))
             .append_column("status", pa.array(["ok"] * 3))
             .append_column(ROW_STATS, row_stats_array([1] * 3, [1] * 3, [1] * 3, 0.01, 1.0)))
-    write_parts(rows.slice(0, 2), out, {path: shard.name}, "id", {})
+    write_parts(rows.slice(0, 2), out, {path: shard.name}, "id", {}, input_versions=versions)
     # The other shard's parts sit where the pattern "corpus[v2].parquet" would match ("corpus2.parquet").
     other_rows = pq.read_table(fs.open(other.path, "rb"))
     write_parts(other_rows.append_column(PATH, pa.array([other.path])).append_column("translation", pa.array(["D"]))
                 .append_column("status", pa.array(["ok"])).append_column(ROW_STATS, row_stats_array([1], [1], [1], 0.0,
                                                                                                     1.0)),
-                out, {other.path: other.name}, "id", {})
-    assert shard_state(out_fs, layout, shard, "id") == (False, {"x2", "x1"})  # its parts are found
-    write_parts(rows.slice(2), out, {path: shard.name}, "id", {})
+                out, {other.path: other.name}, "id", {}, input_versions=versions)
+    assert state(shard) == (False, {"x2", "x1"})  # its parts are found
+    write_parts(rows.slice(2), out, {path: shard.name}, "id", {}, input_versions=versions)
     commit_shard(shard, shard_uri.rsplit("/", 1)[0], out, columns, output_fields(1, False), (), MetricOptions(), {})
-    assert shard_state(out_fs, layout, shard, "id") == (True, set())  # committed, and seen as done
+    assert state(shard) == (True, set())  # committed, and seen as done
     assert not out_fs.exists(layout.parts(shard.name))
-    assert shard_state(out_fs, layout, other, "id") == (False, {"y1"})  # the other shard's parts untouched
+    assert state(other) == (False, {"y1"})  # the other shard's parts untouched
     with out_fs.open(layout.translation(shard.name), "rb") as fh:
         assert pq.read_table(fh).column("translation").to_pylist() == ["B", "A", "C"]
 
