@@ -542,6 +542,69 @@ def precision_section() -> tuple[list[str], list[str]]:
     return lines, summary
 
 
+LOOPS_CMD = "python bench/loops.py"
+LOOPS_KEYS = ("ngram_sizes", "beam_size", "threads", "batch_rows", "max_tokens")
+
+
+def _clip(text: str, width: int = 90) -> str:
+    text = text.replace("|", "\\|")
+    return text if len(text) <= width else text[:width] + " …"
+
+
+def loops_section() -> tuple[list[str], list[str]]:
+    """Translations cut at the length limit (status length_limit) and --no-repeat-ngram-size (bench/loops.py)."""
+    lines, summary = [], []
+    for path, r in load("loops_*.json"):
+        cfg, runs = r["config"], r["runs"]
+        sets = cfg["sets"].split(",")
+        cmd = f"{command(LOOPS_CMD, cfg, LOOPS_KEYS)} --out {path}"
+        lines += [f"### {machine(r)} (`{path}`)", "",
+                  f"Model `{cfg['model']}`, beam {cfg['beam_size']}, the job's other defaults (fp32, max length "
+                  "1.5 x source + 10), decoded by the job's stages without Ray. A row is `length_limit` when its "
+                  f"translation reached the maximum length without ending. Command: `{cmd}`.", "",
+                  "| --no-repeat-ngram-size | " + " | ".join(f"{s} length_limit | {s} BLEU | {s} chrF | {s} rows "
+                                                           "changed" for s in sets) + " |",
+                  "|---|" + "---:|" * (4 * len(sets))]
+        for n, run in runs.items():
+            cells = []
+            for s in sets:
+                x = run[s]
+                cells += [f"{x['length_limit']} of {x['sentences']:,}", f"{x['bleu']:.2f}", f"{x['chrf']:.2f}",
+                          "-" if "changed_rows" not in x else f"{x['changed_rows']:,}"]
+            lines.append(f"| {'off' if n == '0' else n} | " + " | ".join(cells) + " |")
+        lines += ["", f"BLEU signature: `{runs['0'][sets[0]]['bleu_signature']}`.", ""]
+        off = runs.get("0")
+        verdicts = []
+        for n, run in runs.items():
+            if n == "0" or off is None or "val" not in run:
+                continue
+            v, o = run["val"], off["val"]
+            cost = v["bleu"] - o["bleu"]
+            verdicts.append(f"- `--no-repeat-ngram-size {n}` on val: length_limit {o['length_limit']} -> "
+                            f"{v['length_limit']} ({v['cut_before_not_now']} cut rows ended, "
+                            f"{v['cut_now_not_before']} newly cut), BLEU {o['bleu']:.2f} -> {v['bleu']:.2f} "
+                            f"({cost:+.2f}): " + ("no BLEU cost" if cost >= 0 else "a BLEU cost") + ".")
+        lines += verdicts + ([""] if verdicts else [])
+        if off is not None:
+            lines += ["Cut translations without the guard (val):", "", "| row | source | translation |",
+                      "|---:|---|---|"]
+            lines += [f"| {e['row']} | {_clip(e['source'], 60)} | {_clip(e['translation'])} |"
+                      for e in off.get("val", {}).get("examples", [])]
+            lines.append("")
+        lines += ["The second-round self-distillation model that issue 31 names (withdrawn for such loops) is not in "
+                  "this repository, so it is not measured here; its card entry is in "
+                  "`models/multi30k-en-de/README.md`.", ""]
+        figures = "; ".join(
+            f"{'off' if n == '0' else f'--no-repeat-ngram-size {n}'} "
+            + ", ".join(f"{s} {run[s]['length_limit']} cut, BLEU {run[s]['bleu']:.2f}" for s in sets)
+            for n, run in runs.items())
+        first = next(iter(runs.values()))
+        sizes = ", ".join(f"{first[s]['sentences']:,} {s}" for s in sets)
+        summary.append(f"- Loops (rows at the length limit, status `length_limit`), shipped model, beam "
+                       f"{cfg['beam_size']}, of {sizes} sentences: {figures} (`{cmd}`; docs/performance.md)")
+    return lines, summary
+
+
 def replace_block(path: str, name: str, body: list[str]) -> None:
     with open(path) as f:
         text = f.read()
@@ -567,6 +630,9 @@ def main() -> int:
     e_lines, e_summary = engines_section()
     if e_lines:
         perf += ["## Engines side by side: ours, CTranslate2, transformers", ""] + e_lines
+    l_lines, l_summary = loops_section()
+    if l_lines:
+        perf += ["## Loops: length_limit and --no-repeat-ngram-size", ""] + l_lines
     g_lines, g_summary = gpu_check_section()
     if g_lines:
         perf += ["## GPU check", ""] + g_lines
@@ -578,7 +644,8 @@ def main() -> int:
         f.write("\n".join(perf).rstrip() + "\n")
     with open(os.path.join(ROOT, "docs", "results.md"), "w") as f:
         f.write("\n".join(a_lines).rstrip() + "\n")
-    figures = model_summary() + a_summary + t_summary + p_summary + e_summary + g_summary + d_summary + s_summary
+    figures = (model_summary() + a_summary + t_summary + p_summary + l_summary + e_summary + g_summary + d_summary
+               + s_summary)
     figures = figures or ["Not measured yet: see docs/performance.md."]
     figures += ["", "Details, machines and commands: [docs/performance.md](docs/performance.md), "
                 "[docs/results.md](docs/results.md); sizing and cost: "

@@ -101,7 +101,7 @@ def _library():
         return None
     i64, ptr = ctypes.c_int64, ctypes.c_void_p
     lib.row_candidates.restype = ctypes.c_int
-    lib.row_candidates.argtypes = [ptr, i64, i64, i64, ptr, i64, i64, ptr, ptr, ptr, ctypes.c_int]
+    lib.row_candidates.argtypes = [ptr, i64, i64, i64, ptr, i64, ptr, i64, i64, ptr, ptr, ptr, ctypes.c_int]
     lib.step_attention.restype = ctypes.c_int
     lib.step_attention.argtypes = [ptr, i64, ptr, ptr, i64, i64, ptr, i64, i64, i64, i64, ctypes.c_float, ptr,
                                    ctypes.c_int]
@@ -120,11 +120,15 @@ def apply_to(t: torch.Tensor) -> bool:
     return t.device.type == "cpu" and t.dtype == torch.float32 and available()
 
 
-def candidates(logits: torch.Tensor, k: int, banned: list[int], eos: int):
+def candidates(logits: torch.Tensor, k: int, banned: list[int], eos: int, row_bans: torch.Tensor | None = None):
     """Each row's k best tokens after normalising logits (N, V) over the whole row, banned columns left
     out: (log-probs (N, k) best first, token ids (N, k), the EOS log-prob (N,)); None where the kernel
     does not apply (not on CPU, fewer than k allowed tokens, or no kernel), and the caller computes them
     with torch.
+
+    row_bans (N, V) bool, True where a row's token is banned too (the no-repeat guard; any row stride,
+    unit column stride). A row left with fewer than k allowed tokens gets -inf for the rest, as torch's
+    top-k over -inf values does (their ids are never read: a -inf candidate ends or continues nothing).
 
     The kernel splits the rows across torch's threads. torch's log_softmax and top-k, split the same way,
     were 2-3x slower at 2 threads than the kernel at one (160-860 rows x 8k).
@@ -140,8 +144,11 @@ def candidates(logits: torch.Tensor, k: int, banned: list[int], eos: int):
     tokens = torch.empty(N, k, dtype=torch.int64)
     eos_lprob = torch.empty(N)
     ban = torch.tensor(banned, dtype=torch.int64)
-    lib.row_candidates(x.data_ptr(), N, V, k, ban.data_ptr(), len(banned), eos, values.data_ptr(), tokens.data_ptr(),
-                       eos_lprob.data_ptr(), torch.get_num_threads())
+    if row_bans is not None and (row_bans.shape != (N, V) or row_bans.dtype != torch.bool or row_bans.stride(1) != 1):
+        raise ValueError(f"candidates: row bans {tuple(row_bans.shape)} {row_bans.dtype} for logits {(N, V)}")
+    rows_ptr, rows_stride = (None, 0) if row_bans is None else (row_bans.data_ptr(), row_bans.stride(0))
+    lib.row_candidates(x.data_ptr(), N, V, k, ban.data_ptr(), len(banned), rows_ptr, rows_stride, eos,
+                       values.data_ptr(), tokens.data_ptr(), eos_lprob.data_ptr(), torch.get_num_threads())
     return values, tokens, eos_lprob
 
 

@@ -24,11 +24,18 @@ class DecodeConfig:
                               "(score / length**alpha, fairseq) or gnmt (Wu et al. 2016)", choices=LENGTH_PENALTIES)
     alpha: float = arg(1.0, help="length penalty exponent")
     nbest: int = arg(1, help="hypotheses per sentence; > 1 adds `nbest` and `nbest_scores` columns")
+    # fairseq's --no-repeat-ngram-size, transformers' and CTranslate2's no_repeat_ngram_size: a guard against
+    # the loops a model can fall into (issue 31), token for token transformers' NoRepeatNGramLogitsProcessor.
+    no_repeat_ngram_size: int = arg(0, help="no n-gram of this many target tokens twice in a hypothesis: a token "
+                                    "that would repeat one is banned (0: off; as transformers' "
+                                    "no_repeat_ngram_size)")
 
     def __post_init__(self):
         if self.beam_size < 1:
             raise ValueError(f"beam_size must be >= 1, got {self.beam_size}")
         if not 1 <= self.nbest <= self.beam_size:
             raise ValueError(f"nbest must be in 1..beam_size ({self.beam_size}), got {self.nbest}")
+        if self.no_repeat_ngram_size < 0:
+            raise ValueError(f"no_repeat_ngram_size must be >= 0 (0: off), got {self.no_repeat_ngram_size}")
         if self.length_penalty not in LENGTH_PENALTIES:
             raise ValueError(f"length_penalty must be one of {LENGTH_PENALTIES}")

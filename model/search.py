@@ -39,6 +39,10 @@ class Hypothesis:
     tokens: list[int]  # target ids, without BOS/EOS
     score: float  # length-normalized log-probability, used for ranking
     logprob: float  # raw sum of token log-probabilities (EOS included)
+    # Cut at its length limit: its EOS was forced there (ours) or never came (CTranslate2). Most such
+    # hypotheses are loops ("8 8 8 ...", "Toooooo..."): the translation job gives their rows a status of
+    # their own (issue 31).
+    length_limited: bool = False
 
 
 def length_penalty(logprob: float, length: int, kind: str, alpha: float) -> float:
@@ -99,6 +103,27 @@ def row_topk(x: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     return values, cols.gather(1, at)
 
 
+def repeated_ngram_bans(history: torch.Tensor, n: int, vocab: int) -> torch.Tensor | None:
+    """(N, V) True where the next token would complete an n-gram that the row's history (N, T) already
+    holds; None when nothing can be banned (n 0: the guard is off; fewer than n tokens so far).
+
+    transformers' NoRepeatNGramLogitsProcessor (the same computation, so the same tokens): history is the
+    decoder's input so far, start token and forced prefix included. The last n-1 tokens are matched against
+    the first n-1 of every n-token window, and each matching window bans its last token. All on the
+    device, with no read on the host: the search reads the device once per step (module docstring).
+    """
+    N, T = history.shape
+    if n <= 0 or T < n:
+        return None
+    windows = history.unfold(1, n, 1)  # (N, T-n+1, n)
+    matches = (windows[..., :-1] == history[:, None, T - n + 1:]).all(-1)  # (N, T-n+1) against the last n-1
+    # Windows that do not match ban the spare column V, which is cut off: a scatter of False could unban
+    # a token that another window bans.
+    bans = torch.zeros(N, vocab + 1, dtype=torch.bool, device=history.device)
+    bans.scatter_(1, torch.where(matches, windows[..., -1], vocab), True)
+    return bans[:, :vocab]
+
+
 def _banned(step: int, cfg: DecodeConfig, ids) -> list[int]:
     """The tokens the search may not produce at `step`. (Rows at their length limit: `_end_at_max`.)"""
     pad, bos, eos = ids
@@ -110,11 +135,13 @@ def _banned(step: int, cfg: DecodeConfig, ids) -> list[int]:
     return banned
 
 
-def _candidates(logits: torch.Tensor, step: int, at_max: torch.Tensor | None, cfg: DecodeConfig, ids, k: int):
+def _candidates(logits: torch.Tensor, step: int, at_max: torch.Tensor | None, cfg: DecodeConfig, ids, k: int,
+                history: torch.Tensor | None = None):
     """Each row's k best next tokens under the search constraints: log-probs (N, k), token ids (N, k).
 
-    logits (N, V); at_max (N,) rows that must end now (None: none). The log-probs are normalized over the whole
-    row before the constraints take tokens out (fairseq does not renormalize either), and only each
+    logits (N, V); at_max (N,) rows that must end now (None: none); history (N, T) each row's decoder input
+    so far, for --no-repeat-ngram-size (None: the guard is off). The log-probs are normalized over the whole
+    row before the constraints take tokens out (fairseq and transformers do not renormalize either), and only each
     row's k best are kept: adding the beam scores to all (N, V) log-probs and a top-k over beam x
     vocabulary would cost as much as the output projection itself.
 
@@ -125,7 +152,8 @@ def _candidates(logits: torch.Tensor, step: int, at_max: torch.Tensor | None, cf
     """
     eos = ids[2]
     banned = _banned(step, cfg, ids)
-    fast = cpu_kernels.candidates(logits, k, banned, eos)
+    repeats = None if history is None else repeated_ngram_bans(history, cfg.no_repeat_ngram_size, logits.size(1))
+    fast = cpu_kernels.candidates(logits, k, banned, eos, repeats)
     if fast is not None:
         values, tokens, eos_lprob = fast
         return _end_at_max(values, tokens, at_max, eos_lprob, eos)
@@ -133,6 +161,8 @@ def _candidates(logits: torch.Tensor, step: int, at_max: torch.Tensor | None, cf
     eos_lprob = lprobs[:, eos].clone()
     for token in banned:  # without renormalizing, as fairseq does
         lprobs[:, token] = float("-inf")  # one int index each: a list index would be copied to the device
+    if repeats is not None:
+        lprobs.masked_fill_(repeats, float("-inf"))
     if k == 1:
         values, tokens = lprobs.max(dim=1, keepdim=True)
     else:
@@ -156,10 +186,10 @@ def _end_at_max(lprobs, tokens, at_max: torch.Tensor | None, eos_lprob, eos: int
 
 
 def _next(model, prev: torch.Tensor, memory, state, step: int, at_max: torch.Tensor | None, cfg: DecodeConfig, ids,
-          k: int):
+          k: int, history: torch.Tensor | None = None):
     """One decoding step: each row's k best next tokens (log-probs (N, k), ids (N, k)) and the new state."""
     logits, state = model.decode_step(prev, memory, state)
-    return (*_candidates(logits, step, at_max, cfg, ids, k), state)
+    return (*_candidates(logits, step, at_max, cfg, ids, k, history), state)
 
 
 def _special_ids(model) -> tuple[int, int, int]:
@@ -215,10 +245,11 @@ def _rows_where(mask: torch.Tensor, n: int) -> torch.Tensor:
     return torch.argsort((~mask).to(torch.uint8), stable=True)[:n]
 
 
-def _hypothesis(tokens: np.ndarray, raw: float, length: int, cfg: DecodeConfig) -> Hypothesis:
-    """A finished hypothesis from its tokens (EOS excluded), raw log-prob and length (EOS counted)."""
+def _hypothesis(tokens: np.ndarray, raw: float, length: int, cfg: DecodeConfig, limit: int) -> Hypothesis:
+    """A finished hypothesis from its tokens (EOS excluded), raw log-prob, length (EOS counted) and its
+    sentence's length limit (tokens, EOS excluded): at the limit its EOS was forced."""
     return Hypothesis(tokens=tokens.tolist(), score=length_penalty(raw, length, cfg.length_penalty, cfg.alpha),
-                      logprob=raw)
+                      logprob=raw, length_limited=bool(len(tokens) >= limit))
 
 
 def _beam_select(cand_scores, cand_tokens, cand_beams, K: int, n_finished, alive, at_limit, eos: int):
@@ -269,6 +300,8 @@ def beam_search(model, src: torch.Tensor, cfg: DecodeConfig, prefix: torch.Tenso
     history, state = _start(model, memory, B0 * width, bos, expanded, device)
 
     prev = history[:, -1]  # (B*width,) each row's last token, the next step's input
+    # (B*width, 1+P+step) each row's decoder input, kept on the device for the no-repeat guard (None: off).
+    history = history if cfg.no_repeat_ngram_size else None
     alive = torch.arange(B0, device=device)  # original sentence index of each live row group
     alive_cpu = np.arange(B0)  # the same on the host, as are the tokens below
     hist_cpu = np.zeros((B0 * width, 0), dtype=np.int64)  # (B*width, step) each row's target tokens so far
@@ -284,7 +317,7 @@ def beam_search(model, src: torch.Tensor, cfg: DecodeConfig, prefix: torch.Tenso
         # Sentences at their length limit (the host knows when there are some: on most steps none).
         at_limit = max_len[alive] <= step if (max_len_cpu[alive_cpu] <= step).any() else None  # (B,)
         at_max = None if at_limit is None else at_limit.repeat_interleave(width)
-        lprobs, tokens, state = _next(model, prev, memory, state, step, at_max, cfg, ids, 2 * K)
+        lprobs, tokens, state = _next(model, prev, memory, state, step, at_max, cfg, ids, 2 * K, history)
         C = lprobs.size(1)
         cand_scores, cand_at, cand_beams = beam_step(lprobs.view(B, width, C), scores, K)
         cand_tokens = tokens.view(B, width * C).gather(1, cand_beams * C + cand_at)
@@ -295,8 +328,9 @@ def beam_search(model, src: torch.Tensor, cfg: DecodeConfig, prefix: torch.Tenso
         host = _to_host(cand_scores[:, :K], accepted, cand_beams[:, :K], next_beams, next_tokens, done[:, None])
         end_scores, ends_cpu, end_beams, next_beams_cpu, next_tokens_cpu = np.split(host[:, :5 * K], 5, axis=1)
         for b, j in zip(*np.nonzero(ends_cpu), strict=True):
-            row = b * width + int(end_beams[b, j])
-            finished[alive_cpu[b]].append(_hypothesis(hist_cpu[row], float(end_scores[b, j]), step + 1, cfg))
+            row, sentence = b * width + int(end_beams[b, j]), alive_cpu[b]
+            finished[sentence].append(_hypothesis(hist_cpu[row], float(end_scores[b, j]), step + 1, cfg,
+                                                  max_len_cpu[sentence]))
         keep_cpu = np.flatnonzero(host[:, 5 * K] == 0)  # (B',) the sentences not done
         if keep_cpu.size == 0:
             break
@@ -310,6 +344,8 @@ def beam_search(model, src: torch.Tensor, cfg: DecodeConfig, prefix: torch.Tenso
         rows_cpu = (keep_cpu[:, None] * width + next_beams_cpu[keep_cpu].astype(np.int64)).reshape(-1)
         hist_cpu = np.concatenate([hist_cpu[rows_cpu], next_tokens_cpu[keep_cpu].reshape(-1, 1).astype(np.int64)], 1)
         prev = next_tokens[keep].view(-1)
+        if history is not None:
+            history = torch.cat([history.index_select(0, rows), prev[:, None]], dim=1)
         scores = top_scores[keep]
         alive, alive_cpu = alive[keep], alive_cpu[keep_cpu]
         width = K
@@ -329,6 +365,7 @@ def greedy_search(model, src: torch.Tensor, cfg: DecodeConfig, prefix: torch.Ten
     memory = model.encode(src)
     history, state = _start(model, memory, B0, bos, prefix, device)
     prev = history[:, -1]  # (B,)
+    history = history if cfg.no_repeat_ngram_size else None  # (B, 1+P+step) for the no-repeat guard
     alive, alive_cpu = torch.arange(B0, device=device), np.arange(B0)
     hist_cpu = np.zeros((B0, 0), dtype=np.int64)  # (B, step) each row's target tokens so far, on the host
     logprob = torch.zeros(B0, device=device)
@@ -337,12 +374,14 @@ def greedy_search(model, src: torch.Tensor, cfg: DecodeConfig, prefix: torch.Ten
     max_len_cpu = max_len.numpy(force=True)  # the one read before the steps
     for step in range(int(max_len_cpu.max()) + 1):
         at_max = max_len[alive] <= step if (max_len_cpu[alive_cpu] <= step).any() else None  # (B,)
-        best_lp, best, state = _next(model, prev, memory, state, step, at_max, cfg, ids, 1)
+        best_lp, best, state = _next(model, prev, memory, state, step, at_max, cfg, ids, 1, history)
         logprob = logprob + best_lp[:, 0]  # (B,)
         host = _to_host(best, logprob[:, None])  # the step's one read, (B, 2): each row's token and log-prob
         best_cpu, logprob_cpu = host[:, 0].astype(np.int64), host[:, 1]
         for b in np.flatnonzero(best_cpu == eos):
-            results[alive_cpu[b]].append(_hypothesis(hist_cpu[b], float(logprob_cpu[b]), step + 1, cfg))
+            sentence = alive_cpu[b]
+            results[sentence].append(_hypothesis(hist_cpu[b], float(logprob_cpu[b]), step + 1, cfg,
+                                                 max_len_cpu[sentence]))
         keep_cpu = np.flatnonzero(best_cpu != eos)  # (B',)
         if keep_cpu.size == 0:
             break
@@ -352,6 +391,9 @@ def greedy_search(model, src: torch.Tensor, cfg: DecodeConfig, prefix: torch.Ten
             state = model.reorder(state, keep)
             memory = select_rows(memory, keep)
             best, logprob, alive = best[keep], logprob[keep], alive[keep]
+            history = None if history is None else history.index_select(0, keep)
+        if history is not None:
+            history = torch.cat([history, best[:, None]], dim=1)
         hist_cpu = np.concatenate([hist_cpu[keep_cpu], best_cpu[keep_cpu, None]], axis=1)
         prev, alive_cpu = best, alive_cpu[keep_cpu]
     return results

@@ -17,6 +17,7 @@ identical output on test_2016_flickr at beam 4):
   is decoded up to its longest sentence's limit, and the rare sentence that overruns its own limit
   is decoded again alone with it.
 - it supports the "average" (score / length**alpha) and "none" length penalties, not "gnmt".
+- --no-repeat-ngram-size goes to its own no_repeat_ngram_size.
 Not supported, with an error at start: ensembles, recurrent models, pre-norm models (M2M100 / NLLB,
 whose export this project does not write) and forced target prefixes.
 """
@@ -26,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from dataclasses import replace
 
 import torch
 
@@ -102,13 +104,16 @@ class CTranslate2Engine:
         for b, (hyps, limit) in enumerate(zip(results, limits, strict=True)):
             if limit < max(limits) and any(len(h.tokens) > limit for h in hyps):
                 results[b] = self._translate([rows[b]], limit, cfg)[0]  # its own limit (rare)
-        return results
+        # A hypothesis of `limit` tokens stopped there without EOS: cut at the limit.
+        return [[replace(h, length_limited=len(h.tokens) >= limit) for h in hyps]
+                for hyps, limit in zip(results, limits, strict=True)]
 
     def _translate(self, rows: list[list[str]], limit: int, cfg: DecodeConfig) -> list[list[Hypothesis]]:
         alpha = LENGTH_PENALTY_EXPONENT[cfg.length_penalty](cfg.alpha)
         try:
             out = self.translator.translate_batch(
                 rows, beam_size=cfg.beam_size, num_hypotheses=cfg.nbest, length_penalty=alpha, return_scores=True,
+                no_repeat_ngram_size=cfg.no_repeat_ngram_size,
                 # At most `limit` tokens, as ours; at the limit CTranslate2 stops without EOS.
                 max_decoding_length=limit, min_decoding_length=cfg.min_len,
                 max_batch_size=0)  # the batch as given: translate_ids cut it under the token budget

@@ -58,8 +58,10 @@ def measure_budget(search_batch, cfg: DecodeConfig, device: torch.device, share:
     in the device's free memory (what another engine's allocator, such as CTranslate2's, took).
     """
     rows, length = PROBE_ROWS, PROBE_LENGTH
+    # The no-repeat guard's bans (rows x vocabulary, one byte each per step) are part of what is measured.
     probe = DecodeConfig(beam_size=cfg.beam_size, nbest=1, length_penalty=cfg.length_penalty, alpha=cfg.alpha,
-                         min_len=length, max_len_a=0.0, max_len_b=length)
+                         min_len=length, max_len_a=0.0, max_len_b=length,
+                         no_repeat_ngram_size=cfg.no_repeat_ngram_size)
     # Full rows of ordinary tokens (ids from `special` up, never the source padding), each ending in EOS.
     generator = torch.Generator().manual_seed(0)
     src = torch.randint(special, max(model_cfg.src_vocab_size, special + 1), (rows, length), generator=generator)

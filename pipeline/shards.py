@@ -222,6 +222,11 @@ class OutputLayout:
         return f"{self.root}/_run.json"
 
 
+# Settings that outputs started before they existed do not record, with the value those outputs were made
+# with: the search then behaved as this default does, so a run that keeps it resumes them.
+SETTINGS_ADDED_LATER = {"no_repeat_ngram_size": 0}
+
+
 def claim_output(fs, layout: OutputLayout, fingerprint: dict) -> None:
     """Record what produces this output; refuse to resume into output made with other settings.
 
@@ -229,7 +234,7 @@ def claim_output(fs, layout: OutputLayout, fingerprint: dict) -> None:
     settings and columns (hardware settings may differ).
     """
     if fs.exists(layout.run_file):
-        previous = json.loads(fs.cat_file(layout.run_file))
+        previous = {**SETTINGS_ADDED_LATER, **json.loads(fs.cat_file(layout.run_file))}
         changed = sorted(k for k in set(previous) | set(fingerprint)
                          if not _same_setting(k, previous.get(k), fingerprint.get(k)))
         if changed:

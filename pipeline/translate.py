@@ -9,10 +9,16 @@ Row status, in the `status` column of the output:
     empty       null, empty or whitespace-only source: empty translation
     split       longer than --max-source-tokens: translated in pieces, joined with a space
     truncated   longer than --max-source-tokens with --long-policy truncate: only the head translated
+    length_limit
+                the translation (of a piece, for split rows) reached the maximum length without ending: it
+                was cut there and is kept. Mostly loops ("Zwei 8 8 8 8 ...", issue 31); it wins over split
+                and truncated, since only this status shows it
     unsupported_language
                 the model has no token for the row's source or target language: empty translation
     invalid_utf8
                 a binary source whose bytes are not UTF-8: nothing translated, the translation is null
+
+Tokenize sets every status but length_limit, which the model actor sets once it has decoded the row.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ PIECES = "__pieces"  # list<list<int32>>: source ids per piece, each ending in E
 HYP_IDS = "__hyp_ids"  # list<list<int32>>: n-best target ids
 TARGET_PREFIX = "__target_prefix"  # list<int32>: tokens forced after the decoder's start (target language)
 INTERNAL = (PIECES, HYP_IDS, TARGET_PREFIX, ROW_STATS)
+LENGTH_LIMIT = "length_limit"
 
 
 def require_columns(table: pa.Table, stage: str, columns) -> None:
@@ -206,7 +213,7 @@ class Translator:
     def __call__(self, table: pa.Table) -> pa.Table:
         from pipeline.decode import translate_ids
 
-        require_columns(table, "translate", [PIECES])
+        require_columns(table, "translate", [PIECES, STATUS])
         started = time.perf_counter()
         rows = table.column(PIECES).to_pylist()
         flat = [(r, piece) for r, pieces in enumerate(rows) for piece in pieces]
@@ -223,7 +230,10 @@ class Translator:
             per_row[r].append(h)
             padded[r] += w
         nbest_ids, scores, nbest_scores, tgt_tokens = [], [], [], []
-        for pieces in per_row:
+        status = table.column(STATUS).to_pylist()
+        for r, pieces in enumerate(per_row):
+            if any(p[0].length_limited for p in pieces):  # the translation holds a piece cut at the limit
+                status[r] = LENGTH_LIMIT
             if not pieces:
                 nbest_ids.append([[]])
                 scores.append(None)
@@ -241,6 +251,7 @@ class Translator:
         src_tokens = [sum(len(p) for p in pieces) for pieces in rows]  # as fed: truncated, one EOS per piece
         stats = row_stats_array(src_tokens, tgt_tokens, padded, (time.perf_counter() - started) / max(n, 1),
                                 peak_rss_mb(), self.actor_id)
+        table = table.set_column(table.column_names.index(STATUS), STATUS, pa.array(status, pa.string()))
         return (table.drop_columns([c for c in (PIECES, TARGET_PREFIX) if c in table.column_names])
                 .append_column(HYP_IDS, pa.array(nbest_ids, pa.list_(pa.list_(pa.int32()))))
                 .append_column("score", pa.array(scores, pa.float64()))

@@ -221,11 +221,20 @@ class DocumentUnit:
 
 
 def document_status(text: str | None, segment_status: list[str], cut: bool = False) -> str:
-    """empty: nothing to translate in the document at all; split/truncated: a segment had to be cut."""
+    """empty: nothing to translate in the document at all; length_limit: a segment's translation was cut at
+    the length limit; split/truncated: a segment had to be cut.
+
+    One segment at the length limit makes the document length_limit: the document's translation holds that
+    segment's cut translation (mostly a loop, issue 31) and nothing else in the output shows it, while
+    that a segment was split or truncated follows from the source's length. (unsupported_language and
+    empty come first: those documents have no translation at all.)
+    """
     if not text or not text.strip():
         return "empty"
     if "unsupported_language" in segment_status:
         return "unsupported_language"
+    if "length_limit" in segment_status:
+        return "length_limit"
     if "truncated" in segment_status:
         return "truncated"
     return "split" if cut or "split" in segment_status else "ok"

@@ -125,3 +125,22 @@ def test_a_batch_out_of_device_memory_is_split_and_translated_alike(sample, ct2_
     other.translator = type("Broken", (), {"translate_batch": lambda self, rows, **kw: 1 / 0})()
     with pytest.raises(ZeroDivisionError):  # other errors are not taken for memory
         translate_ids(other, pieces(tokenized), cfg, 10**7, search_batch=other)
+
+
+COUNT = " ".join(str(i) for i in range(1, 21))
+OOH = "Oooooooooooooooooooooh!"
+
+
+def test_translations_cut_at_the_length_limit_are_length_limit_and_the_guard_goes_through(ct2_actor):
+    """CTranslate2 stops at the limit without EOS: those rows are length_limit as with ours (issue 31); and
+    --no-repeat-ngram-size reaches its no_repeat_ngram_size."""
+    table = Tokenize(SHIPPED, "source", 256, "split", {})(pa.table({"id": [0, 1, 2],
+                                                                     "source": [COUNT, OOH, "A man rides a bike."]}))
+    assert ct2_actor(table).column("status").to_pylist() == ["length_limit", "length_limit", "ok"]
+    engine = ct2_actor.model
+    hyps, _ = translate_ids(engine, pieces(table), DecodeConfig(beam_size=4, no_repeat_ngram_size=3), 12000,
+                            search_batch=engine)
+    assert [h[0].length_limited for h in hyps] == [True, False, False]  # the character loop is gone
+    for h in hyps:
+        grams = [tuple(h[0].tokens[i:i + 3]) for i in range(len(h[0].tokens) - 2)]
+        assert len(grams) == len(set(grams))

@@ -76,16 +76,24 @@ def write_shard(tmp_path, docs, refs=None):
     return path
 
 
-def translate_parts(tmp_path, path, unit, translate, batch_rows=3):
-    """Explode the shard into segments as the pipeline does, 'translate' them, write part files."""
+def translate_parts(tmp_path, path, unit, translate, batch_rows=3, stages=None):
+    """Explode the shard into segments as the pipeline does, 'translate' them, write part files. `stages`
+    (a function of the segments table, returning it with `translation` and `status`) replaces `translate`."""
     table = pq.read_table(path).append_column("path", pa.array([str(path)] * pq.read_metadata(path).num_rows))
     segments = unit.explode("id", "source")(table)
     out = str(tmp_path / "out")
     fs, root = resolve(out)
+    translated = stages(segments) if stages else None
     for start in range(0, segments.num_rows, batch_rows):
         part = segments.slice(start, batch_rows)
-        part = part.append_column("translation", pa.array([translate(s) for s in part.column("source").to_pylist()]))
-        part = part.append_column("status", pa.array(["ok"] * part.num_rows)).drop_columns(["path"])
+        if translated is not None:
+            done = translated.slice(start, batch_rows)
+            part = part.append_column("translation", done.column("translation"))
+            part = part.append_column("status", done.column("status")).drop_columns(["path"])
+        else:
+            texts = [translate(s) for s in part.column("source").to_pylist()]
+            part = part.append_column("translation", pa.array(texts))
+            part = part.append_column("status", pa.array(["ok"] * part.num_rows)).drop_columns(["path"])
         write_bytes_atomic(fs, f"{OutputLayout(root).parts('docs.parquet')}/part-{start}.parquet",
                            table_to_parquet_bytes(part))
     return out, segments
@@ -152,6 +160,43 @@ def test_document_level_scores_normalise_whitespace(tmp_path):
     assert score_from_stats(make_metrics()["bleu"], stats["metrics"]["bleu"]) == pytest.approx(expected.score)
 
 
+def test_a_document_with_a_sentence_cut_at_the_length_limit_is_length_limit(tmp_path):
+    """The shipped model's loops (issue 31) inside documents, decoded by the stages without Ray: a document
+    whose one sentence was cut at the length limit is length_limit, whatever else was cut, and counted so."""
+    from model.search import DecodeConfig
+    from pipeline.translate import Detokenize, Tokenize, Translator
+    from tests.conftest import ROOT
+
+    shipped = os.path.join(ROOT, "models", "multi30k-en-de")
+    count = " ".join(str(i) for i in range(1, 21))  # (a line of numbers alone would be copied verbatim)
+    docs = [f"A man rides a bike.\n\nNumbers: {count}.", "Two dogs play in the snow. A girl laughs.",
+            "Oooooooooooooooooooooh! " + " ".join(["word"] * 1500)]  # a sentence cut at spaces, and a loop
+    path = write_shard(tmp_path, docs)
+    tokenize = Tokenize(shipped, "source", 256, "split", {})
+    translator = Translator(shipped, DecodeConfig(beam_size=2), "fp32", 24000, 1, {})
+    detokenize = Detokenize(shipped, 1, False, {})
+    unit = DocumentUnit(write_segments=True)
+    out, _ = translate_parts(tmp_path, path, unit, None, batch_rows=50,
+                             stages=lambda segments: detokenize(translator(tokenize(segments))))
+    _, (shard,), columns, _ = discover_shards(str(path), "id", "source", "reference")
+    stats = commit_shard(shard, str(path), out, columns, output_fields(1, False, True), (), MetricOptions(), {}, unit)
+    rows = pq.read_table(tmp_path / "out" / "translations" / "docs.parquet").to_pylist()
+    assert [r["status"] for r in rows] == ["length_limit", "ok", "length_limit"]
+    assert rows[0]["translation"].startswith("Ein Mann fährt auf einem Fahrrad.\n\nZahlreiche 8 8 8")  # kept
+    assert stats["status"] == {"length_limit": 2, "ok": 1}
+
+
+def test_document_status_order():
+    from pipeline.units import document_status
+
+    assert document_status("x", ["ok", "length_limit", "split"], cut=True) == "length_limit"
+    assert document_status("x", ["truncated", "length_limit"]) == "length_limit"
+    assert document_status("x", ["truncated", "ok"]) == "truncated"
+    assert document_status("x", ["unsupported_language", "length_limit"]) == "unsupported_language"
+    assert document_status("  ", []) == "empty"
+    assert document_status("x", ["ok", "ok"]) == "ok" and document_status("x", ["ok"], cut=True) == "split"
+
+
 def run_job(model, input_uri, output, *extra):
     from jobs.translate_corpus import main as translate
 
@@ -192,7 +237,9 @@ def test_bad_documents_and_a_1mb_document_finish_with_a_status(local_ray, tiny_c
     assert run_job(tiny_checkpoint, str(root), str(out), *fast) == 0
     rows = pq.read_table(out / "translations" / "a.parquet").to_pylist()
     assert [r["id"] for r in rows] == list(range(len(docs)))
-    assert [r["status"] for r in rows] == ["empty", "empty", "empty", "ok", "split", "ok"]
+    # At most 2 tokens per segment from a random model: every translated document holds a segment cut at
+    # the length limit (which wins over split, issue 31).
+    assert [r["status"] for r in rows] == ["empty", "empty", "empty", "length_limit", "length_limit", "length_limit"]
     assert rows[0]["translation"] == rows[1]["translation"] == rows[2]["translation"] == ""
     assert rows[4]["translation"]
     report = json.load(open(out / "report.json"))

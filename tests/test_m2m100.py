@@ -152,6 +152,28 @@ def test_greedy_and_beam_match_generate_with_target_languages_mixed_in_one_batch
     assert [h[0].tokens for h in same] == generated(forced)
 
 
+@pytest.mark.parametrize("n", [1, 2])
+def test_no_repeat_ngram_size_counts_the_target_language_token_as_generate_does(family, n):
+    """transformers' no_repeat_ngram_size reads the decoder's whole input: the start token and the forced
+    target-language token are part of its n-grams; ours too (rows of two target languages in one batch)."""
+    kind, path, tok, hf, ours = family
+    src_langs, tgt_langs = row_languages(kind)
+    src, prefix = our_inputs(ours, src_langs, tgt_langs)
+    enc, starts = their_inputs(tok, src_langs, tgt_langs)
+    limit = 20
+    common = dict(max_new_tokens=limit + 1, min_new_tokens=1, decoder_input_ids=starts, forced_eos_token_id=2,
+                  no_repeat_ngram_size=n)
+    cfg = DecodeConfig(beam_size=1, max_len_a=0, max_len_b=limit, no_repeat_ngram_size=n)
+    with torch.no_grad():
+        out = hf.generate(**enc, num_beams=1, **common)
+    assert [h[0].tokens for h in greedy_search(ours.model, src, cfg, prefix)] == generated(out)
+    cfg = DecodeConfig(beam_size=4, max_len_a=0, max_len_b=limit, length_penalty="average", alpha=1.0,
+                       no_repeat_ngram_size=n)
+    with torch.no_grad():
+        out = hf.generate(**enc, num_beams=4, length_penalty=1.0, early_stopping=True, **common)
+    assert [h[0].tokens for h in beam_search(HFForcedEOS(ours.model, limit + 1), src, cfg, prefix)] == generated(out)
+
+
 def test_convert_from_m2m100_runs_the_same(tmp_path, family):
     from jobs.convert_model import main as convert
 
@@ -207,12 +229,14 @@ def test_the_job_takes_languages_per_row_and_reports_unknown_ones(local_ray, tmp
     rows = read_table(str(out / "translations")).to_pylist()
     assert [r["id"] for r in rows] == list(range(n))
     assert rows[5]["status"] == "unsupported_language" and rows[5]["translation"] == ""
-    assert all(r["status"] == "ok" for i, r in enumerate(rows) if i != 5)
     enc, starts = their_inputs(tok, src_langs, row_languages(kind)[1])
     with torch.no_grad():
-        expected = tok.batch_decode(hf.generate(**enc, num_beams=1, max_new_tokens=21, min_new_tokens=1,
-                                                decoder_input_ids=starts, forced_eos_token_id=2),
-                                    skip_special_tokens=True)
+        out = hf.generate(**enc, num_beams=1, max_new_tokens=21, min_new_tokens=1, decoder_input_ids=starts,
+                          forced_eos_token_id=2)
+    expected = tok.batch_decode(out, skip_special_tokens=True)
+    # Rows whose translation ran to the 20-token limit are length_limit (issue 31), the others ok.
+    assert [r["status"] for i, r in enumerate(rows) if i != 5] == [
+        "length_limit" if len(ids) == 20 else "ok" for i, ids in enumerate(generated(out)) if i != 5]
     assert [r["translation"] for i, r in enumerate(rows) if i != 5] == [e for i, e in enumerate(expected) if i != 5]
 
     report = json.load(open(out / "report.json"))

@@ -7,6 +7,7 @@ import os
 import pickle
 import subprocess
 import sys
+from dataclasses import replace
 
 import pyarrow as pa
 import pytest
@@ -126,6 +127,43 @@ def test_greedy_and_beam_search_match_generate(marian):
     # Detokenized as transformers does (skip_special_tokens), decoder start token left out.
     texts = ours.tokenizer.decode_target(theirs)
     assert texts == tok.batch_decode(out[:, 1:], skip_special_tokens=True)
+
+
+@pytest.fixture(scope="module", params=["shared-swish", "separate-relu"])
+def looping_marian(request, tmp_path_factory):
+    """A random Marian model with a weak push towards </s>: most of its translations loop to the limit."""
+    path = build_marian_dir(str(tmp_path_factory.mktemp("loops") / request.param), eos_bias=1.0,
+                            **SHAPES[request.param])
+    hf, tok = hf_model_and_tokenizer(path)
+    return path, hf, tok, load_model(path)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_no_repeat_ngram_size_matches_generate(looping_marian, n):
+    """--no-repeat-ngram-size is transformers' no_repeat_ngram_size, token for token (issue 31), greedy and
+    beam, on sentences of every length in one batch."""
+    path, hf, tok, ours = looping_marian
+    enc = tok(SOURCES, return_tensors="pt", padding=True)
+    src = pad_batch(ours.tokenizer.encode_source(SOURCES), ours.model.cfg.source_pad_id)
+    limit = 30
+    common = dict(max_new_tokens=limit + 1, min_new_tokens=1, no_repeat_ngram_size=n)
+    cfg = DecodeConfig(beam_size=1, max_len_a=0, max_len_b=limit, no_repeat_ngram_size=n)
+    greedy = [h[0].tokens for h in greedy_search(ours.model, src, cfg)]
+    with torch.no_grad():
+        out = hf.generate(**enc, num_beams=1, **common)
+    assert greedy == hf_generated(tok, hf, out)
+    unguarded = [h[0].tokens for h in greedy_search(ours.model, src, replace(cfg, no_repeat_ngram_size=0))]
+    assert sum(a != b for a, b in zip(greedy, unguarded, strict=True)) >= 3  # the guard is at work here
+
+    cfg = DecodeConfig(beam_size=4, max_len_a=0, max_len_b=limit, length_penalty="average", alpha=0.6,
+                       no_repeat_ngram_size=n)
+    with torch.no_grad():
+        out = hf.generate(**enc, num_beams=4, length_penalty=0.6, early_stopping=True, **common)
+    beams = [h[0].tokens for h in beam_search(HFForcedEOS(ours.model, limit), src, cfg)]
+    assert beams == hf_generated(tok, hf, out)
+    unguarded = [h[0].tokens for h in beam_search(HFForcedEOS(ours.model, limit), src,
+                                                  replace(cfg, no_repeat_ngram_size=0))]
+    assert sum(a != b for a, b in zip(beams, unguarded, strict=True)) >= 3
 
 
 def test_weights_from_pytorch_model_bin_load_weights_only(tmp_path):

@@ -225,3 +225,65 @@ def test_candidates_are_log_softmax_then_top_k():
     assert tokens[4:, 0].tolist() == [eos, eos]
     torch.testing.assert_close(lprobs[4:, 0], reference[4:, eos], rtol=0, atol=2e-6)
     assert torch.isinf(lprobs[4:, 1:]).all()
+
+
+# --- the length limit and the no-repeat guard (issue 31) ------------------------------------------------
+
+# "a b a b ...": the pair repeats (EOS is always far worse), so only the length limit ends it. Off the loop
+# any token but EOS is as good as the other.
+LOOPER = {" ".join("ab"[i % 2] for i in range(t)): {"ab"[t % 2]: 0.9, "ba"[t % 2]: 0.099, "</s>": 0.001}
+          for t in range(12)} | {"*": {"a": 0.5, "b": 0.499, "</s>": 0.001}}
+
+
+@pytest.mark.parametrize("search, beam", [(greedy_search, 1), (beam_search, 1), (beam_search, 2), (beam_search, 3)])
+def test_hypotheses_cut_at_the_length_limit_say_so(search, beam):
+    """A hypothesis whose EOS the limit forced is `length_limited`; one that ended by itself is not, even when
+    the other sentence of its batch was cut."""
+    results, _ = decode([GREEDY_TRAP, RAMBLER], search=search, beam_size=beam, nbest=beam, length_penalty="none")
+    ended, cut = results
+    assert all(not h.length_limited for h in ended) and ended[0].tokens in ([A], [B])
+    assert cut and all(h.length_limited and len(h.tokens) == 5 for h in cut)
+
+
+def test_a_hypothesis_that_ends_one_token_before_the_limit_is_not_cut():
+    table = {"*": {"a": 0.9, "b": 0.09, "</s>": 0.01}, "a a a a": {"</s>": 0.9, "a": 0.1}}
+    for search in (greedy_search, beam_search):
+        (hyps,), _ = decode([table], search=search, beam_size=1 if search is greedy_search else 2,
+                            length_penalty="none")
+        assert hyps[0].tokens == [A] * 4 and not hyps[0].length_limited
+
+
+@pytest.mark.parametrize("search, beam", [(greedy_search, 1), (beam_search, 2), (beam_search, 3)])
+def test_no_repeat_ngram_size_bans_the_token_that_would_repeat_an_ngram(search, beam):
+    """Without the guard the loop runs to the limit; with it no hypothesis holds an n-gram twice."""
+    (off,), _ = decode([LOOPER], search=search, beam_size=beam, max_len_b=8, length_penalty="none")
+    assert off[0].tokens == [A, B] * 4 and off[0].length_limited
+    for n in (1, 2, 3):
+        (hyps,), _ = decode([LOOPER], search=search, beam_size=beam, nbest=beam, max_len_b=8, length_penalty="none",
+                            no_repeat_ngram_size=n)
+        for h in hyps:
+            grams = [tuple(h.tokens[i:i + n]) for i in range(len(h.tokens) - n + 1)]
+            assert len(grams) == len(set(grams)), (n, h.tokens)
+        if search is greedy_search:
+            # n=1: "a b", then both are used: EOS. n=2: "a b a", "b" would repeat "a b": "a" (0.099); then
+            # "a a" and "a b" are both taken: EOS. n=3: "a b a b", then "b" (not "a": "a b a"), and on.
+            assert hyps[0].tokens == {1: [A, B], 2: [A, B, A, A], 3: [A, B, A, B, B, A, A, A]}[n]
+            assert hyps[0].length_limited == (n == 3)
+
+
+def test_no_repeat_ngram_size_is_validated():
+    with pytest.raises(ValueError, match="no_repeat_ngram_size"):
+        DecodeConfig(no_repeat_ngram_size=-1)
+
+
+def test_repeated_ngram_bans_by_hand():
+    from model.search import repeated_ngram_bans
+
+    history = torch.tensor([[2, 4, 5, 4], [2, 4, 4, 4], [2, 5, 4, 5]])  # start token first, V=6
+    assert repeated_ngram_bans(history, 0, 6) is None
+    assert repeated_ngram_bans(history, 5, 6) is None  # 4 tokens: no 5-gram can be completed yet
+    # n=1: every token already there; n=2: what followed the last token before; n=3: what followed the last pair.
+    assert repeated_ngram_bans(history, 1, 6).nonzero().tolist() == [[0, 2], [0, 4], [0, 5], [1, 2], [1, 4], [2, 2],
+                                                                     [2, 4], [2, 5]]
+    assert repeated_ngram_bans(history, 2, 6).nonzero().tolist() == [[0, 5], [1, 4], [2, 4]]
+    assert repeated_ngram_bans(history, 3, 6).nonzero().tolist() == [[1, 4]]

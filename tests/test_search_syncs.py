@@ -30,16 +30,34 @@ from tests.helpers import random_sources, tiny_rnn, tiny_transformer
 # --- the searches as they were: one host read per hypothesis, score and row --------------------------
 
 
-def _reference_candidates(logits, step, at_max, cfg, ids, k):
+def _reference_repeats(history, n, vocab):
+    """The no-repeat guard as fairseq and transformers (before 4.5x) wrote it: each row's n-grams in a dict
+    on the host, keyed by their first n-1 tokens; the row's last n-1 tokens look up what they ban."""
+    if not n:
+        return None
+    bans = torch.zeros(history.size(0), vocab, dtype=torch.bool)
+    for row, tokens in enumerate(history.tolist()):
+        grams = {}
+        for i in range(len(tokens) - n + 1):
+            grams.setdefault(tuple(tokens[i:i + n - 1]), []).append(tokens[i + n - 1])
+        for token in grams.get(tuple(tokens[len(tokens) - n + 1:]), []):
+            bans[row, token] = True
+    return bans.to(history.device)
+
+
+def _reference_candidates(logits, step, at_max, cfg, ids, k, history):
     eos = ids[2]
     banned = search._banned(step, cfg, ids)
-    fast = cpu_kernels.candidates(logits, k, banned, eos)
+    repeats = _reference_repeats(history, cfg.no_repeat_ngram_size, logits.size(1))
+    fast = cpu_kernels.candidates(logits, k, banned, eos, repeats)
     if fast is not None:
         values, tokens, eos_lprob = fast
         return _reference_end_at_max(values, tokens, at_max, eos_lprob, eos)
     lprobs = torch.log_softmax(logits.float(), dim=1)
     eos_lprob = lprobs[:, eos].clone()
     lprobs[:, banned] = float("-inf")
+    if repeats is not None:
+        lprobs[repeats] = float("-inf")
     if k == 1:
         values, tokens = lprobs.max(dim=1, keepdim=True)
     else:
@@ -55,9 +73,9 @@ def _reference_end_at_max(lprobs, tokens, at_max, eos_lprob, eos):
     return lprobs, tokens
 
 
-def _reference_next(model, prev, memory, state, step, at_max, cfg, ids, k):
+def _reference_next(model, prev, memory, state, step, at_max, cfg, ids, k, history):
     logits, state = model.decode_step(prev, memory, state)
-    return (*_reference_candidates(logits, step, at_max, cfg, ids, k), state)
+    return (*_reference_candidates(logits, step, at_max, cfg, ids, k, history), state)
 
 
 def _reference_setup(model, src, cfg, prefix):
@@ -88,7 +106,8 @@ def reference_beam_search(model, src, cfg, prefix=None):
     for step in range(int(max_len.max()) + 1):
         B = alive.numel()
         at_max = (max_len[alive] <= step).repeat_interleave(width)
-        lprobs, tokens, state = _reference_next(model, history[:, -1], memory, state, step, at_max, cfg, ids, 2 * K)
+        lprobs, tokens, state = _reference_next(model, history[:, -1], memory, state, step, at_max, cfg, ids, 2 * K,
+                                                history)
         C = lprobs.size(1)
         cand_scores, cand_at, cand_beams = search.beam_step(lprobs.view(B, width, C), scores, K)
         cand_tokens = tokens.view(B, width * C).gather(1, cand_beams * C + cand_at)
@@ -135,7 +154,7 @@ def reference_greedy_search(model, src, cfg, prefix=None):
     results = [[] for _ in range(B0)]
     for step in range(int(max_len.max()) + 1):
         best_lp, best, state = _reference_next(model, history[:, -1], memory, state, step, max_len[alive] <= step,
-                                               cfg, ids, 1)
+                                               cfg, ids, 1, history)
         best_lp, best = best_lp[:, 0], best[:, 0]
         logprob = logprob + best_lp
         ended = best.eq(eos)
@@ -231,6 +250,35 @@ def test_beam_search_finds_what_reading_each_value_found(kind, K, kernels):
         limits = search.max_lengths(src, PAD_ID, cfg, prefix_len=P).tolist()
         lengths |= {len(h.tokens) == limit for hyps, limit in zip(ours, limits, strict=True) for h in hyps}
     assert lengths == {True, False}  # hypotheses ended at their length limit, and before it
+
+
+# The no-repeat guard: its bans follow each row through the beam's reorderings; the forced prefix is part
+# of the n-grams (transformers counts the decoder's whole input). n=1 on the 7-token vocabulary leaves rows
+# fewer allowed tokens than candidates wanted: -inf candidates, and sentences with fewer than K hypotheses.
+GUARD_CASES = [
+    (dict(max_len_a=1.5, max_len_b=4, no_repeat_ngram_size=2), 0),
+    (dict(max_len_a=1.0, max_len_b=6, min_len=2, length_penalty="none", no_repeat_ngram_size=1), 2),
+    (dict(max_len_a=1.5, max_len_b=4, min_len=3, length_penalty="gnmt", alpha=0.6, no_repeat_ngram_size=3), 1),
+]
+
+
+@pytest.mark.parametrize("kind", MODELS)
+@pytest.mark.parametrize("K", [1, 2, 5])
+def test_the_no_repeat_guard_finds_what_the_ngram_dictionaries_find(kind, K, kernels):
+    model = _model(kind)
+    changed = []
+    for fields, P in GUARD_CASES:
+        src, prefix = _batch(model, P)
+        for find, reference in ((beam_search, reference_beam_search), (greedy_search, reference_greedy_search)):
+            if find is greedy_search and K > 1:
+                continue
+            cfg = DecodeConfig(beam_size=K, nbest=K, **fields)
+            ours = find(model, src, cfg, prefix)
+            assert _summary(ours) == _summary(reference(model, src, cfg, prefix)), (fields, find.__name__)
+            off = find(model, src, DecodeConfig(beam_size=K, nbest=K, **{**fields, "no_repeat_ngram_size": 0}),
+                       prefix)
+            changed.append(_summary(ours) != _summary(off))
+    assert any(changed)  # the guard changed translations
 
 
 @pytest.mark.parametrize("kind", MODELS)
@@ -341,9 +389,10 @@ def steps(monkeypatch):
 
 @pytest.mark.parametrize("kind", ["transformer", "rnn"])
 @pytest.mark.parametrize("K", [1, 2, 5])
-def test_beam_search_reads_the_device_once_per_step(kind, K, kernels, steps, monkeypatch):
+@pytest.mark.parametrize("guard", [0, 2])
+def test_beam_search_reads_the_device_once_per_step(kind, K, guard, kernels, steps, monkeypatch):
     model = _model(kind)
-    cfg = DecodeConfig(beam_size=K, nbest=K, max_len_a=1.0, max_len_b=3, min_len=2)
+    cfg = DecodeConfig(beam_size=K, nbest=K, max_len_a=1.0, max_len_b=3, min_len=2, no_repeat_ngram_size=guard)
     src, prefix = _batch(model, 1)
     expected = _summary(reference_beam_search(model, src, cfg, prefix))
     reads = HostReads(monkeypatch, search.__file__)
@@ -352,9 +401,10 @@ def test_beam_search_reads_the_device_once_per_step(kind, K, kernels, steps, mon
 
 
 @pytest.mark.parametrize("kind", ["transformer", "rnn"])
-def test_greedy_search_reads_the_device_once_per_step(kind, kernels, steps, monkeypatch):
+@pytest.mark.parametrize("guard", [0, 2])
+def test_greedy_search_reads_the_device_once_per_step(kind, guard, kernels, steps, monkeypatch):
     model = _model(kind)
-    cfg = DecodeConfig(beam_size=1, max_len_a=1.0, max_len_b=3, min_len=2)
+    cfg = DecodeConfig(beam_size=1, max_len_a=1.0, max_len_b=3, min_len=2, no_repeat_ngram_size=guard)
     src, prefix = _batch(model, 1)
     expected = _summary(reference_greedy_search(model, src, cfg, prefix))
     reads = HostReads(monkeypatch, search.__file__)
@@ -380,11 +430,13 @@ def test_the_count_sees_the_reads_of_the_reference(monkeypatch):
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("K", [1, 4])
-def test_cuda_search_waits_once_per_step(K, steps):
+@pytest.mark.parametrize("guard", [0, 2])
+def test_cuda_search_waits_once_per_step(K, guard, steps):
     """CUDA's sync debug mode warns at every wait for the device: those from model/search.py's lines are
-    one before the steps and one per step; the hypotheses are those of the reference, on the GPU too."""
+    one before the steps and one per step, with the no-repeat guard too; the hypotheses are those of the
+    reference, on the GPU too."""
     model = _model("transformer").cuda()
-    cfg = DecodeConfig(beam_size=K, nbest=K, max_len_a=1.0, max_len_b=3, min_len=2)
+    cfg = DecodeConfig(beam_size=K, nbest=K, max_len_a=1.0, max_len_b=3, min_len=2, no_repeat_ngram_size=guard)
     src, prefix = _batch(model, 1)
     src, prefix = src.cuda(), prefix.cuda()
     find, reference = (greedy_search, reference_greedy_search) if K == 1 else (beam_search, reference_beam_search)

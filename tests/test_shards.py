@@ -229,3 +229,28 @@ def test_an_output_started_before_model_files_were_fingerprinted_resumes_and_rec
     assert recorded["model_files"] == now["model_files"] and recorded["precision"] == "fp32"
     with pytest.raises(InputError, match=r"other settings \(model_files\)"):
         claim_output(fs, layout, {**now, "model_files": [{"config.json": "other", "model.safetensors": "w"}]})
+
+
+def test_length_limit_rows_are_counted_per_shard_and_overall(tmp_path):
+    """Rows cut at the length limit (issue 31) are counted like every status: in the write stage's run
+    statistics, in each shard's commit, and in the report's groups, overall block and report.md."""
+    from pipeline.report import build_report, report_markdown
+
+    stats = {}
+    for name, cut in (("s1.parquet", [True, False, False, True]), ("s2.parquet", [False, False, False, False])):
+        path = make_input(tmp_path, ROWS, name=f"in/{name}")
+        table = translated(pa.table(ROWS), path)
+        table = table.set_column(table.column_names.index("status"), "status",
+                                 pa.array(["length_limit" if c else "ok" for c in cut]))
+        written = write_parts(table, str(tmp_path / "out"), {str(path): name}, "id", {})
+        (run,) = [RunStats.from_json(t) for t in written.column(STATS_COLUMN).to_pylist()]
+        assert run.status == ({"length_limit": 2, "ok": 2} if any(cut) else {"ok": 4})
+    _, shards, columns, _ = discover_shards(str(tmp_path / "in"), "id", "source", "reference")
+    for shard in shards:
+        stats[shard.name] = commit_shard(shard, str(tmp_path / "in"), str(tmp_path / "out"), columns,
+                                         output_fields(1, False), ("bleu",), MetricOptions(), {})
+    report = build_report(stats, MetricOptions())
+    assert report["groups"]["s1.parquet"]["status"] == {"length_limit": 2, "ok": 2}
+    assert report["groups"]["s2.parquet"]["status"] == {"ok": 4}
+    assert report["overall"]["status"] == {"length_limit": 2, "ok": 6}
+    assert "Status: length_limit 2, ok 6." in report_markdown(report, "Translation report")

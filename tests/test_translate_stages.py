@@ -1,5 +1,7 @@
 """The translation job's stages called directly, without Ray."""
 
+import os
+
 import pyarrow as pa
 import pytest
 
@@ -29,9 +31,13 @@ TABLE = pa.table({
 
 def test_bad_sources_get_a_status_not_a_crash(stages):
     tok, tr, detok = stages
-    out = detok(tr(tok(TABLE)))
+    tokenized = tok(TABLE)
+    assert tokenized.column("status").to_pylist() == ["ok", "empty", "empty", "split", "ok"]
+    out = detok(tr(tokenized))
     rows = {r["id"]: r for r in out.to_pylist()}
-    assert [rows[i]["status"] for i in "abcde"] == ["ok", "empty", "empty", "split", "ok"]
+    # The random tiny model never ends a sentence: every decoded row is cut at its length limit (6 tokens),
+    # which the model actor marks over Tokenize's ok and split.
+    assert [rows[i]["status"] for i in "abcde"] == ["length_limit", "empty", "empty", "length_limit", "length_limit"]
     assert rows["b"]["translation"] == "" and rows["c"]["translation"] == ""
     assert rows["b"]["score"] is None and rows["a"]["score"] < 0
     assert out.column("id").to_pylist() == list("abcde")  # order and pass-through columns kept
@@ -248,6 +254,34 @@ def test_the_fingerprint_keeps_precision_as_asked():
     assert not _same_setting("precision", "fp32", "bf16") and not _same_setting("beam_size", 4, 5)
 
 
+def test_the_no_repeat_guard_is_part_of_the_fingerprint_and_older_outputs_resume(tmp_path):
+    """--no-repeat-ngram-size changes translations: a resumed output keeps it. An output started before the
+    setting existed was decoded without the guard: a run with it off (the default) resumes it."""
+    import json
+
+    from jobs.cli import parse_config
+    from jobs.translate_corpus import TranslateConfig
+    from pipeline.io import resolve
+    from pipeline.shards import InputError, OutputLayout, claim_output
+
+    def fingerprint(*flags):
+        return parse_config(TranslateConfig, list(flags)).translation.fingerprint()
+
+    assert fingerprint()["no_repeat_ngram_size"] == 0 and fingerprint("--no-repeat-ngram-size", "3")[
+        "no_repeat_ngram_size"] == 3
+    fs, root = resolve(str(tmp_path / "out"))
+    layout = OutputLayout(root)
+    claim_output(fs, layout, fingerprint("--no-repeat-ngram-size", "3"))
+    claim_output(fs, layout, fingerprint("--no-repeat-ngram-size", "3"))  # the same settings resume
+    with pytest.raises(InputError, match=r"other settings \(no_repeat_ngram_size\)"):
+        claim_output(fs, layout, fingerprint())
+    older = {k: v for k, v in fingerprint().items() if k != "no_repeat_ngram_size"}
+    fs.pipe_file(layout.run_file, json.dumps(older).encode())
+    claim_output(fs, layout, fingerprint())
+    with pytest.raises(InputError, match="no_repeat_ngram_size"):
+        claim_output(fs, layout, fingerprint("--no-repeat-ngram-size", "4"))
+
+
 @pytest.mark.parametrize("gpus, share, actors", [(1, 0.1, 10), (1, 0.2, 5), (0.3, 0.1, 3), (2, 0.5, 4), (1, 0.3, 3),
                                                  (3, 1, 3), (1, 0.7, 1), (7, 0.35, 20)])
 def test_fractional_gpus_per_actor_count_every_actor_that_fits(gpus, share, actors):
@@ -310,7 +344,8 @@ def test_row_statistics_count_what_was_decoded(stages, tiny_checkpoint):
     stats = RunStats.of_rows(tr(truncated))
     assert tr(truncated).column(ROW_STATS).to_pylist()[3]["source_tokens"] == 8
     assert stats.source_tokens <= stats.padded_source_tokens  # padding efficiency can never exceed 1
-    assert stats.sentences == 5 and stats.status == {"ok": 2, "empty": 2, "truncated": 1}
+    assert truncated.column("status").to_pylist()[3] == "truncated"
+    assert stats.sentences == 5 and stats.status == {"length_limit": 3, "empty": 2}  # (the random model never ends)
 
 
 def test_the_cpu_stages_never_import_torch(tmp_path):
@@ -348,3 +383,48 @@ def test_a_cpu_actor_of_two_threads_decodes_two_batches_at_once_by_default(tiny_
         assert actor(table).column(HYP_IDS).to_pylist() == one(table).column(HYP_IDS).to_pylist()
     finally:
         torch.set_num_threads(before)
+
+
+# --- translations cut at the length limit (issue 31) ----------------------------------------------------
+
+SHIPPED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models", "multi30k-en-de")
+COUNT = " ".join(str(i) for i in range(1, 21))  # the shipped model: "Zwei 8 8 8 8 ..." to the length limit
+OOH = "Oooooooooooooooooooooh!"  # beam 5: "Auf einem „Coooooo Toooo..." to the limit; greedy "I I I I ..."
+FINE = "A man rides a bike."
+TEENS = " ".join(str(i) for i in range(11, 21)) + " and a man rides a red bike down the street."
+
+
+def shipped_rows(sources, decode, max_source_tokens=256, long_policy="split", **translator):
+    table = pa.table({"id": list(range(len(sources))), "source": sources})
+    tokenized = Tokenize(SHIPPED, "source", max_source_tokens, long_policy, {})(table)
+    out = Translator(SHIPPED, decode, "fp32", 24000, 1, {}, **translator)(tokenized)
+    return Detokenize(SHIPPED, 1, False, {})(out)
+
+
+@pytest.mark.parametrize("beam", [1, 5])
+def test_translations_cut_at_the_length_limit_get_their_own_status(beam):
+    out = shipped_rows([COUNT, OOH, FINE], DecodeConfig(beam_size=beam))
+    rows = out.to_pylist()
+    assert [r["status"] for r in rows] == ["length_limit", "length_limit", "ok"]
+    assert rows[0]["translation"].startswith("Zwei 8 8 8 8")  # the translation is kept
+    assert rows[2]["translation"] == "Ein Mann fährt auf einem Fahrrad."
+    assert RunStats.of_rows(out).status == {"length_limit": 2, "ok": 1}  # what the report sums
+
+
+def test_an_ensemble_cut_at_the_length_limit_says_so():
+    out = shipped_rows([COUNT, FINE], DecodeConfig(beam_size=2), ensemble_uris=(SHIPPED,))
+    assert out.column("status").to_pylist() == ["length_limit", "ok"]
+
+
+@pytest.mark.parametrize("policy", ["split", "truncate"])
+def test_a_cut_source_whose_piece_hit_the_length_limit_is_length_limit(policy):
+    """length_limit wins over split and truncated: the translation holds a loop, which only this status shows
+    (that a source was cut follows from its length and --max-source-tokens)."""
+    out = shipped_rows([TEENS, FINE], DecodeConfig(beam_size=5), max_source_tokens=20, long_policy=policy)
+    assert out.column("status").to_pylist() == ["length_limit", "ok"]
+
+
+def test_the_no_repeat_guard_ends_the_character_loop_of_the_shipped_model():
+    out = shipped_rows([OOH, FINE], DecodeConfig(beam_size=5, no_repeat_ngram_size=3))
+    assert out.column("status").to_pylist() == ["ok", "ok"]
+    assert "ooooo" not in out.column("translation").to_pylist()[0]

@@ -83,13 +83,17 @@ static inline int banned_col(int64_t j, const int64_t *banned, int64_t n_banned)
 /* For each of the n rows of x (n x v, row-major): out_vals/out_idx (n x k) its k best log-probabilities
  * and their columns, best first, never a banned column (the row is normalised over all v columns
  * first, banned ones included, as fairseq does); eos_lp (n) the log-probability of column eos.
- * Rows need v - n_banned >= k; they are split across `threads` OpenMP threads (where built with OpenMP).
- * Returns 0. */
+ * Columns in `banned` are banned in every row; row_ban (NULL: none), one byte per column, rows
+ * ban_stride bytes apart, bans columns of one row (the no-repeat guard). Rows need v - n_banned >= k; a
+ * row that row_ban leaves with fewer than k columns gets -inf (column 0) in its remaining slots. Rows are
+ * split across `threads` OpenMP threads (where built with OpenMP). Returns 0. */
 int row_candidates(const float *x, int64_t n, int64_t v, int64_t k, const int64_t *banned, int64_t n_banned,
-                   int64_t eos, float *out_vals, int64_t *out_idx, float *eos_lp, int threads) {
+                   const uint8_t *row_ban, int64_t ban_stride, int64_t eos, float *out_vals, int64_t *out_idx,
+                   float *eos_lp, int threads) {
 #pragma omp parallel for num_threads(threads) schedule(static)
     for (int64_t r = 0; r < n; r++) {
         const float *row = x + r * v;
+        const uint8_t *ban = row_ban ? row_ban + r * ban_stride : 0;
         float *vals = out_vals + r * k;
         int64_t *idx = out_idx + r * k, filled = 0;
         float max = -INFINITY, floor = -INFINITY;  /* floor: the k-th best so far once k are held */
@@ -107,7 +111,8 @@ int row_candidates(const float *x, int64_t n, int64_t v, int64_t k, const int64_
                 int lane = __builtin_ctz(above);
                 above &= above - 1;
                 float value = row[j + lane];
-                if ((value > floor || filled < k) && !(n_banned && banned_col(j + lane, banned, n_banned))) {
+                if ((value > floor || filled < k) && !(n_banned && banned_col(j + lane, banned, n_banned))
+                    && !(ban && ban[j + lane])) {
                     insert(vals, idx, k, &filled, value, j + lane);
                     if (filled == k) floor = vals[k - 1];
                 }
@@ -121,7 +126,7 @@ int row_candidates(const float *x, int64_t n, int64_t v, int64_t k, const int64_
         for (; j < v; j++) {
             float value = row[j];
             if (value > max) max = value;
-            if ((value > floor || filled < k) && !(n_banned && banned_col(j, banned, n_banned))) {
+            if ((value > floor || filled < k) && !(n_banned && banned_col(j, banned, n_banned)) && !(ban && ban[j])) {
                 insert(vals, idx, k, &filled, value, j);
                 if (filled == k) floor = vals[k - 1];
             }
@@ -129,6 +134,10 @@ int row_candidates(const float *x, int64_t n, int64_t v, int64_t k, const int64_
         /* (x - max) - log(sum), in that order: torch's log_softmax rounds the same way. */
         float log_sum = (float)log(sum_exp(row, v, max));
         for (int64_t i = 0; i < k; i++) vals[i] = (vals[i] - max) - log_sum;
+        for (int64_t i = filled; i < k; i++) {  /* only where row_ban left fewer than k columns */
+            vals[i] = -INFINITY;
+            idx[i] = 0;
+        }
         eos_lp[r] = (row[eos] - max) - log_sum;
     }
     return 0;
