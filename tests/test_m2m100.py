@@ -231,12 +231,12 @@ def test_the_job_takes_languages_per_row_and_reports_unknown_ones(local_ray, tmp
     assert rows[5]["status"] == "unsupported_language" and rows[5]["translation"] == ""
     enc, starts = their_inputs(tok, src_langs, row_languages(kind)[1])
     with torch.no_grad():
-        out = hf.generate(**enc, num_beams=1, max_new_tokens=21, min_new_tokens=1, decoder_input_ids=starts,
-                          forced_eos_token_id=2)
-    expected = tok.batch_decode(out, skip_special_tokens=True)
+        theirs = hf.generate(**enc, num_beams=1, max_new_tokens=21, min_new_tokens=1, decoder_input_ids=starts,
+                             forced_eos_token_id=2)
+    expected = tok.batch_decode(theirs, skip_special_tokens=True)
     # Rows whose translation ran to the 20-token limit are length_limit (issue 31), the others ok.
     assert [r["status"] for i, r in enumerate(rows) if i != 5] == [
-        "length_limit" if len(ids) == 20 else "ok" for i, ids in enumerate(generated(out)) if i != 5]
+        "length_limit" if len(ids) == 20 else "ok" for i, ids in enumerate(generated(theirs)) if i != 5]
     assert [r["translation"] for i, r in enumerate(rows) if i != 5] == [e for i, e in enumerate(expected) if i != 5]
 
     report = json.load(open(out / "report.json"))
