@@ -222,9 +222,14 @@ class OutputLayout:
         return f"{self.root}/_run.json"
 
 
-# Settings that outputs started before they existed do not record, with the value those outputs were made
-# with: the search then behaved as this default does, so a run that keeps it resumes them.
-SETTINGS_ADDED_LATER = {"no_repeat_ngram_size": 0}
+# Fingerprint entries that earlier versions did not record. An output they started resumes on what they did
+# record, and gets the entry recorded then, so that later runs check it:
+# - a setting that did not exist then resumes when the run keeps the value the search behaved as then;
+# - "model_files" (config, vocabularies and every weight shard, hashed) resumes whatever it is: earlier
+#   versions hashed the weights file alone, or a sharded model's index, as "model_weights", still checked.
+ANY_VALUE = object()
+ADDED_LATER = {"no_repeat_ngram_size": 0, "model_files": ANY_VALUE}
+_MISSING = object()
 
 
 def claim_output(fs, layout: OutputLayout, fingerprint: dict) -> None:
@@ -234,24 +239,19 @@ def claim_output(fs, layout: OutputLayout, fingerprint: dict) -> None:
     settings and columns (hardware settings may differ).
     """
     if fs.exists(layout.run_file):
-        previous = {**SETTINGS_ADDED_LATER, **json.loads(fs.cat_file(layout.run_file))}
+        previous = json.loads(fs.cat_file(layout.run_file))
         changed = sorted(k for k in set(previous) | set(fingerprint)
-                         if not _same_setting(k, previous.get(k), fingerprint.get(k)))
+                         if not _same_setting(k, previous.get(k, _MISSING), fingerprint.get(k, _MISSING)))
         if changed:
             where = fs.unstrip_protocol(layout.root)
             raise InputError(f"{where} was produced with other settings ({', '.join(changed)}); "
                              "pass --overwrite or choose another --output")
         recorded_now = {k: v for k, v in fingerprint.items() if k not in previous}
-        if recorded_now:  # started by an earlier version: record what it did not, so that later runs check it
+        if recorded_now:
             write_bytes_atomic(fs, layout.run_file,
                                json.dumps({**previous, **recorded_now}, indent=2, sort_keys=True).encode())
         return
     write_bytes_atomic(fs, layout.run_file, json.dumps(fingerprint, indent=2, sort_keys=True).encode())
-
-
-# Fingerprint entries that earlier versions did not record: an output they started resumes on what they
-# did record ("model_weights": the weights file alone, or a sharded model's index), and gets the entry then.
-RECORDED_LATER = ("model_files",)
 
 
 def _same_setting(key: str, previous, current) -> bool:
@@ -260,8 +260,12 @@ def _same_setting(key: str, previous, current) -> bool:
     decoded in is counted in the report either way)."""
     if key == "precision" and current == "auto" and previous in ("fp32", "bf16", "fp16", "int8"):
         return True
-    if key in RECORDED_LATER and previous is None:
-        return True
+    if key in ADDED_LATER:
+        then = ADDED_LATER[key]
+        previous = then if previous is _MISSING else previous
+        current = then if current is _MISSING else current
+        if previous is ANY_VALUE or current is ANY_VALUE:
+            return True
     return previous == current
 
 

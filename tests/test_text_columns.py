@@ -42,7 +42,9 @@ def test_a_binary_source_is_translated_as_its_text(stages, kind):
                                                                  kind)})
     text_rows = detok(tr(tok(as_text))).to_pylist()
     rows = detok(tr(tok(as_bytes))).to_pylist()
-    assert [r["status"] for r in rows] == ["ok", "empty", "ok", "ok", INVALID_UTF8]
+    # a random tiny model may run to the length limit: the statuses are the text run's, whatever they are
+    assert [r["status"] for r in rows] == [r["status"] for r in text_rows] + [INVALID_UTF8]
+    assert rows[1]["status"] == "empty" and {rows[i]["status"] for i in (0, 2, 3)} <= {"ok", "length_limit"}
     assert [r["translation"] for r in rows[:4]] == [r["translation"] for r in text_rows]
     assert rows[4]["translation"] is None  # nothing was translated: not an empty translation
     assert rows[4]["source"] == BAD  # the input column passes through as it was
