@@ -55,7 +55,7 @@ def decode_set(stages, sources: list[str], batch_rows: int) -> tuple[list[str], 
 def run_setting(model: str, n: int, args, data: dict) -> dict:
     import sacrebleu
 
-    from model.search import DecodeConfig
+    from model.decoding import DecodeConfig
     from pipeline.translate import Detokenize, Tokenize, Translator
 
     decode = DecodeConfig(beam_size=args.beam_size, no_repeat_ngram_size=n)

@@ -18,7 +18,8 @@ from datetime import UTC, datetime
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script
 
-from jobs.cli import arg, parse_config, print_config, redacted, with_absolute_paths  # noqa: E402
+from jobs.cli import parse_config, print_config, with_absolute_paths  # noqa: E402
+from model.config_fields import arg, redacted  # noqa: E402
 from pipeline.metrics import BLEU_TOKENIZERS, parse_metrics  # noqa: E402
 
 
@@ -132,7 +133,8 @@ def score(cfg: ScoreConfig, fs, files, needed, spec):
 
 
 def write_sentence_scores(cfg: ScoreConfig, fs, files, spec) -> str:
-    from pipeline.io import join, pyarrow_filesystem, remove, resolve
+    from model.storage import resolve
+    from pipeline.io import join, pyarrow_filesystem, remove
     from pipeline.sentence_scores import SentenceScores
 
     out_fs, out = resolve(join(cfg.output, "sentence_scores"), cfg.storage_options)
@@ -146,8 +148,9 @@ def write_sentence_scores(cfg: ScoreConfig, fs, files, spec) -> str:
 
 
 def write_charts(cfg: ScoreConfig, report: dict) -> list[str]:
+    from model.storage import resolve
     from pipeline.charts import bar_chart
-    from pipeline.io import resolve, write_bytes_atomic
+    from pipeline.io import write_bytes_atomic
 
     fs, root = resolve(cfg.output, cfg.storage_options)
     metric = cfg.metric_names[0]

@@ -23,7 +23,8 @@ from datetime import UTC, datetime
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run as a script
 
-from jobs.cli import arg, parse_config, print_config, redacted, with_absolute_paths  # noqa: E402
+from jobs.cli import parse_config, print_config, with_absolute_paths  # noqa: E402
+from model.config_fields import arg, redacted  # noqa: E402
 from pipeline.io import absolute_uri  # noqa: E402
 from pipeline.lease import LeaseConfig  # noqa: E402
 from pipeline.metrics import BLEU_TOKENIZERS, parse_metrics  # noqa: E402
@@ -133,7 +134,7 @@ class Plan:
     in_fs: object
     shards: list
     columns: object
-    model: object  # model.loaders.ModelInfo
+    model: object  # model.formats.registry.ModelInfo
     members: list  # ModelInfo of --ensemble members
 
 
@@ -142,7 +143,7 @@ def inspect_inputs(cfg: TranslateConfig) -> Plan:
 
     Writes nothing, so a bad input fails with nothing written and no output deleted.
     """
-    from model.loaders import load_tokenizer, model_info
+    from model.formats import load_tokenizer, model_info
     from pipeline.shards import check_unique_ids, discover_shards
 
     in_fs, shards, columns, _ = discover_shards(
@@ -187,7 +188,7 @@ def claim(asked: TranslateConfig, cfg: TranslateConfig, plan: Plan):
     """Take the output (after --overwrite), refuse one made with other settings (`asked`: as the user gave
     them, "auto" included); return each shard's state (pipeline/resume.py ShardState), committed shards
     whose input changed since brought in line with it."""
-    from pipeline.io import resolve
+    from model.storage import resolve
     from pipeline.lease import clear_output
     from pipeline.resume import ResumeContext, shard_state
     from pipeline.shards import OutputLayout, claim_output
@@ -303,7 +304,8 @@ class Commits:
     def finish(self) -> tuple[dict[str, dict], dict[str, str]]:
         """(statistics of every committed shard, error per shard that failed)."""
 
-        from pipeline.io import remove, resolve
+        from model.storage import resolve
+        from pipeline.io import remove
         from pipeline.shards import OutputLayout, read_shard_stats
 
         late = {name: self._launch(shard) for name, shard in self.unfinished.items() if name not in self.early}
@@ -350,7 +352,7 @@ def main(argv=None) -> int:
     cfg = replace(cfg, ensemble=[absolute_uri(u) for u in cfg.ensemble])
     print_config(cfg)
 
-    from model.checkpoint import CheckpointError
+    from model.errors import CheckpointError
     from pipeline.lease import HELD_EXIT_STATUS, LeaseHeld
     from pipeline.shards import InputError
 
@@ -385,7 +387,7 @@ def take_lease(cfg: TranslateConfig):
     import signal
     import threading
 
-    from pipeline.io import resolve
+    from model.storage import resolve
     from pipeline.lease import Lease, lease_store
 
     out_fs, out_root = resolve(cfg.output, cfg.storage_options)
@@ -468,7 +470,7 @@ def shards_not_in_input(cfg: TranslateConfig, plan: Plan) -> list[str]:
     --input). They are left as they are, and are not in this run's report."""
     import posixpath
 
-    from pipeline.io import resolve
+    from model.storage import resolve
 
     fs, root = resolve(cfg.output, cfg.storage_options)
     stats_dir = f"{root}/_stats"

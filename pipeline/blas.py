@@ -40,7 +40,7 @@ import os
 import torch
 from torch import nn
 
-from model.cpu_kernels import cpu_flags
+from model.kernels import cpu_flags
 from pipeline.settings import CPU_BLAS
 
 

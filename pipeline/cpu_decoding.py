@@ -20,17 +20,17 @@ def setup_cpu_process(threads: int) -> None:
 def for_cpu_decoding(model: nn.Module, precision: str, cpu_blas: str, threads: int) -> nn.Module:
     """`model` ready to decode on CPU at `precision` ("fp32", "bf16" or "int8").
 
-    int8 quantizes every linear layer (model/quantize.py); fp32 runs its products in the library
+    int8 quantizes every linear layer (model/kernels/quantize.py); fp32 runs its products in the library
     `cpu_blas` resolves to for an actor of `threads` torch threads (pipeline/blas.py): OpenBLAS's
     vocabulary projection, oneDNN's linear layers, or torch's own.
-    Both first apply the family's inference rewrites (pipeline/decode.py::prepare_for_decoding).
+    Both first apply the family's inference rewrites (model/decoding/batched.py::prepare_for_decoding).
     Returns a new model for int8, the same one otherwise.
     """
-    from pipeline.decode import prepare_for_decoding
+    from model.decoding import prepare_for_decoding
 
     prepare_for_decoding(model)
     if precision == "int8":
-        from model.quantize import quantize_int8
+        from model.kernels import quantize_int8
 
         return quantize_int8(model)
     from pipeline.blas import resolve_cpu_blas, use_cpu_blas

@@ -6,7 +6,7 @@ pipeline: the same shards, token-budget batches, resume, row statuses and report
 search of each batch runs in CTranslate2.
 
 Each actor converts its model once, at start: our Transformer is written as a Hugging Face Marian
-directory (model/marian.py, the exporter the interop tests check against stock transformers and
+directory (model/formats/hf/marian.py, the exporter the interop tests check against stock transformers and
 CTranslate2), then through CTranslate2's own converter, into a temporary directory. Ids cross as
 tokens of the exported vocabulary, so both sides read the same pieces.
 
@@ -31,8 +31,7 @@ from dataclasses import replace
 
 import torch
 
-from model.search import DecodeConfig, Hypothesis, max_lengths
-from pipeline.decode import EngineOutOfMemory
+from model.decoding import DecodeConfig, EngineOutOfMemory, Hypothesis, max_lengths
 
 # Our --precision -> CTranslate2 compute_type.
 COMPUTE_TYPES = {"fp32": "float32", "int8": "int8", "bf16": "bfloat16", "fp16": "float16"}
@@ -49,7 +48,7 @@ def missing_packages() -> list[str]:
 
 def check_supported(model, decode: DecodeConfig, ensemble: bool) -> None:
     """ValueError naming what --engine ctranslate2 cannot decode."""
-    from model.transformer import Transformer
+    from model.architectures import Transformer
 
     if ensemble:
         raise ValueError("--engine ctranslate2 decodes single models; drop --ensemble or use --engine ours")
@@ -64,13 +63,13 @@ def check_supported(model, decode: DecodeConfig, ensemble: bool) -> None:
 
 
 class CTranslate2Engine:
-    """Decodes padded id batches with CTranslate2; a drop-in for model.search.search in translate_ids."""
+    """Decodes padded id batches with CTranslate2; a drop-in for model.decoding.beam.search in translate_ids."""
 
     def __init__(self, model, tokenizer, decode: DecodeConfig, precision: str, device: str, threads: int):
         import ctranslate2
         from ctranslate2.converters import TransformersConverter
 
-        from model.marian import export_marian, marian_order
+        from model.formats import export_marian, marian_order
 
         check_supported(model, decode, ensemble=False)
         self.cfg = model.cfg  # translate_ids pads with cfg.source_pad_id
@@ -94,7 +93,7 @@ class CTranslate2Engine:
 
     def __call__(self, src: torch.Tensor, cfg: DecodeConfig, prefix: torch.Tensor | None = None
                  ) -> list[list[Hypothesis]]:
-        """The same contract as model.search.search: src (B, S) right-padded ids ending in EOS."""
+        """The same contract as model.decoding.beam.search: src (B, S) right-padded ids ending in EOS."""
         if prefix is not None:
             raise ValueError("--engine ctranslate2 does not force target prefixes (multilingual models)")
         pad = self.cfg.source_pad_id

@@ -5,7 +5,7 @@ keep running faster until memory runs out, and what a budget token costs depends
 width, vocabulary), the precision, the beam and the engine. So each GPU actor measures it: it decodes
 one small batch of synthetic inputs to its full length, reads how much device memory that took, and
 divides the memory its share of the GPU leaves by it. A batch that still does not fit is split by
-translate_ids (pipeline/decode.py); the budget keeps that the exception.
+translate_ids (model/decoding/batched.py); the budget keeps that the exception.
 """
 
 from __future__ import annotations
@@ -14,8 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from model.decode_config import DecodeConfig
-from pipeline.decode import decode_cost
+from model.decoding import DecodeConfig, decode_cost
 
 # The probe: rows of PROBE_LENGTH source tokens, each decoded to exactly PROBE_LENGTH target tokens.
 # Short rows are the expensive case per budget token (the vocabulary-wide logits are per row), so the

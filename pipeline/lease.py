@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from model.flags import arg
+from model.config_fields import arg
 from model.storage import is_local, protocols
 from pipeline.io import remove
 

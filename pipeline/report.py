@@ -13,7 +13,8 @@ from collections import Counter
 
 import numpy as np
 
-from pipeline.io import resolve, write_bytes_atomic
+from model.storage import resolve
+from pipeline.io import write_bytes_atomic
 from pipeline.metrics import MetricOptions, make_metrics, score_block
 
 

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from model.decode_config import DecodeConfig
-from model.flags import arg, leaf_values
+from model.config_fields import arg, leaf_values
+from model.decoding import DecodeConfig
 
 CPU_BLAS = ("auto", "torch", "openblas", "onednn")  # pipeline/blas.py, which needs torch, resolves them
 
@@ -124,7 +124,7 @@ class ComputeConfig:
     cpus_per_actor: float = arg(1.0, help="CPUs reserved per model actor (also its torch threads on CPU)")
     torch_threads: int = arg(0, help="torch threads per CPU actor (0: --cpus-per-actor)")
     # A CPU actor of several threads decodes several batches at once, one thread each, through its one copy
-    # of the model: a decoding step's products are too small to split well (pipeline/decode.py).
+    # of the model: a decoding step's products are too small to split well (model/decoding/batched.py).
     cpu_streams: int = arg(0, help="batches a CPU actor decodes at once, each on --torch-threads / streams "
                            "threads, sharing the actor's one copy of the model (0: one per torch thread; 1: one "
                            "batch at a time on every thread)")

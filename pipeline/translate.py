@@ -29,7 +29,7 @@ import time
 
 import pyarrow as pa
 
-from model.decode_config import DecodeConfig
+from model.decoding import DecodeConfig
 from pipeline.process_memory import peak_rss_mb
 from pipeline.run_stats import ROW_STATS, STATUS, row_stats_array
 from pipeline.settings import CPU_MAX_TOKENS
@@ -80,7 +80,7 @@ class Tokenize:
 
     def __init__(self, model_uri: str, source_column: str, max_source_tokens: int, long_policy: str,
                  storage_options: dict, languages=None):
-        from model.loaders import load_tokenizer
+        from model.formats import load_tokenizer
 
         self.tokenizer = load_tokenizer(model_uri, storage_options)
         self.source_column = source_column
@@ -144,9 +144,8 @@ class Translator:
                  engine: str = "ours", cpu_streams: int = 0, gpus_per_actor: float = 0.0):
         import torch
 
-        from model.loaders import load_model
-        from model.search import Ensemble
-        from pipeline.decode import decode_streams
+        from model.decoding import Ensemble, decode_streams
+        from model.formats import load_model
 
         self.device = actor_device(gpus_per_actor)
         # CPU: `streams` batches at once, each on `torch_threads` / streams threads (CTranslate2 spreads its
@@ -179,14 +178,14 @@ class Translator:
         ckpts = [load_model(uri, device=self.device, dtype=dtype, storage_options=storage_options)
                  for uri in (model_uri, *ensemble_uris)]
         check_same_vocabularies([model_uri, *ensemble_uris], [c.tokenizer for c in ckpts])
-        self.search_batch = None  # model.search on self.model
+        self.search_batch = None  # model.decoding.beam on self.model
         if self.device.type == "cpu":
             from pipeline.cpu_decoding import for_cpu_decoding
 
             for c in ckpts:
                 c.model = for_cpu_decoding(c.model, precision, cpu_blas, torch.get_num_threads())
         else:
-            from pipeline.decode import prepare_for_decoding
+            from model.decoding import prepare_for_decoding
 
             for c in ckpts:
                 prepare_for_decoding(c.model)
@@ -200,7 +199,7 @@ class Translator:
             return
         from functools import partial
 
-        from model.search import search
+        from model.decoding import search
         from pipeline.gpu_budget import measure_budget
 
         searcher = self.search_batch or partial(search, self.model)
@@ -211,7 +210,7 @@ class Translator:
               f"{self.budget.available / 2**30:.1f} GiB of its {gpus_per_actor:g} GPU usable)", flush=True)
 
     def __call__(self, table: pa.Table) -> pa.Table:
-        from pipeline.decode import translate_ids
+        from model.decoding import translate_ids
 
         require_columns(table, "translate", [PIECES, STATUS])
         started = time.perf_counter()
@@ -300,7 +299,7 @@ class Detokenize:
     """Target ids -> text: `translation` (best) and, with n-best, the `nbest` list."""
 
     def __init__(self, model_uri: str, nbest: int, write_scores: bool, storage_options: dict):
-        from model.loaders import load_tokenizer
+        from model.formats import load_tokenizer
 
         self.tokenizer = load_tokenizer(model_uri, storage_options)
         self.nbest, self.write_scores = nbest, write_scores

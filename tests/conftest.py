@@ -90,8 +90,8 @@ def tiny_checkpoint(tmp_path_factory):
     """A random tiny Transformer with a real SentencePiece model trained on the sample corpus."""
     import torch
 
-    from model.checkpoint import save_checkpoint
-    from model.tokenizer import Tokenizer, train_sentencepiece
+    from model.formats import save_checkpoint
+    from model.tokenizers import Tokenizer, train_sentencepiece
     from pipeline.io import read_table
     from tests.helpers import tiny_transformer
 

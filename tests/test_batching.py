@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from pipeline.batching import budget_batches, least_padding_batches, pad_batch
+from model.decoding import budget_batches, least_padding_batches, pad_batch
 
 
 def padded_cost(lengths) -> int:

@@ -9,7 +9,7 @@ import pytest
 import torch
 from threadpoolctl import threadpool_info
 
-from model.search import DecodeConfig
+from model.decoding import DecodeConfig, translate_ids
 from pipeline.blas import (
     OneDNNLinear,
     OpenBLASLinear,
@@ -19,7 +19,6 @@ from pipeline.blas import (
     use_onednn,
     use_openblas,
 )
-from pipeline.decode import translate_ids
 from pipeline.settings import CPU_BLAS, ComputeConfig
 from tests.helpers import random_sources, tiny_rnn, tiny_transformer
 

@@ -4,9 +4,10 @@ import json
 import pytest
 import torch
 
-from model.checkpoint import CheckpointError, load_checkpoint, read_config, save_checkpoint
-from model.search import DecodeConfig, beam_search
-from model.tokenizer import Tokenizer, train_sentencepiece
+from model.decoding.beam import DecodeConfig, beam_search
+from model.errors import CheckpointError
+from model.formats.native import load_checkpoint, read_config, save_checkpoint
+from model.tokenizers import Tokenizer, train_sentencepiece
 from tests.helpers import tiny_rnn, tiny_transformer
 from tests.test_tokenizer import CORPUS
 

@@ -5,8 +5,9 @@ import sys
 
 import pytest
 
-from jobs.cli import parse_config, redacted
+from jobs.cli import parse_config
 from jobs.translate_corpus import TranslateConfig
+from model.config_fields import redacted
 from tests.conftest import ROOT
 
 sys.path.insert(0, os.path.join(ROOT, "scripts"))
@@ -39,7 +40,7 @@ def test_decoding_settings_have_one_home():
 
     from jobs.cli import build_parser
     from jobs.translate_corpus import hardware_for
-    from model.search import DecodeConfig
+    from model.decoding import DecodeConfig
 
     parser = build_parser(TranslateConfig)
     defaults = DecodeConfig()

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 from sacrebleu.metrics import BLEU
 
-from model.checkpoint import load_checkpoint, save_checkpoint
+from model.formats import load_checkpoint, save_checkpoint
 from pipeline.io import read_table
 from tests.conftest import ROOT, free_port
 

@@ -86,7 +86,7 @@ def documents(tmp_path_factory, sample_corpus):
 
 def reference_translations(input_dir: str, unit: str) -> dict[str, str]:
     """What an uninterrupted run writes, computed here by the job's own stages in this process."""
-    from model.search import DecodeConfig
+    from model.decoding import DecodeConfig
     from pipeline.settings import TranslationSettings
     from pipeline.translate import Detokenize, Tokenize, Translator
     from pipeline.units import unit_for

@@ -1,4 +1,4 @@
-"""model.cpu_kernels: the C kernel of the CPU beam search's vocabulary-wide step gives what torch's
+"""model.kernels.cpu_kernels: the C kernel of the CPU beam search's vocabulary-wide step gives what torch's
 log_softmax and top-k give, and the search falls back to torch wherever the kernel cannot run."""
 
 import shutil
@@ -6,9 +6,9 @@ import shutil
 import pytest
 import torch
 
-from model import cpu_kernels
-from model.search import DecodeConfig, row_topk
-from pipeline.decode import translate_ids
+from model.decoding import translate_ids
+from model.decoding.beam import DecodeConfig, row_topk
+from model.kernels import cpu_kernels
 from tests.helpers import random_sources, tiny_transformer
 
 needs_kernel = pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,

@@ -6,13 +6,11 @@ import shutil
 import pytest
 import torch
 
-from model import cpu_kernels
-from model.cross_memory import RowMemory, TransformerMemory
-from model.rows import select_rows
-from model.search import DecodeConfig, search
-from model.tokenizer import EOS_ID, PAD_ID
-from pipeline.batching import pad_batch
-from pipeline.decode import prepare_for_decoding
+from model.architectures import select_rows
+from model.architectures.cross_memory import RowMemory, TransformerMemory
+from model.decoding import DecodeConfig, pad_batch, prepare_for_decoding, search
+from model.kernels import cpu_kernels
+from model.tokenizers import EOS_ID, PAD_ID
 from tests.helpers import random_sources, tiny_transformer
 
 pytestmark = pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None, reason="no C compiler")

@@ -6,8 +6,7 @@ import pyarrow as pa
 import pytest
 import sacrebleu
 
-from model.search import DecodeConfig
-from pipeline.decode import translate_ids
+from model.decoding import DecodeConfig, translate_ids
 from pipeline.io import read_table
 from pipeline.translate import HYP_IDS, PIECES, Detokenize, Tokenize, Translator
 

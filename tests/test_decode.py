@@ -5,8 +5,7 @@ import random
 import pytest
 import torch
 
-from model.search import DecodeConfig
-from pipeline.decode import decode_cost, translate_ids
+from model.decoding import DecodeConfig, decode_cost, translate_ids
 from tests.helpers import tiny_transformer
 
 
@@ -140,6 +139,6 @@ def test_streams_split_out_of_memory_batches_and_raise_other_errors():
 @pytest.mark.parametrize("threads, asked, expected", [(1, 0, (1, 1)), (2, 0, (2, 1)), (4, 2, (2, 2)),
                                                       (2, 1, (1, 2)), (2, 5, (2, 1)), (3, 2, (2, 1))])
 def test_streams_share_the_threads(threads, asked, expected):
-    from pipeline.decode import decode_streams
+    from model.decoding import decode_streams
 
     assert decode_streams(threads, asked) == expected

@@ -7,15 +7,13 @@ import shutil
 import pytest
 import torch
 
-import model.transformer as transformer
-from model import cpu_kernels
-from model.decoder_cache import StepCache, TransformerState
-from model.quantize import quantize_int8
-from model.rows import select_rows
-from model.search import DecodeConfig, beam_search
-from model.tokenizer import EOS_ID, PAD_ID
-from pipeline.batching import pad_batch
-from pipeline.decode import prepare_for_decoding
+import model.architectures.transformer as transformer
+from model.architectures import select_rows
+from model.architectures.decoder_cache import StepCache, TransformerState
+from model.decoding import pad_batch, prepare_for_decoding
+from model.decoding.beam import DecodeConfig, beam_search
+from model.kernels import cpu_kernels, quantize_int8
+from model.tokenizers import EOS_ID, PAD_ID
 from tests.helpers import random_sources, tiny_transformer
 
 needs_kernel = pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,

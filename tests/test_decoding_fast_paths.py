@@ -7,12 +7,11 @@ import pytest
 import torch
 from torch import nn
 
-from model.quantize import quantize_int8
-from model.search import DecodeConfig, beam_search
-from model.tokenizer import EOS_ID, PAD_ID
-from pipeline.batching import pad_batch
+from model.decoding import pad_batch, prepare_for_decoding, translate_ids
+from model.decoding.beam import DecodeConfig, beam_search
+from model.kernels import quantize_int8
+from model.tokenizers import EOS_ID, PAD_ID
 from pipeline.cpu_decoding import for_cpu_decoding
-from pipeline.decode import prepare_for_decoding, translate_ids
 from tests.helpers import random_sources, tiny_rnn, tiny_transformer
 
 VOCAB = 24
@@ -82,8 +81,8 @@ def test_fusing_twice_is_once_and_other_families_are_left_alone():
 
 
 def test_cross_attention_memory_is_laid_out_for_decoding_and_left_as_projected_in_training(monkeypatch):
-    """The torch layout (GPU, half precision, no C compiler; model/cross_memory.py's TransformerMemory)."""
-    from model import cpu_kernels
+    """The torch layout (GPU, half precision, no C compiler; architectures/cross_memory.py's TransformerMemory)."""
+    from model.kernels import cpu_kernels
 
     monkeypatch.setattr(cpu_kernels, "available", lambda: False)
     torch.manual_seed(0)
@@ -106,7 +105,7 @@ def test_a_gpu_memory_keeps_the_head_dimension_contiguous():
     """scaled_dot_product_attention's fused CUDA kernels need keys and values with stride 1 in the head
     dimension; the CPU layout (keys transposed in memory) would send every step to the math kernel. The
     meta device stands in for a GPU: it has strides, not data."""
-    from model.cross_memory import decoding_layout
+    from model.architectures.cross_memory import decoding_layout
 
     k, v = (torch.empty(2, 5, 4, 3, device="meta").transpose(1, 2) for _ in range(2))  # heads of (B, S, D)
     gk, gv = decoding_layout(k, v)

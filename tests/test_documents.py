@@ -9,8 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from model.storage import resolve
 from pipeline.documents import split_document
-from pipeline.io import resolve, table_to_parquet_bytes, write_bytes_atomic
+from pipeline.io import table_to_parquet_bytes, write_bytes_atomic
 from pipeline.metrics import MetricOptions
 from pipeline.resume import ResumeContext, ShardState, shard_state
 from pipeline.shards import OutputLayout, commit_shard, discover_shards, output_fields
@@ -163,7 +164,7 @@ def test_document_level_scores_normalise_whitespace(tmp_path):
 def test_a_document_with_a_sentence_cut_at_the_length_limit_is_length_limit(tmp_path):
     """The shipped model's loops (issue 31) inside documents, decoded by the stages without Ray: a document
     whose one sentence was cut at the length limit is length_limit, whatever else was cut, and counted so."""
-    from model.search import DecodeConfig
+    from model.decoding import DecodeConfig
     from pipeline.translate import Detokenize, Tokenize, Translator
     from tests.conftest import ROOT
 
@@ -251,7 +252,7 @@ def test_bad_documents_and_a_1mb_document_finish_with_a_status(local_ray, tiny_c
 
 
 def test_per_sentence_options_are_refused_with_documents():
-    from model.search import DecodeConfig
+    from model.decoding import DecodeConfig
     from pipeline.settings import TranslationSettings
 
     with pytest.raises(ValueError, match="--unit sentence"):

@@ -13,7 +13,7 @@ import sys
 import pytest
 import sacrebleu
 
-from model.search import DecodeConfig
+from model.decoding import DecodeConfig
 from pipeline.io import read_table
 from pipeline.translate import HYP_IDS, Detokenize, Tokenize, Translator
 from tests.conftest import ROOT, SAMPLE
@@ -69,8 +69,8 @@ def test_decoding_on_gpu_runs_in_the_fused_attention_kernels(sample):
 def test_a_batch_out_of_gpu_memory_is_split_and_translated(sample):
     """The memory limit is set just above what a small batch needs, so the whole sample in one batch
     runs out of memory for real; it is halved until it fits and every row is translated."""
-    from model.loaders import load_model
-    from pipeline.decode import prepare_for_decoding, translate_ids
+    from model.decoding import prepare_for_decoding, translate_ids
+    from model.formats import load_model
 
     tokenized, _ = sample
     pieces = [p[0] for p in tokenized.column("__pieces").to_pylist() if p]
@@ -87,7 +87,7 @@ def test_a_batch_out_of_gpu_memory_is_split_and_translated(sample):
     torch.cuda.set_per_process_memory_fraction(min(1.0, (torch.cuda.memory_reserved() + 4 * small) / total))
     calls = []
     try:
-        from model.search import search
+        from model.decoding import search
 
         def counted(src, cfg, prefix):
             calls.append(src.size(0))
@@ -132,7 +132,7 @@ def test_the_job_on_a_whole_gpu_and_on_half_gpus(tmp_path, cpu_fp32, sample):
 def test_training_on_gpu_and_its_resume(tmp_path, sample_corpus):
     from jobs.train_model import main as train
     from jobs.train_tokenizer import main as train_tokenizer
-    from model.checkpoint import load_checkpoint
+    from model.formats import load_checkpoint
 
     tok = str(tmp_path / "tok")
     assert train_tokenizer(["--input", sample_corpus, "--output", tok, "--vocab-size", "300"]) == 0

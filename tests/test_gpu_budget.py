@@ -2,7 +2,7 @@
 
 import pytest
 
-from pipeline.decode import decode_cost
+from model.decoding import decode_cost
 from pipeline.gpu_budget import CONTEXT_RESERVE, USABLE, available_memory, budget_from
 
 GIB = 2**30

@@ -5,8 +5,8 @@ import time
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from model.storage import resolve
 from pipeline.input_changes import InputVersion, RowChanges, compare_rows, input_version, output_in_line, same_values
-from pipeline.io import resolve
 from pipeline.shards import discover_shards
 
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from pipeline.io import resolve
+from model.storage import resolve
 from pipeline.lease import (
     LEASE_FILE,
     FsspecStore,

@@ -7,7 +7,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.io import list_parquet_files, resolve, table_to_parquet_bytes, write_bytes_atomic
+from model.storage import resolve
+from pipeline.io import list_parquet_files, table_to_parquet_bytes, write_bytes_atomic
 from pipeline.metrics import MetricOptions
 from pipeline.resume import ResumeContext, shard_state
 from pipeline.run_stats import ROW_STATS, row_stats_array

@@ -1,4 +1,4 @@
-"""model/loaders.py model_info: the resume fingerprint covers every file that decides a translation."""
+"""model/formats/registry.py model_info: the resume fingerprint covers every file that decides a translation."""
 
 import json
 import os
@@ -8,9 +8,8 @@ import pytest
 import torch
 
 from jobs.translate_corpus import TranslateConfig, fingerprint
-from model.checkpoint import save_checkpoint
-from model.loaders import model_info
-from model.tokenizer import Tokenizer, train_sentencepiece
+from model.formats import model_info, save_checkpoint
+from model.tokenizers import Tokenizer, train_sentencepiece
 from pipeline.shards import Columns
 from tests.helpers import tiny_transformer
 from tests.test_tokenizer import CORPUS

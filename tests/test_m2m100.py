@@ -11,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from model.loaders import load_model, load_tokenizer
-from model.search import DecodeConfig, beam_search, greedy_search
-from pipeline.batching import pad_batch
+from model.decoding import pad_batch
+from model.decoding.beam import DecodeConfig, beam_search, greedy_search
+from model.formats import load_model, load_tokenizer
 from tests.m2m100_helpers import build_m2m100_dir, french_text, hf_model
 from tests.marian_helpers import sample_text
 

@@ -13,10 +13,10 @@ import pyarrow as pa
 import pytest
 import torch
 
-from model.checkpoint import CheckpointError
-from model.loaders import load_model, load_tokenizer, model_info
-from model.search import DecodeConfig, beam_search, greedy_search
-from pipeline.batching import pad_batch
+from model.decoding import pad_batch
+from model.decoding.beam import DecodeConfig, beam_search, greedy_search
+from model.errors import CheckpointError
+from model.formats import load_model, load_tokenizer, model_info
 from pipeline.translate import HYP_IDS, PIECES, Detokenize, Tokenize, Translator
 from tests.conftest import ROOT
 from tests.marian_helpers import build_marian_dir, hf_model_and_tokenizer, sample_text
@@ -64,7 +64,7 @@ class HFForcedEOS:
 def test_position_table_is_transformers_marian_table():
     from transformers.models.marian.modeling_marian import MarianSinusoidalPositionalEmbedding
 
-    from model.transformer import marian_positions, sinusoidal_positions
+    from model.architectures.transformer import marian_positions, sinusoidal_positions
 
     theirs = MarianSinusoidalPositionalEmbedding(200, 64)
     theirs.weight.data = theirs.create_weight()
@@ -252,8 +252,8 @@ def test_convert_from_marian_and_back(tmp_path):
 
 def test_recurrent_models_are_refused_for_export_with_one_line(tmp_path, capsys):
     from jobs.convert_model import main as convert
-    from model.checkpoint import save_checkpoint
-    from model.tokenizer import Tokenizer, train_sentencepiece
+    from model.formats import save_checkpoint
+    from model.tokenizers import Tokenizer, train_sentencepiece
     from tests.helpers import tiny_rnn
 
     tok = Tokenizer(train_sentencepiece(SOURCES * 3, vocab_size=100))
@@ -280,7 +280,7 @@ def compare_engines(native: str, hf_dir: str, ct2_dir: str, sources: list[str], 
     import ctranslate2
     import sacrebleu
 
-    from pipeline.decode import translate_ids
+    from model.decoding import translate_ids
 
     ours = load_model(native)
     hyps, _ = translate_ids(ours.model, ours.tokenizer.encode_source(sources),
@@ -335,9 +335,9 @@ def test_exported_shipped_model_translates_alike_in_transformers_and_ctranslate2
 def test_exported_tiny_trained_model_translates_alike(tmp_path):
     """A small Transformer trained here (a few hundred updates on the sample corpus), exported and converted."""
     from jobs.convert_model import main as convert
-    from model.checkpoint import save_checkpoint
-    from model.loss import label_smoothed_loss
-    from model.tokenizer import BOS_ID, EOS_ID, PAD_ID, Tokenizer, train_sentencepiece
+    from model.architectures import label_smoothed_loss
+    from model.formats import save_checkpoint
+    from model.tokenizers import BOS_ID, EOS_ID, PAD_ID, Tokenizer, train_sentencepiece
     from tests.helpers import tiny_transformer
 
     sources, refs = sample_text()

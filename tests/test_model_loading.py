@@ -1,4 +1,4 @@
-"""Loading a model (model/checkpoint.py `assemble`, behind our checkpoints and the Marian and M2M100
+"""Loading a model (model/formats/native.py `assemble`, behind our checkpoints and the Marian and M2M100
 loaders): built on the meta device, weights placed straight on the target device and dtype, the same
 weights bit for bit as the model that was saved, tied weights still one tensor, and the same errors."""
 
@@ -11,10 +11,11 @@ from dataclasses import asdict
 import pytest
 import torch
 
-import model.checkpoint as checkpoint
-from model.checkpoint import CheckpointError, assemble, load_checkpoint, save_checkpoint, unique_state
-from model.search import DecodeConfig, beam_search
-from model.tokenizer import Tokenizer, train_sentencepiece
+import model.formats.native as checkpoint
+from model.decoding.beam import DecodeConfig, beam_search
+from model.errors import CheckpointError
+from model.formats.native import assemble, load_checkpoint, save_checkpoint, unique_state
+from model.tokenizers import Tokenizer, train_sentencepiece
 from tests.conftest import ROOT
 from tests.helpers import tiny_rnn, tiny_transformer
 from tests.test_tokenizer import CORPUS
@@ -182,7 +183,7 @@ def test_a_state_that_does_not_fit_is_the_same_error(change, message):
 PEAK = """
 import gc, sys, torch
 from dataclasses import asdict
-from model.checkpoint import assemble, unique_state
+from model.formats.native import assemble, unique_state
 from tests.helpers import tiny_transformer
 
 def peak_growth(state, cfg, dtype):

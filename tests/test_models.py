@@ -3,9 +3,9 @@
 import pytest
 import torch
 
-from model.search import DecodeConfig, Ensemble, beam_search, greedy_search, search
-from model.tokenizer import EOS_ID, PAD_ID
-from pipeline.batching import pad_batch
+from model.decoding import pad_batch
+from model.decoding.beam import DecodeConfig, Ensemble, beam_search, greedy_search, search
+from model.tokenizers import EOS_ID, PAD_ID
 from tests.helpers import random_sources, tiny_rnn, tiny_transformer, train_reversal
 
 VOCAB = 16
@@ -59,7 +59,7 @@ def test_incremental_decoding_equals_full_recomputation(name, factory):
 def test_rows_reordered_twice_between_steps_decode_as_that_batch_from_the_start(name, factory):
     """Search reorders the state's rows (and may do so twice before the next step: an ensemble, a
     caller); the rows then continue exactly as if that batch had been decoded from the start."""
-    from model.rows import select_rows
+    from model.architectures import select_rows
 
     model = make(factory)
     _, src = mixed_batch()
@@ -153,7 +153,7 @@ def test_tiny_model_learns_to_reverse(name, factory, steps, lr):
 
 
 def test_input_feeding_changes_the_model_and_needs_luong_attention():
-    from model.rnn import RNNConfig
+    from model.architectures import RNNConfig
 
     with pytest.raises(ValueError, match="input_feeding needs Luong attention"):
         RNNConfig(src_vocab_size=VOCAB, tgt_vocab_size=VOCAB, attention="bahdanau", input_feeding=True)
@@ -178,7 +178,7 @@ def test_input_feeding_changes_the_model_and_needs_luong_attention():
 
 
 def test_reverse_source_reverses_before_the_eos():
-    from model.rnn import reverse_padded
+    from model.architectures.rnn import reverse_padded
 
     src = torch.tensor([[5, 6, 7, 3], [8, 9, 3, 0]])
     out = reverse_padded(src, src.ne(0).sum(1))

@@ -6,7 +6,7 @@ import pytest
 
 from jobs.prepare_corpus import main as prepare_main
 from jobs.train_tokenizer import main as tokenizer_main
-from model.tokenizer import load_tokenizer
+from model.tokenizers import load_tokenizer_dir
 from pipeline.io import read_table
 
 
@@ -78,14 +78,14 @@ def test_train_tokenizer_samples_at_most_n(tmp_path, sample_corpus, capsys):
     info = json.loads((tmp_path / "tok" / "tokenizer.json").read_text())
     assert info["sentences_seen"] == {"source": 300, "target": 300}
     assert info["sentences_sampled"] == {"source": 120, "target": 120}
-    tok = load_tokenizer(out)
+    tok = load_tokenizer_dir(out)
     assert tok.joint and tok.decode_target(tok.encode_target(["Ein Hund rennt."])) == ["Ein Hund rennt."]
 
 
 def test_train_tokenizer_separate_vocabularies_and_missing_column(tmp_path, sample_corpus, capsys):
     out = str(tmp_path / "sep")
     assert tokenizer_main(["--input", sample_corpus, "--output", out, "--vocab-size", "200", "--joint=false"]) == 0
-    assert not load_tokenizer(out).joint
+    assert not load_tokenizer_dir(out).joint
     assert tokenizer_main(["--input", sample_corpus, "--output", out, "--target-column", "nope"]) == 2
     assert "missing column 'nope'" in capsys.readouterr().err
 

@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import pipeline.shards as shards_module
+from model.storage import resolve
 from pipeline.input_changes import KEPT_FILE, RowChanges
-from pipeline.io import resolve
 from pipeline.metrics import MetricOptions
 from pipeline.resume import ResumeContext, ShardState, shard_state
 from pipeline.run_stats import ROW_STATS, row_stats_array

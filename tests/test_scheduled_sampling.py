@@ -5,8 +5,8 @@ import math
 import pytest
 import torch
 
-from model.tokenizer import BOS_ID, EOS_ID, PAD_ID
-from pipeline.batching import pad_batch
+from model.decoding import pad_batch
+from model.tokenizers import BOS_ID, EOS_ID, PAD_ID
 from tests.helpers import random_sources, tiny_rnn, tiny_transformer
 from training.data import make_batch
 from training.loop import batch_loss

@@ -13,8 +13,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from model.rows import select_rows
-from model.search import DecodeConfig, beam_search, beam_step, greedy_search, length_penalty
+from model.architectures import select_rows
+from model.decoding.beam import DecodeConfig, beam_search, beam_step, greedy_search, length_penalty
 
 EOS, A, B = 3, 4, 5
 NAMES = {"a": A, "b": B, "</s>": EOS}
@@ -192,7 +192,7 @@ def test_decode_config_validates():
 @pytest.mark.parametrize("vocab", [50, 1100, 8000, 8063, 32000])
 @pytest.mark.parametrize("k", [1, 8, 10, 24])
 def test_row_topk_is_torch_topk(vocab, k):
-    from model.search import row_topk
+    from model.decoding.beam import row_topk
 
     gen = torch.Generator().manual_seed(vocab + k)
     x = torch.randn(9, vocab, generator=gen)
@@ -206,7 +206,7 @@ def test_row_topk_is_torch_topk(vocab, k):
 
 
 def test_candidates_are_log_softmax_then_top_k():
-    from model.search import _candidates
+    from model.decoding.beam import _candidates
 
     gen = torch.Generator().manual_seed(0)
     logits = torch.randn(6, 8000, generator=gen) * 3
@@ -277,7 +277,7 @@ def test_no_repeat_ngram_size_is_validated():
 
 
 def test_repeated_ngram_bans_by_hand():
-    from model.search import repeated_ngram_bans
+    from model.decoding.beam import repeated_ngram_bans
 
     history = torch.tensor([[2, 4, 5, 4], [2, 4, 4, 4], [2, 5, 4, 5]])  # start token first, V=6
     assert repeated_ngram_bans(history, 0, 6) is None

@@ -1,4 +1,4 @@
-"""The searches read the device once per step (model/search.py's module docstring says why) and find
+"""The searches read the device once per step (model/decoding/beam.py's module docstring says why) and find
 exactly what reading each value where it is needed found.
 
 `reference_beam_search` and `reference_greedy_search` below are the searches as they were before,
@@ -6,7 +6,7 @@ reading hypotheses, scores and row indices from tensors one by one: the new ones
 hypotheses, bit for bit (token ids, and scores compared as floats with ==).
 
 On CPU, host reads are counted by wrapping the torch calls that read device values on the host (or
-copy host data to the device) and keeping those made from model/search.py's own lines. On a GPU
+copy host data to the device) and keeping those made from model/decoding/beam.py's own lines. On a GPU
 (`gpu` marker) CUDA's sync debug mode counts the waits themselves.
 """
 
@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 import torch
 
-import model.search as search
-from model import cpu_kernels
-from model.rows import select_rows
-from model.search import DecodeConfig, Ensemble, Hypothesis, beam_search, greedy_search, length_penalty
-from model.tokenizer import EOS_ID, PAD_ID
-from pipeline.batching import pad_batch
+import model.decoding.beam as search
+from model.architectures import select_rows
+from model.decoding import pad_batch
+from model.decoding.beam import DecodeConfig, Ensemble, Hypothesis, beam_search, greedy_search, length_penalty
+from model.kernels import cpu_kernels
+from model.tokenizers import EOS_ID, PAD_ID
 from tests.helpers import random_sources, tiny_rnn, tiny_transformer
 
 # --- the searches as they were: one host read per hypothesis, score and row --------------------------
@@ -375,7 +375,7 @@ class HostReads:
 
 @pytest.fixture
 def steps(monkeypatch):
-    """The number of decoding steps the searches run (calls of model/search.py's `_next`)."""
+    """The number of decoding steps the searches run (calls of model/decoding/beam.py's `_next`)."""
     count = []
     step = search._next
 
@@ -432,7 +432,7 @@ def test_the_count_sees_the_reads_of_the_reference(monkeypatch):
 @pytest.mark.parametrize("K", [1, 4])
 @pytest.mark.parametrize("guard", [0, 2])
 def test_cuda_search_waits_once_per_step(K, guard, steps):
-    """CUDA's sync debug mode warns at every wait for the device: those from model/search.py's lines are
+    """CUDA's sync debug mode warns at every wait for the device: those from model/decoding/beam.py's lines are
     one before the steps and one per step, with the no-repeat guard too; the hypotheses are those of the
     reference, on the GPU too."""
     model = _model("transformer").cuda()

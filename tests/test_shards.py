@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.io import resolve
+from model.storage import resolve
 from pipeline.metrics import MetricOptions, make_metrics, sentence_stats
 from pipeline.resume import ResumeContext, ShardState, shard_state
 from pipeline.run_stats import ROW_STATS, STATS_COLUMN, RunStats, row_stats_array

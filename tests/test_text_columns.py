@@ -4,7 +4,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from model.search import DecodeConfig
+from model.decoding import DecodeConfig
 from pipeline.metrics import MetricOptions
 from pipeline.run_stats import ROW_STATS, row_stats_array
 from pipeline.shards import PATH, check_unique_ids, commit_shard, discover_shards, output_fields, write_parts

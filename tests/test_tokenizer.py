@@ -1,6 +1,6 @@
 import pytest
 
-from model.tokenizer import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer, train_sentencepiece
+from model.tokenizers import BOS_ID, EOS_ID, PAD_ID, UNK_ID, Tokenizer, train_sentencepiece
 
 CORPUS = [
     "A man in a blue shirt is standing on a ladder.",

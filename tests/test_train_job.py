@@ -8,10 +8,9 @@ import torch
 from jobs.prepare_corpus import main as prepare
 from jobs.train_model import main as train
 from jobs.train_tokenizer import main as train_tokenizer
-from model.checkpoint import load_checkpoint
-from model.search import DecodeConfig
-from model.tokenizer import load_tokenizer
-from pipeline.decode import translate_ids
+from model.decoding import DecodeConfig, translate_ids
+from model.formats import load_checkpoint
+from model.tokenizers import load_tokenizer_dir
 from pipeline.io import read_table
 
 
@@ -45,7 +44,7 @@ def test_prepare_tokenize_train_resume_translate(local_ray, s3_server, s3_bucket
     assert [h["step"] for h in log] == [10, 20]
     assert log[1]["train_loss"] < log[0]["train_loss"]  # it learns
     assert log[-1]["epoch"] >= 1
-    tokenizer = load_tokenizer(tok, s3_server.storage_options)
+    tokenizer = load_tokenizer_dir(tok, s3_server.storage_options)
     too_long = sum(max(len(a), len(b)) + 1 > 64 for a, b in zip(tokenizer.source.encode(src),
                                                               tokenizer.encode_target(tgt), strict=True) if a and b)
     assert too_long >= 1

@@ -6,7 +6,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from model.tokenizer import EOS_ID, PAD_ID
+from model.tokenizers import EOS_ID, PAD_ID
 from training.data import filter_reason, token_batches
 from training.state import inverse_sqrt_lr
 

@@ -127,8 +127,8 @@ def test_resume_translates_only_what_is_missing(local_ray, tiny_checkpoint, samp
 
 def test_one_failed_shard_commit_does_not_stop_the_others(local_ray, tiny_checkpoint, sample_corpus, tmp_path,
                                                           capsys):
+    from model.storage import resolve
     from pipeline.input_changes import INPUT_VERSION, input_version
-    from pipeline.io import resolve
 
     out = tmp_path / "out"
     # A part file with an id the input does not have, recorded as made from the input as it is (a part from
@@ -234,7 +234,7 @@ def test_a_second_run_into_a_live_output_exits_3_naming_the_holder_without_start
         tiny_checkpoint, sample_corpus, tmp_path, capsys, monkeypatch):
     """Issue 31: two runs into one output were not kept apart. The second exits at once with one line."""
     import pipeline.cluster
-    from pipeline.io import resolve
+    from model.storage import resolve
     from pipeline.lease import Lease, lease_store
 
     monkeypatch.setattr(pipeline.cluster, "init_ray", lambda *a: pytest.fail("Ray was started"))
@@ -256,7 +256,7 @@ def test_a_run_waits_for_the_lease_when_asked_and_releases_it_when_done(tiny_che
     import threading
 
     import jobs.translate_corpus as job
-    from pipeline.io import resolve
+    from model.storage import resolve
     from pipeline.lease import Lease, lease_store
 
     seen = []

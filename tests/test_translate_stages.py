@@ -5,9 +5,9 @@ import os
 import pyarrow as pa
 import pytest
 
-from model.checkpoint import load_checkpoint
-from model.search import DecodeConfig, beam_search
-from model.tokenizer import EOS_ID
+from model.decoding.beam import DecodeConfig, beam_search
+from model.formats import load_checkpoint
+from model.tokenizers import EOS_ID
 from pipeline.run_stats import ROW_STATS, RunStats
 from pipeline.translate import HYP_IDS, PIECES, Detokenize, Tokenize, Translator, split_pieces
 
@@ -261,7 +261,7 @@ def test_the_no_repeat_guard_is_part_of_the_fingerprint_and_older_outputs_resume
 
     from jobs.cli import parse_config
     from jobs.translate_corpus import TranslateConfig
-    from pipeline.io import resolve
+    from model.storage import resolve
     from pipeline.shards import InputError, OutputLayout, claim_output
 
     def fingerprint(*flags):
@@ -312,8 +312,8 @@ def test_ensemble_members_must_share_the_source_vocabulary(tmp_path, tiny_checkp
     never saw, so it is refused naming the source side."""
     import torch
 
-    from model.checkpoint import save_checkpoint
-    from model.tokenizer import Tokenizer, train_sentencepiece
+    from model.formats import save_checkpoint
+    from model.tokenizers import Tokenizer, train_sentencepiece
     from tests.helpers import tiny_transformer
 
     base = load_checkpoint(tiny_checkpoint).tokenizer

@@ -17,7 +17,7 @@ def select_rows(obj, index: torch.Tensor):
     """Return `obj` with every tensor's first dimension indexed by `index`.
 
     Non-tensor leaves (step counters, flags) are shared unchanged. An object with a `select_rows(index)`
-    method of its own (model/cross_memory.py's RowMemory, which only narrows an index) is asked to do it.
+    method of its own (model/architectures/cross_memory.py's RowMemory, which only narrows an index) is asked to do it.
     """
     if isinstance(obj, torch.Tensor):
         return obj.index_select(0, index)

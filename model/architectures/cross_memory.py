@@ -2,7 +2,7 @@
 
 The cross-attention projections depend only on the source, so `Transformer.encode` computes them once
 per batch rather than at every decoding step. Two layouts, as for the self-attention caches
-(model/decoder_cache.py):
+(model/architectures/decoder_cache.py):
 
 - TransformerMemory, per layer the keys and values (B, H, S, d), each stored in the layout its device's
   attention reads fastest (`decoding_layout`). Runs anywhere; training reads it.
@@ -25,7 +25,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from model import cpu_kernels
+from model.kernels import cpu_kernels
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,8 @@ class RowMemory:
         return self.rows.numel()
 
     def select_rows(self, index: torch.Tensor) -> RowMemory:
-        """Sentences `index` of those still decoding (model/rows.py): the index shrinks, nothing is copied."""
+        """Sentences `index` of those still decoding (architectures/row_selection.py): the index shrinks, nothing is
+        copied."""
         return replace(self, rows=self.rows.index_select(0, index))
 
     def layers(self) -> list[RowCross]:

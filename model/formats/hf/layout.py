@@ -2,7 +2,7 @@
 
 Our Transformer's layers map one to one onto transformers' `model.{encoder,decoder}.layers.N.*`
 names; the model families differ only in embeddings, positions, norms and vocabularies, which
-their own modules (model/marian.py, model/m2m100.py) handle.
+their own modules (model/formats/hf/marian.py, model/formats/hf/m2m100.py) handle.
 """
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import json
 
 import torch
 
-from model.checkpoint import CheckpointError
-from model.transformer import TransformerConfig
-from model.weights import WeightsError, read_safetensors, read_torch_bin
+from model.architectures import TransformerConfig
+from model.errors import CheckpointError
+from model.formats.weights import WeightsError, read_safetensors, read_torch_bin
 
 
 def _layer_pairs(ours: str, hf: str, decoder: bool) -> list[tuple[str, str]]:

@@ -26,13 +26,14 @@ from dataclasses import asdict, dataclass
 import torch
 from safetensors.torch import save as save_safetensors
 
-from model.checkpoint import CheckpointError, assemble, unique_state
-from model.hf_layout import layer_names, read_hf_weights
-from model.marian_tokenizer import TOKENIZER_FILES, load_marian_tokenizer, read_json  # noqa: F401
+from model.architectures import Transformer, TransformerConfig, sinusoidal_positions
+from model.errors import CheckpointError
+from model.formats.hf.layout import layer_names, read_hf_weights
+from model.formats.native import assemble, unique_state
 from model.storage import resolve
-from model.transformer import Transformer, TransformerConfig, sinusoidal_positions
+from model.tokenizers.marian import load_marian_tokenizer, read_json
 
-# transformers' activation names -> ours (model/transformer.py ACTIVATIONS), and back.
+# transformers' activation names -> ours (model/architectures/transformer.py ACTIVATIONS), and back.
 ACTIVATION_FROM_HF = {"relu": "relu", "swish": "swish", "silu": "silu", "gelu": "gelu", "gelu_new": "gelu_tanh",
                       "gelu_pytorch_tanh": "gelu_tanh", "gelu_fast": "gelu_tanh"}
 ACTIVATION_TO_HF = {"relu": "relu", "swish": "swish", "silu": "silu", "gelu": "gelu", "gelu_tanh": "gelu_new"}

@@ -13,8 +13,8 @@ from functools import partial
 
 import torch
 
-from model.search import DecodeConfig, Hypothesis, search
-from pipeline.batching import least_padding_batches, pad_batch
+from model.decoding.batching import least_padding_batches, pad_batch
+from model.decoding.beam import DecodeConfig, Hypothesis, search
 
 
 class EngineOutOfMemory(RuntimeError):
@@ -82,7 +82,7 @@ def translate_ids(
     `prefixes` (one id list per sentence, all of one length) are target tokens forced after the start
     token: multilingual models' target-language token, so rows of different target languages share batches.
 
-    `search_batch(src, cfg, prefix)` decodes one padded batch (default: model.search.search on `model`);
+    `search_batch(src, cfg, prefix)` decodes one padded batch (default: model.decoding.beam.search on `model`);
     another engine (pipeline/ct2_engine.py) plugs in here and keeps the batching, order and retries.
 
     `streams` > 1 decodes that many batches at once, each on its own Python thread, all through the one

@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 from collections.abc import Iterable, Sequence
 
 import sentencepiece as spm
-
-from model.storage import resolve
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 
@@ -74,14 +71,14 @@ class Tokenizer:
     models' own piece ids.
 
     The interface the pipeline and the search rely on (other tokenizers, such as the Marian one
-    in `model.marian`, provide the same): special ids, `source_ids`, `encode_source`,
+    in `model.tokenizers.marian`, provide the same): special ids, `source_ids`, `encode_source`,
     `encode_target`, `decode_target`, `sentence_end_ids`, and `files()` for saving.
     """
 
     kind = "sentencepiece"
     pad_id, unk_id, bos_id, eos_id = PAD_ID, UNK_ID, BOS_ID, EOS_ID
     model_max_length = 0  # our models take any length
-    # One language pair: no language tokens (multilingual tokenizers: model/m2m100_tokenizer.py).
+    # One language pair: no language tokens (multilingual tokenizers: model/tokenizers/m2m100.py).
     multilingual = False
     languages: tuple[str, ...] = ()
 
@@ -137,58 +134,3 @@ class Tokenizer:
             return {"spm.model": self.source_bytes}, {"type": self.kind, "source": "spm.model", "target": "spm.model"}
         return ({"source.spm": self.source_bytes, "target.spm": self.target_bytes},
                 {"type": self.kind, "source": "source.spm", "target": "target.spm"})
-
-
-def _sentencepiece_from_files(layout: dict, read) -> Tokenizer:
-    source = read(layout["source"])
-    target = None if layout["target"] == layout["source"] else read(layout["target"])
-    return Tokenizer(source, target)
-
-
-def _marian_from_files(layout: dict, read):
-    from model.marian_tokenizer import MarianTokenizer  # imported here: it builds on this module
-
-    return MarianTokenizer.from_layout(layout, read)
-
-
-def _fairseq_multilingual_from_files(layout: dict, read):
-    from model.m2m100_tokenizer import FairseqMultilingualTokenizer
-
-    return FairseqMultilingualTokenizer.from_layout(layout, read)
-
-
-# Tokenizer kinds a checkpoint can hold, by the "type" of its layout (absent in older checkpoints).
-TOKENIZER_KINDS = {"sentencepiece": _sentencepiece_from_files, "marian": _marian_from_files,
-                   "m2m100": _fairseq_multilingual_from_files, "nllb": _fairseq_multilingual_from_files}
-
-
-def tokenizer_from_files(layout: dict, read):
-    """Rebuild a tokenizer from a layout written by its `files()`; `read(name) -> bytes` fetches a file."""
-    kind = layout.get("type", "sentencepiece")
-    if kind not in TOKENIZER_KINDS:
-        raise ValueError(f"unknown tokenizer type {kind!r} (known: {', '.join(TOKENIZER_KINDS)})")
-    return TOKENIZER_KINDS[kind](layout, read)
-
-
-def save_tokenizer(tokenizer: Tokenizer, uri: str, info: dict | None = None,
-                   storage_options: dict | None = None) -> None:
-    """Write spm.model (joint) or source.spm + target.spm, then tokenizer.json naming them."""
-    fs, root = resolve(uri, storage_options)
-    fs.makedirs(root, exist_ok=True)
-    files, layout = tokenizer.files()
-    for name, data in files.items():
-        fs.pipe_file(f"{root}/{name}", data)
-    meta = {**(info or {}), **layout, "joint": tokenizer.joint,
-            "source_vocab_size": tokenizer.src_vocab_size, "target_vocab_size": tokenizer.tgt_vocab_size}
-    # Written last: a directory with tokenizer.json is complete.
-    fs.pipe_file(f"{root}/tokenizer.json", json.dumps(meta, indent=2, sort_keys=True).encode())
-
-
-def load_tokenizer(uri: str, storage_options: dict | None = None) -> Tokenizer:
-    """Load a directory written by `save_tokenizer` (or the train_tokenizer job)."""
-    fs, root = resolve(uri, storage_options)
-    try:
-        info = json.loads(fs.cat_file(f"{root}/tokenizer.json"))
-    except FileNotFoundError:
-        raise FileNotFoundError(f"tokenizer not found: {uri.rstrip('/')}/tokenizer.json") from None
-    return tokenizer_from_files(info, lambda name: fs.cat_file(f"{root}/{name}"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from model.flags import arg
+from model.config_fields import arg
 
 LENGTH_PENALTIES = ("none", "average", "gnmt")
 

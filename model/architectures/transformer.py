@@ -6,7 +6,7 @@ sqrt(d_model), optional shared source/target embeddings tied to the output
 projection, and a final logits bias: the same parameter layout as Marian's
 `transformer` so OPUS-MT weights can be mapped onto it.
 
-Decoding interface shared with `model.rnn.RNNSeq2Seq`:
+Decoding interface shared with `model.architectures.rnn.RNNSeq2Seq`:
     memory = model.encode(src)
     state = model.init_state(memory)
     logits, state = model.decode_step(prev_tokens, memory, state)
@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model import cpu_kernels
-from model.cross_memory import RowMemory, TransformerMemory, encoder_memory
-from model.decoder_cache import StepCache, TransformerState
+from model.architectures.cross_memory import RowMemory, TransformerMemory, encoder_memory
+from model.architectures.decoder_cache import StepCache, TransformerState
+from model.kernels import cpu_kernels
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class TransformerConfig:
     pad_id: int = 0
     bos_id: int = 2  # the decoder's first input (Marian: the pad id, its decoder_start_token_id)
     eos_id: int = 3
-    # What imported models differ in (model/marian.py); the defaults are our own models'.
+    # What imported models differ in (model/formats/hf/marian.py); the defaults are our own models'.
     activation: str = "relu"  # feed-forward non-linearity: relu, swish (= silu), gelu, gelu_tanh
     scale_embedding: bool = True  # multiply embeddings by sqrt(d_model) before adding positions
     # Sinusoidal table: "fairseq" (ours), "marian" (transformers' Marian formula) or "stored"
@@ -280,7 +280,7 @@ class DecoderLayer(_Residual):
     def forward(self, x, cache, self_mask, cross):
         """x (B, Tq, D); cache the self-attention keys/values of earlier positions (GatheredLayerCache or
         StepLayerCache: a decoding step, Tq 1), or None (every position at once, under self_mask);
-        cross this layer's part of the encoder memory (model/cross_memory.py).
+        cross this layer's part of the encoder memory (model/architectures/cross_memory.py).
 
         Returns x and the cache extended by x's positions (None without a cache).
         """

@@ -2,9 +2,9 @@
 
 Three kernels: the beam search's vocabulary-wide step (`candidates`, candidates.c); a decoder
 self-attention that reads its cache in place through each row's ancestry (`step_attention`,
-attention.c; model/decoder_cache.py's StepCache); and a cross-attention that reads each sentence's
+attention.c; model/architectures/decoder_cache.py's StepCache); and a cross-attention that reads each sentence's
 encoder keys/values in place, for all of its beams (`cross_attention`, attention.c;
-model/cross_memory.py's RowMemory).
+model/architectures/cross_memory.py's RowMemory).
 
 A decoding step ends with a pass over every row's whole vocabulary: normalise it (log_softmax) and keep
 its k best tokens. In torch that is a log_softmax that writes the whole (rows x V) block and a top-k
@@ -31,7 +31,7 @@ import tempfile
 
 import torch
 
-KERNELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "kernels")
+KERNELS = os.path.dirname(os.path.abspath(__file__))  # the C sources sit next to this module
 SOURCES = [os.path.join(KERNELS, name) for name in ("candidates.c", "attention.c")]
 log = logging.getLogger(__name__)
 
@@ -186,7 +186,7 @@ def cross_attention(q: torch.Tensor, kt: torch.Tensor, v: torch.Tensor, rows: to
     positions, times v. Callers check `available()` first.
 
     The shapes are checked here; the index values are not (at every layer of every step that would cost
-    more than the check is worth): model/cross_memory.py's RowMemory makes lengths within 1 .. S and
+    more than the check is worth): model/architectures/cross_memory.py's RowMemory makes lengths within 1 .. S and
     takes rows from index_select, which refuses rows out of range."""
     N, D = q.shape
     B, H, d, S = kt.shape

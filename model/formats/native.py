@@ -22,24 +22,22 @@ import torch
 from safetensors.torch import save as save_safetensors
 from torch.overrides import TorchFunctionMode
 
-from model.checkpoint_files import (  # noqa: F401  (re-exported: the checkpoint format's names)
+from model.architectures import RNNConfig, RNNSeq2Seq, Transformer, TransformerConfig
+from model.errors import CheckpointError
+from model.formats.native_files import (
     CARD,
     CONFIG,
     FORMAT,
     VERSION,
     WEIGHTS,
-    CheckpointError,
     load_native_tokenizer,
-    load_tokenizer_only,
     read_config,
     read_verified,
     sha256,
 )
-from model.rnn import RNNConfig, RNNSeq2Seq
+from model.formats.weights import WeightsError, read_safetensors
 from model.storage import resolve
-from model.tokenizer import Tokenizer
-from model.transformer import Transformer, TransformerConfig
-from model.weights import WeightsError, read_safetensors
+from model.tokenizers import Tokenizer
 
 # Two architectures, named explicitly (no registry).
 ARCHITECTURES = {

@@ -8,7 +8,7 @@ used: a piece missing from the vocabulary is `<unk>`. The id layout is Marian's:
 (`decoder_start_token_id`). A leading language code (`>>de<<`, multilingual OPUS-MT
 targets) is kept as one piece. Only `</s>` is appended to the source; there is no BOS.
 
-Same interface as `model.tokenizer.Tokenizer`, so the pipeline needs no special case.
+Same interface as `model.tokenizers.sentencepiece.Tokenizer`, so the pipeline needs no special case.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import json
 
 import sentencepiece as spm
 
-from model.checkpoint_files import CheckpointError
-from model.tokenizer import SENTENCE_END
+from model.errors import CheckpointError
+from model.tokenizers.sentencepiece import SENTENCE_END
 
 SPIECE_UNDERLINE = "▁"
 TOKENIZER_FILES = ("source.spm", "target.spm", "vocab.json")

@@ -16,7 +16,7 @@
   model knows which source words it has already attended to; the decoder then
   runs step by step.
 
-Same decoding interface as `model.transformer.Transformer`.
+Same decoding interface as `model.architectures.transformer.Transformer`.
 Letters in shape comments: B batch, S source length, T target length,
 V vocabulary, E embedding dim, H hidden dim, L layers.
 """
@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from model.rows import select_rows
+from model.architectures.row_selection import select_rows
 
 ATTENTIONS = ("none", "bahdanau", "luong_dot", "luong_general")
 

@@ -1,8 +1,8 @@
 """Every model format the pipeline runs, in one table, chosen by what the directory's config.json says.
 
-    native   our own checkpoints (model/checkpoint.py): config.json has "format": "nmt-batch-checkpoint"
-    marian   Hugging Face Marian / OPUS-MT directories (model/marian.py): config.json has "model_type": "marian"
-    m2m100   Hugging Face M2M100 and NLLB-200 directories (model/m2m100.py): "model_type": "m2m_100"
+    native   our own checkpoints (formats/native.py): config.json has "format": "nmt-batch-checkpoint"
+    marian   Hugging Face Marian / OPUS-MT directories (formats/hf/marian.py): config.json has "model_type": "marian"
+    m2m100   Hugging Face M2M100 and NLLB-200 directories (formats/hf/m2m100.py): "model_type": "m2m_100"
 
 Everything after loading (search, pipeline, reports) sees one model interface and one tokenizer
 interface. A new family is one more row here and one module holding its quirks.
@@ -14,11 +14,12 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 
-from model.checkpoint_files import CARD, CONFIG, FORMAT, CheckpointError, load_tokenizer_only
-from model.checkpoint_files import read_config as read_native_config
+from model.errors import CheckpointError
+from model.formats.native_files import CARD, CONFIG, FORMAT, load_tokenizer_only
+from model.formats.native_files import read_config as read_native_config
 from model.storage import resolve
 
-# model.checkpoint and model.marian (torch) are imported where models are loaded: the CPU stages
+# model.formats.native and model.formats.hf.marian (torch) are imported where models are loaded: the CPU stages
 # only read tokenizers, and never pay for torch.
 
 
@@ -68,7 +69,7 @@ def _native_files(config: dict) -> dict[str, str]:
 
 
 def _native_load(uri, device, dtype, storage_options):
-    from model.checkpoint import load_checkpoint
+    from model.formats.native import load_checkpoint
 
     return load_checkpoint(uri, device=device, dtype=dtype, storage_options=storage_options)
 
@@ -120,7 +121,7 @@ def _sha256_of(fs, path: str) -> tuple[str, bytes]:
 
 # --- marian ---------------------------------------------------------------------------------------
 def _marian_info(uri, storage_options) -> ModelInfo:
-    from model.marian import transformer_config  # the driver: it loads torch for the actors' sake anyway
+    from model.formats.hf.marian import transformer_config  # the driver: it loads torch for the actors' sake anyway
 
     hf = _read_json_config(uri, storage_options)
     digests, head, name = _hf_files_digest(uri, storage_options, MARIAN_FILES)
@@ -142,8 +143,8 @@ def _stores_positions(head: bytes, name: str) -> bool:
 
 
 def _marian_load(uri, device, dtype, storage_options):
-    from model.checkpoint import Checkpoint
-    from model.marian import load_marian
+    from model.formats.hf.marian import load_marian
+    from model.formats.native import Checkpoint
 
     model, tokenizer, hf, generation = load_marian(uri, device, dtype, storage_options)
     return Checkpoint(model=model, tokenizer=tokenizer, config={"format": "marian", "hf_config": hf},
@@ -151,7 +152,7 @@ def _marian_load(uri, device, dtype, storage_options):
 
 
 def _marian_tokenizer(uri, storage_options):
-    from model.marian_tokenizer import load_marian_tokenizer
+    from model.tokenizers import load_marian_tokenizer
 
     fs, root = resolve(uri, storage_options)
     return load_marian_tokenizer(fs, root, uri, _read_json_config(uri, storage_options))
@@ -159,7 +160,7 @@ def _marian_tokenizer(uri, storage_options):
 
 # --- m2m100 (M2M100 and NLLB-200) ------------------------------------------------------------------
 def _m2m100_info(uri, storage_options) -> ModelInfo:
-    from model.m2m100 import transformer_config
+    from model.formats.hf.m2m100 import transformer_config
 
     hf = _read_json_config(uri, storage_options)
     cfg = transformer_config(hf, where=f"model {uri}")
@@ -169,8 +170,8 @@ def _m2m100_info(uri, storage_options) -> ModelInfo:
 
 
 def _m2m100_load(uri, device, dtype, storage_options):
-    from model.checkpoint import Checkpoint
-    from model.m2m100 import load_m2m100
+    from model.formats.hf.m2m100 import load_m2m100
+    from model.formats.native import Checkpoint
 
     model, tokenizer, hf, generation = load_m2m100(uri, device, dtype, storage_options)
     return Checkpoint(model=model, tokenizer=tokenizer, config={"format": "m2m100", "hf_config": hf},
@@ -178,7 +179,7 @@ def _m2m100_load(uri, device, dtype, storage_options):
 
 
 def _m2m100_tokenizer(uri, storage_options):
-    from model.m2m100_tokenizer import load_m2m100_tokenizer
+    from model.tokenizers import load_m2m100_tokenizer
 
     fs, root = resolve(uri, storage_options)
     return load_m2m100_tokenizer(fs, root, uri, _read_json_config(uri, storage_options))

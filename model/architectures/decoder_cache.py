@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from model import cpu_kernels
+from model.kernels import cpu_kernels
 
 
 def extend_cache(past: torch.Tensor, new: torch.Tensor, rows: torch.Tensor | None) -> torch.Tensor:

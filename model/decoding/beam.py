@@ -29,9 +29,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from model import cpu_kernels
-from model.decode_config import LENGTH_PENALTIES, DecodeConfig  # noqa: F401  (re-exported)
-from model.rows import select_rows
+from model.architectures import select_rows
+from model.decoding.config import DecodeConfig
+from model.kernels import cpu_kernels
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ def _candidates(logits: torch.Tensor, step: int, at_max: torch.Tensor | None, cf
     row's k best are kept: adding the beam scores to all (N, V) log-probs and a top-k over beam x
     vocabulary would cost as much as the output projection itself.
 
-    On CPU a C kernel does it in two cached reads per row (model/cpu_kernels.py). Elsewhere
+    On CPU a C kernel does it in two cached reads per row (model/kernels/cpu_kernels.py). Elsewhere
     log_softmax is one fused pass over the row; a max, a subtraction, an exp and a sum as separate ops
     read the (N, V) block from memory four times, which cost ~1.4x as much on the shipped model's 8k
     vocabulary.

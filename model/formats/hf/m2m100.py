@@ -2,7 +2,7 @@
 
 Both families are `M2M100ForConditionalGeneration` checkpoints: `config.json` with
 `"model_type": "m2m_100"`, weights in `model.safetensors` or `pytorch_model.bin`, and a
-SentencePiece model with a vocabulary (model/m2m100_tokenizer.py). What differs from our
+SentencePiece model with a vocabulary (model/tokenizers/m2m100.py). What differs from our
 own Transformer is carried by the config, not by branches downstream:
 
 - pre-norm layers with a final layer norm after each stack (`pre_norm`);
@@ -22,13 +22,14 @@ from dataclasses import asdict
 
 import torch
 
-from model.checkpoint import CheckpointError, assemble
-from model.hf_layout import layer_names, read_hf_weights
-from model.m2m100_tokenizer import load_m2m100_tokenizer
-from model.marian import ACTIVATION_FROM_HF
-from model.marian_tokenizer import read_json
+from model.architectures import TransformerConfig
+from model.errors import CheckpointError
+from model.formats.hf.layout import layer_names, read_hf_weights
+from model.formats.hf.marian import ACTIVATION_FROM_HF
+from model.formats.native import assemble
 from model.storage import resolve
-from model.transformer import TransformerConfig
+from model.tokenizers import load_m2m100_tokenizer
+from model.tokenizers.marian import read_json
 
 
 def is_m2m100(config: dict) -> bool:

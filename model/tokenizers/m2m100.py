@@ -11,7 +11,7 @@ and the target language token is forced next. The two differ in how pieces get i
 
 Language codes are the ones users pass (`de`, `deu_Latn`); the list and its order come from the
 directory's tokenizer files when they name them, else from fairseq's lists (language_codes.json).
-Same interface as `model.tokenizer.Tokenizer`, plus the language hooks the pipeline uses.
+Same interface as `model.tokenizers.sentencepiece.Tokenizer`, plus the language hooks the pipeline uses.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ import os
 
 import sentencepiece as spm
 
-from model.checkpoint_files import CheckpointError
-from model.marian_tokenizer import SPIECE_UNDERLINE, read_json
-from model.tokenizer import SENTENCE_END
+from model.errors import CheckpointError
+from model.tokenizers.marian import SPIECE_UNDERLINE, read_json
+from model.tokenizers.sentencepiece import SENTENCE_END
 
 SPM_FILE = "sentencepiece.bpe.model"
 SPECIALS = {"<s>": 0, "<pad>": 1, "</s>": 2, "<unk>": 3}

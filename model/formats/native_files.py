@@ -2,7 +2,7 @@
 
 What CPU-only stages need (the tokenize and detokenize actors, the driver's planning) lives here,
 so those processes never import torch (~200 MB and seconds of start-up each). Weights and models
-are in model/checkpoint.py.
+are in model/formats/native.py.
 """
 
 from __future__ import annotations
@@ -10,18 +10,15 @@ from __future__ import annotations
 import hashlib
 import json
 
+from model.errors import CheckpointError
 from model.storage import resolve
-from model.tokenizer import tokenizer_from_files
+from model.tokenizers import tokenizer_from_files
 
 FORMAT = "nmt-batch-checkpoint"
 VERSION = 1
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 CARD = "README.md"
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint file is missing, malformed or does not match its recorded hash."""
 
 
 def sha256(data: bytes) -> str:
