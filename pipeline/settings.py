@@ -11,7 +11,7 @@ GPUs, batch sizes. It may change between a run and its resume.
 Both hold "automatic" values (`precision="auto"`, `gpus_per_actor=-1`, ...)
 until `resolve_hardware` fills them from the cluster. The resume fingerprint holds
 the settings as the user gave them ("auto" included); what each row decoded in is
-recorded with it (pipeline/shards.py) and counted in the report.
+recorded with it (pipeline/stages/write.py) and counted in the report.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from model.config_fields import arg, leaf_values
 from model.decoding import DecodeConfig
 
-CPU_BLAS = ("auto", "torch", "openblas", "onednn")  # pipeline/blas.py, which needs torch, resolves them
+CPU_BLAS = ("auto", "torch", "openblas", "onednn")  # pipeline/runtime/blas.py, which needs torch, resolves them
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 UNITS = ("sentence", "document")
@@ -148,7 +148,7 @@ class ComputeConfig:
     @property
     def stage_cpus(self) -> float:
         """CPU slots the pipeline needs beside the model actors: the read tasks, the tokenize and detokenize
-        actors, write tasks and the shard commits, `cpus_per_stage` each (pipeline/build.py). Fewer, and a
+        actors, write tasks and the shard commits, `cpus_per_stage` each (pipeline/plan.py). Fewer, and a
         stage waits forever."""
         return 5 * self.cpus_per_stage
 
@@ -159,7 +159,7 @@ class ComputeConfig:
 
 
 # Automatic batch sizes. A CPU actor's budget is its speed optimum (above); a GPU actor's budget is set by
-# the actor from its memory (pipeline/gpu_budget.py), and its calls carry more rows so the budget can fill.
+# the actor from its memory (pipeline/runtime/gpu_budget.py), and its calls carry more rows so the budget can fill.
 CPU_MAX_TOKENS = 24000
 CPU_BATCH_ROWS = 1024
 GPU_BATCH_ROWS = 8192

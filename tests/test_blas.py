@@ -1,4 +1,4 @@
-"""pipeline.blas: the vocabulary projection through OpenBLAS, and every linear layer through oneDNN, decode
+"""pipeline.runtime.blas: the vocabulary projection through OpenBLAS, and every linear layer through oneDNN, decode
 what torch's own products decode."""
 
 import copy
@@ -10,7 +10,7 @@ import torch
 from threadpoolctl import threadpool_info
 
 from model.decoding import DecodeConfig, translate_ids
-from pipeline.blas import (
+from pipeline.runtime.blas import (
     OneDNNLinear,
     OpenBLASLinear,
     numpy_blas,
@@ -81,7 +81,7 @@ def test_openblas_runs_on_the_calling_thread_only():
 
 
 def test_choices_resolve_per_machine(monkeypatch):
-    import pipeline.blas as blas
+    import pipeline.runtime.blas as blas
 
     assert ComputeConfig().cpu_blas == "auto" and set(CPU_BLAS) == {"auto", "torch", "openblas", "onednn"}
     assert resolve_cpu_blas("torch") == "torch"
@@ -119,8 +119,9 @@ def test_choices_resolve_per_machine(monkeypatch):
 @needs_openblas
 def test_the_translation_actor_decodes_alike_with_either_blas():
     """The shipped model through the actor: --cpu-blas openblas and torch give the same translations."""
+    from pipeline.columns import HYP_IDS
     from pipeline.io import read_table
-    from pipeline.translate import HYP_IDS, Tokenize, Translator
+    from pipeline.stages import Tokenize, Translator
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     model = os.path.join(root, "models", "multi30k-en-de")

@@ -87,9 +87,9 @@ def documents(tmp_path_factory, sample_corpus):
 def reference_translations(input_dir: str, unit: str) -> dict[str, str]:
     """What an uninterrupted run writes, computed here by the job's own stages in this process."""
     from model.decoding import DecodeConfig
+    from pipeline.documents import unit_for
     from pipeline.settings import TranslationSettings
-    from pipeline.translate import Detokenize, Tokenize, Translator
-    from pipeline.units import unit_for
+    from pipeline.stages import Detokenize, Tokenize, Translator
 
     settings = TranslationSettings(decode=DecodeConfig(beam_size=2, max_len_a=1.2, max_len_b=5), unit=unit)
     tok = Tokenize(SHIPPED, "source", 256, "split", {})

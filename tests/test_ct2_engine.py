@@ -7,8 +7,9 @@ import pytest
 import sacrebleu
 
 from model.decoding import DecodeConfig, translate_ids
+from pipeline.columns import HYP_IDS, PIECES
 from pipeline.io import read_table
-from pipeline.translate import HYP_IDS, PIECES, Detokenize, Tokenize, Translator
+from pipeline.stages import Detokenize, Tokenize, Translator
 
 pytest.importorskip("ctranslate2")
 pytest.importorskip("transformers")
@@ -80,7 +81,7 @@ def test_each_sentence_keeps_its_own_length_limit(sample, ct2_actor):
 
 def test_what_it_cannot_decode_is_refused_at_start(tiny_checkpoint):
     from jobs.translate_corpus import TranslateConfig
-    from pipeline.ct2_engine import check_supported
+    from pipeline.runtime import check_supported
     from pipeline.settings import TranslationSettings
     from tests.helpers import tiny_rnn
 

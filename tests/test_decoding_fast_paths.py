@@ -11,7 +11,7 @@ from model.decoding import pad_batch, prepare_for_decoding, translate_ids
 from model.decoding.beam import DecodeConfig, beam_search
 from model.kernels import quantize_int8
 from model.tokenizers import EOS_ID, PAD_ID
-from pipeline.cpu_decoding import for_cpu_decoding
+from pipeline.runtime import for_cpu_decoding
 from tests.helpers import random_sources, tiny_rnn, tiny_transformer
 
 VOCAB = 24

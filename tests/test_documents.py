@@ -10,12 +10,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from model.storage import resolve
+from pipeline.columns import NSEG, SEG, output_fields
 from pipeline.documents import split_document
+from pipeline.documents.units import DocumentUnit
+from pipeline.inputs import discover_shards
 from pipeline.io import table_to_parquet_bytes, write_bytes_atomic
-from pipeline.metrics import MetricOptions
-from pipeline.resume import ResumeContext, ShardState, shard_state
-from pipeline.shards import OutputLayout, commit_shard, discover_shards, output_fields
-from pipeline.units import NSEG, SEG, DocumentUnit
+from pipeline.output import OutputLayout, commit_shard
+from pipeline.output.resume import ResumeContext, ShardState, shard_state
+from pipeline.scoring import MetricOptions
 
 DOCS = [
     "Title line\r\n\r\n  Indented paragraph. Second sentence!  \r\n- bullet one\n* bullet two\n• bullet three\n"
@@ -156,7 +158,7 @@ def test_document_level_scores_normalise_whitespace(tmp_path):
     hyps = ["Ein Hund rennt. Er ist schnell.", "Zwei Katzen - schlafen"]
     expected = BLEU().corpus_score(hyps, [[" ".join(r.split()) for r in refs]])
     assert expected.score == pytest.approx(100.0)
-    from pipeline.metrics import make_metrics, score_from_stats
+    from pipeline.scoring.metrics import make_metrics, score_from_stats
 
     assert score_from_stats(make_metrics()["bleu"], stats["metrics"]["bleu"]) == pytest.approx(expected.score)
 
@@ -165,7 +167,7 @@ def test_a_document_with_a_sentence_cut_at_the_length_limit_is_length_limit(tmp_
     """The shipped model's loops (issue 31) inside documents, decoded by the stages without Ray: a document
     whose one sentence was cut at the length limit is length_limit, whatever else was cut, and counted so."""
     from model.decoding import DecodeConfig
-    from pipeline.translate import Detokenize, Tokenize, Translator
+    from pipeline.stages import Detokenize, Tokenize, Translator
     from tests.conftest import ROOT
 
     shipped = os.path.join(ROOT, "models", "multi30k-en-de")
@@ -188,7 +190,7 @@ def test_a_document_with_a_sentence_cut_at_the_length_limit_is_length_limit(tmp_
 
 
 def test_document_status_order():
-    from pipeline.units import document_status
+    from pipeline.documents.units import document_status
 
     assert document_status("x", ["ok", "length_limit", "split"], cut=True) == "length_limit"
     assert document_status("x", ["truncated", "length_limit"]) == "length_limit"

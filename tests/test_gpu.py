@@ -14,8 +14,9 @@ import pytest
 import sacrebleu
 
 from model.decoding import DecodeConfig
+from pipeline.columns import HYP_IDS
 from pipeline.io import read_table
-from pipeline.translate import HYP_IDS, Detokenize, Tokenize, Translator
+from pipeline.stages import Detokenize, Tokenize, Translator
 from tests.conftest import ROOT, SAMPLE
 
 torch = pytest.importorskip("torch")

@@ -3,7 +3,7 @@
 import pytest
 
 from model.decoding import decode_cost
-from pipeline.gpu_budget import CONTEXT_RESERVE, USABLE, available_memory, budget_from
+from pipeline.runtime.gpu_budget import CONTEXT_RESERVE, USABLE, available_memory, budget_from
 
 GIB = 2**30
 

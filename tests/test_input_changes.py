@@ -6,8 +6,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from model.storage import resolve
-from pipeline.input_changes import InputVersion, RowChanges, compare_rows, input_version, output_in_line, same_values
-from pipeline.shards import discover_shards
+from pipeline.inputs import discover_shards
+from pipeline.inputs.changes import InputVersion, RowChanges, compare_rows, input_version, output_in_line, same_values
 
 
 def test_local_versions_change_with_every_write_and_not_otherwise(tmp_path):

@@ -8,16 +8,12 @@ import pipeline.cluster
 from jobs.cli import parse_config
 from jobs.translate_corpus import TranslateConfig, inspect_inputs
 from jobs.translate_corpus import main as translate
-from pipeline.metrics import MetricOptions
-from pipeline.run_stats import ROW_STATS, row_stats_array
-from pipeline.shards import (
-    PATH,
-    InputError,
-    commit_shard,
-    discover_shards,
-    output_fields,
-    write_parts,
-)
+from pipeline.columns import PATH, ROW_STATS, output_fields
+from pipeline.inputs import discover_shards
+from pipeline.io import InputError
+from pipeline.output import commit_shard, row_stats_array
+from pipeline.scoring import MetricOptions
+from pipeline.stages import write_parts
 
 
 @pytest.fixture
@@ -42,7 +38,7 @@ def plan_of(tmp_path, model, *flags):
 
 
 def test_every_column_the_job_adds_is_reserved():
-    from pipeline.shards import reserved_columns
+    from pipeline.columns import reserved_columns
 
     assert {"translation", "status", "score", "nbest", "nbest_scores", "source_segments", "target_segments",
             PATH} <= reserved_columns()

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from model.storage import resolve
-from pipeline.lease import (
+from pipeline.output.lease import (
     LEASE_FILE,
     FsspecStore,
     Holder,

@@ -8,11 +8,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from model.storage import resolve
+from pipeline.columns import PATH, ROW_STATS, output_fields
+from pipeline.inputs import discover_shards
 from pipeline.io import list_parquet_files, table_to_parquet_bytes, write_bytes_atomic
-from pipeline.metrics import MetricOptions
-from pipeline.resume import ResumeContext, shard_state
-from pipeline.run_stats import ROW_STATS, row_stats_array
-from pipeline.shards import PATH, OutputLayout, commit_shard, discover_shards, output_fields, write_parts
+from pipeline.output import OutputLayout, ResumeContext, commit_shard, row_stats_array, shard_state
+from pipeline.scoring import MetricOptions
+from pipeline.stages import write_parts
 
 
 @pytest.fixture(params=["local", "memory"])

@@ -10,7 +10,7 @@ import torch
 from jobs.translate_corpus import TranslateConfig, fingerprint
 from model.formats import model_info, save_checkpoint
 from model.tokenizers import Tokenizer, train_sentencepiece
-from pipeline.shards import Columns
+from pipeline.inputs import Columns
 from tests.helpers import tiny_transformer
 from tests.test_tokenizer import CORPUS
 

@@ -1,4 +1,4 @@
-"""pipeline.malloc: large blocks freed by one decoding step are reused by the next, not mapped anew.
+"""pipeline.runtime.malloc: large blocks freed by one decoding step are reused by the next, not mapped anew.
 
 The test reads the mechanism first (mallinfo2: is a large block mmap'd, or on the heap that keeps
 it after free), then the benefit (minor page faults over a run of growing blocks, as decoding
@@ -29,7 +29,7 @@ class MallInfo2(ctypes.Structure):
 libc = ctypes.CDLL(None)
 libc.mallinfo2.restype = MallInfo2
 if sys.argv[1] == "reuse":
-    from pipeline.malloc import reuse_freed_memory
+    from pipeline.runtime.malloc import reuse_freed_memory
     assert reuse_freed_memory()
 MB = 1 << 20
 torch.ones(1000).sum()  # first touch of the allocator and thread pool, outside the counts

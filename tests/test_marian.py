@@ -17,7 +17,8 @@ from model.decoding import pad_batch
 from model.decoding.beam import DecodeConfig, beam_search, greedy_search
 from model.errors import CheckpointError
 from model.formats import load_model, load_tokenizer, model_info
-from pipeline.translate import HYP_IDS, PIECES, Detokenize, Tokenize, Translator
+from pipeline.columns import HYP_IDS, PIECES
+from pipeline.stages import Detokenize, Tokenize, Translator
 from tests.conftest import ROOT
 from tests.marian_helpers import build_marian_dir, hf_model_and_tokenizer, sample_text
 

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 from sacrebleu.metrics import BLEU, CHRF, TER
 
-import pipeline.metrics
-from pipeline.metrics import MetricOptions, make_metrics, score_from_stats, sentence_stats
-from pipeline.sacrebleu_api import check_private_api, corpus_statistics, score_from_statistics
+import pipeline.scoring.metrics
+from pipeline.scoring.metrics import MetricOptions, make_metrics, score_from_stats, sentence_stats
+from pipeline.scoring.sacrebleu_api import check_private_api, corpus_statistics, score_from_statistics
 
 HYPS = ["Ein Mann fährt Fahrrad.", "", "Zwei Hunde spielen im Schnee!", "Ünïcödé — ça marche?", "ok"]
 REF1 = ["Ein Mann fährt ein Fahrrad.", "Eine Frau.", "Zwei Hunde spielen im Schnee.", "Unicode, ça marche ?", ""]
@@ -59,7 +59,7 @@ def test_chunked_statistics_equal_one_call(name, monkeypatch):
     hyps, refs = HYPS * 3, [REF1 * 3, REF2 * 3]
     metric = make_metrics(MetricOptions(), n_refs=2)[name]
     whole = np.asarray(corpus_statistics(metric, hyps, refs), dtype=np.float64)
-    monkeypatch.setattr(pipeline.metrics, "STATS_CHUNK_ROWS", 4)  # 15 rows: chunks of 4, 4, 4, 3
+    monkeypatch.setattr(pipeline.scoring.metrics, "STATS_CHUNK_ROWS", 4)  # 15 rows: chunks of 4, 4, 4, 3
     assert np.array_equal(sentence_stats(metric, hyps, refs), whole)
 
 

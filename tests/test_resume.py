@@ -1,5 +1,5 @@
 """Resume against an input that changed after its shard was committed, without Ray: the planning
-(pipeline/resume.py shard_state), the part files the pipeline would write, and the commit."""
+(pipeline/output/resume.py shard_state), the part files the pipeline would write, and the commit."""
 
 import json
 import time
@@ -9,14 +9,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import pipeline.shards as shards_module
+import pipeline.output.commit as commit_module
 from model.storage import resolve
-from pipeline.input_changes import KEPT_FILE, RowChanges
-from pipeline.metrics import MetricOptions
-from pipeline.resume import ResumeContext, ShardState, shard_state
-from pipeline.run_stats import ROW_STATS, row_stats_array
-from pipeline.shards import PATH, OutputLayout, commit_shard, discover_shards, output_fields, write_parts
-from pipeline.units import DocumentUnit
+from pipeline.columns import PATH, ROW_STATS, output_fields
+from pipeline.documents.units import SENTENCES, DocumentUnit
+from pipeline.inputs import KEPT_FILE, RowChanges, discover_shards
+from pipeline.output import OutputLayout, commit_shard, row_stats_array
+from pipeline.output.resume import ResumeContext, ShardState, shard_state
+from pipeline.scoring import MetricOptions
+from pipeline.stages import write_parts
 
 
 @dataclass
@@ -78,14 +79,14 @@ def translate(where, shard, state, tag, unit=None):
              .append_column("status", pa.array(["ok"] * n))
              .append_column(ROW_STATS, row_stats_array([1] * n, [1] * n, [1] * n, 0.0, 1.0)))
     write_parts(table, f"{where.uri}/out", {shard.path: shard.name}, "id", where.storage_options,
-                unit or shards_module.SENTENCES, "fp32", {shard.path: shard.version.key()})
+                unit or SENTENCES, "fp32", {shard.path: shard.version.key()})
     return n
 
 
 def commit(where, shard, columns, unit=None):
     added = output_fields(1, False, bool(unit and unit.write_segments))
     return commit_shard(shard, f"{where.uri}/in", f"{where.uri}/out", columns, added, ("bleu",), MetricOptions(),
-                        where.storage_options, unit or shards_module.SENTENCES)
+                        where.storage_options, unit or SENTENCES)
 
 
 def output(where, name="s.parquet"):
@@ -168,17 +169,17 @@ def test_a_commit_killed_after_writing_the_translations_is_done_again_with_every
     write_input(where, {"id": ["a", "b", "d"], "source": ["one", "TWO", "four"], "reference": ["", "", ""]})
     shard, columns, state = plan(where)
     translate(where, shard, state, "v2")
-    real = shards_module.write_bytes_atomic
+    real = commit_module.write_bytes_atomic
 
     def dies_before_the_stats(fs, path, data):
         if path.endswith(".json"):
             raise KeyboardInterrupt("killed")
         real(fs, path, data)
 
-    monkeypatch.setattr(shards_module, "write_bytes_atomic", dies_before_the_stats)
+    monkeypatch.setattr(commit_module, "write_bytes_atomic", dies_before_the_stats)
     with pytest.raises(KeyboardInterrupt):
         commit(where, shard, columns)
-    monkeypatch.setattr(shards_module, "write_bytes_atomic", real)
+    monkeypatch.setattr(commit_module, "write_bytes_atomic", real)
     shard, columns, state = plan(where)  # new translations, old stats, parts left: committed again
     assert not state.done and state.ids == {"a", "b", "d"}
     assert translate(where, shard, state, "v3") == 0

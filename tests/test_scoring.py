@@ -11,9 +11,8 @@ from sacrebleu.metrics import BLEU, CHRF, TER
 from sacrebleu.significance import PairedTest
 
 from jobs.score_corpus import main as score_main
-from pipeline.metrics import MetricOptions
-from pipeline.scoring import Accumulator, ScoreBatch, ScoreSpec, bucket_name, finalize
-from pipeline.sentence_scores import SentenceScores
+from pipeline.scoring import MetricOptions, SentenceScores
+from pipeline.scoring.corpus import Accumulator, ScoreBatch, ScoreSpec, bucket_name, finalize
 
 HYP = ["Ein Mann fährt Fahrrad.", None, "Zwei Hunde spielen im Schnee!", "Ünïcödé — ça marche?", "ok", "Ja."]
 REF = ["Ein Mann fährt ein Fahrrad.", "Eine Frau.", None, "Unicode, ça marche ?", "okay", "Ja."]

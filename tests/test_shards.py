@@ -7,24 +7,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from model.storage import resolve
-from pipeline.metrics import MetricOptions, make_metrics, sentence_stats
-from pipeline.resume import ResumeContext, ShardState, shard_state
-from pipeline.run_stats import ROW_STATS, STATS_COLUMN, RunStats, row_stats_array
-from pipeline.shards import (
-    PATH,
-    ROWS_DONE_COLUMN,
-    SHARD_COLUMN,
-    Columns,
-    InputError,
-    OutputLayout,
-    ShardProgress,
-    check_unique_ids,
-    commit_shard,
-    discover_shards,
-    make_drop_done,
-    output_fields,
-    write_parts,
-)
+from pipeline.columns import PATH, ROW_STATS, ROWS_DONE_COLUMN, SHARD_COLUMN, STATS_COLUMN, output_fields
+from pipeline.inputs import Columns, check_unique_ids, discover_shards
+from pipeline.io import InputError
+from pipeline.output import OutputLayout, RunStats, ShardProgress, commit_shard, row_stats_array
+from pipeline.output.resume import ResumeContext, ShardState, shard_state
+from pipeline.scoring import MetricOptions, make_metrics, sentence_stats
+from pipeline.stages import make_drop_done, write_parts
 
 
 def make_input(tmp_path, rows, name="in/s1.parquet"):
@@ -169,7 +158,7 @@ def test_an_id_in_two_shards_is_named_with_both_files(tmp_path):
 
 def test_part_names_tell_segments_of_one_document_apart(tmp_path):
     """Document mode: two batches holding different segments of the same document are two part files."""
-    from pipeline.units import NSEG, SEG
+    from pipeline.columns import NSEG, SEG
 
     path = make_input(tmp_path, {"id": ["d"], "source": ["A. B. C. D."]})
     rows = translated(pa.table({"id": ["d"] * 4, "source": list("ABCD")}), path)
@@ -198,7 +187,8 @@ def test_write_parts_says_which_shard_and_how_many_input_rows_each_part_finishes
 
 def test_document_parts_finish_documents_by_their_segment_shares(tmp_path):
     """Document mode: segments of one document in several batches finish it only together, exactly."""
-    from pipeline.units import NSEG, SEG, DocumentUnit
+    from pipeline.columns import NSEG, SEG
+    from pipeline.documents.units import DocumentUnit
 
     path = make_input(tmp_path, {"id": ["d", "e"], "source": ["A. B. C.", "E."]})
     rows = translated(pa.table({"id": ["d", "d", "d", "e"], "source": list("ABCE")}), path)
@@ -215,7 +205,7 @@ def test_document_parts_finish_documents_by_their_segment_shares(tmp_path):
 
 
 def test_an_output_started_before_model_files_were_fingerprinted_resumes_and_records_them(tmp_path):
-    from pipeline.shards import claim_output
+    from pipeline.output import claim_output
 
     fs, root = resolve(str(tmp_path / "out"))
     layout = OutputLayout(root)
@@ -234,7 +224,7 @@ def test_an_output_started_before_model_files_were_fingerprinted_resumes_and_rec
 def test_length_limit_rows_are_counted_per_shard_and_overall(tmp_path):
     """Rows cut at the length limit (issue 31) are counted like every status: in the write stage's run
     statistics, in each shard's commit, and in the report's groups, overall block and report.md."""
-    from pipeline.report import build_report, report_markdown
+    from pipeline.scoring.report import build_report, report_markdown
 
     stats = {}
     for name, cut in (("s1.parquet", [True, False, False, True]), ("s2.parquet", [False, False, False, False])):

@@ -5,11 +5,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from model.decoding import DecodeConfig
-from pipeline.metrics import MetricOptions
-from pipeline.run_stats import ROW_STATS, row_stats_array
-from pipeline.shards import PATH, check_unique_ids, commit_shard, discover_shards, output_fields, write_parts
-from pipeline.translate import Detokenize, Tokenize, Translator
-from pipeline.units import DocumentUnit
+from pipeline.columns import PATH, ROW_STATS, output_fields
+from pipeline.documents.units import DocumentUnit
+from pipeline.inputs import check_unique_ids, discover_shards
+from pipeline.output import commit_shard, row_stats_array
+from pipeline.scoring import MetricOptions
+from pipeline.stages import Detokenize, Tokenize, Translator, write_parts
 
 SOURCES = ["A dog runs.", None, "Two girls.", "Ünïcödé."]
 BAD = b"\xff\xfe not utf-8"
@@ -18,7 +19,7 @@ INVALID_UTF8 = "invalid_utf8"  # the row status
 
 @pytest.mark.parametrize("kind", [pa.binary(), pa.large_binary()])
 def test_binary_text_is_decoded_and_invalid_bytes_are_flagged(kind):
-    from pipeline.text_columns import decode_texts
+    from pipeline.inputs import decode_texts
 
     column = pa.chunked_array([pa.array([s.encode() if s else s for s in SOURCES] + [BAD], kind)])
     texts, invalid = decode_texts(column)

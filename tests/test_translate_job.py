@@ -128,7 +128,7 @@ def test_resume_translates_only_what_is_missing(local_ray, tiny_checkpoint, samp
 def test_one_failed_shard_commit_does_not_stop_the_others(local_ray, tiny_checkpoint, sample_corpus, tmp_path,
                                                           capsys):
     from model.storage import resolve
-    from pipeline.input_changes import INPUT_VERSION, input_version
+    from pipeline.inputs import INPUT_VERSION, input_version
 
     out = tmp_path / "out"
     # A part file with an id the input does not have, recorded as made from the input as it is (a part from
@@ -235,7 +235,7 @@ def test_a_second_run_into_a_live_output_exits_3_naming_the_holder_without_start
     """Issue 31: two runs into one output were not kept apart. The second exits at once with one line."""
     import pipeline.cluster
     from model.storage import resolve
-    from pipeline.lease import Lease, lease_store
+    from pipeline.output import Lease, lease_store
 
     monkeypatch.setattr(pipeline.cluster, "init_ray", lambda *a: pytest.fail("Ray was started"))
     out = str(tmp_path / "out")
@@ -257,7 +257,7 @@ def test_a_run_waits_for_the_lease_when_asked_and_releases_it_when_done(tiny_che
 
     import jobs.translate_corpus as job
     from model.storage import resolve
-    from pipeline.lease import Lease, lease_store
+    from pipeline.output import Lease, lease_store
 
     seen = []
     monkeypatch.setattr(job, "translate_and_report", lambda cfg, plan: seen.append(
@@ -336,7 +336,7 @@ def test_a_shard_changed_after_its_commit_is_brought_in_line_and_reported(local_
 def test_committed_shards_whose_input_file_is_gone_are_named(tmp_path):
     from jobs.cli import parse_config
     from jobs.translate_corpus import Plan, TranslateConfig, shards_not_in_input
-    from pipeline.shards import Shard
+    from pipeline.inputs import Shard
 
     out = tmp_path / "out"
     (out / "_stats" / "sub").mkdir(parents=True)

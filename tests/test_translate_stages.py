@@ -8,8 +8,10 @@ import pytest
 from model.decoding.beam import DecodeConfig, beam_search
 from model.formats import load_checkpoint
 from model.tokenizers import EOS_ID
-from pipeline.run_stats import ROW_STATS, RunStats
-from pipeline.translate import HYP_IDS, PIECES, Detokenize, Tokenize, Translator, split_pieces
+from pipeline.columns import HYP_IDS, PIECES, ROW_STATS
+from pipeline.output import RunStats
+from pipeline.stages import Detokenize, Translator
+from pipeline.stages.tokenize import Tokenize, split_pieces
 
 DECODE = DecodeConfig(beam_size=2, max_len_a=0.0, max_len_b=6)
 
@@ -246,7 +248,7 @@ def test_the_fingerprint_keeps_precision_as_asked():
     an explicit precision is kept as given. Outputs recorded before hold the resolved value and resume too."""
     from jobs.cli import parse_config
     from jobs.translate_corpus import TranslateConfig
-    from pipeline.shards import _same_setting
+    from pipeline.output.layout import _same_setting
 
     assert parse_config(TranslateConfig, []).translation.fingerprint()["precision"] == "auto"
     assert parse_config(TranslateConfig, ["--precision", "bf16"]).translation.fingerprint()["precision"] == "bf16"
@@ -262,7 +264,8 @@ def test_the_no_repeat_guard_is_part_of_the_fingerprint_and_older_outputs_resume
     from jobs.cli import parse_config
     from jobs.translate_corpus import TranslateConfig
     from model.storage import resolve
-    from pipeline.shards import InputError, OutputLayout, claim_output
+    from pipeline.io import InputError
+    from pipeline.output import OutputLayout, claim_output
 
     def fingerprint(*flags):
         return parse_config(TranslateConfig, list(flags)).translation.fingerprint()
@@ -357,9 +360,11 @@ def test_the_cpu_stages_never_import_torch(tmp_path):
     from tests.conftest import ROOT
 
     code = ("import sys\n"
-            "from pipeline.translate import Tokenize, Detokenize\n"
-            "from pipeline.shards import write_parts, commit_shard\n"
-            "from pipeline.units import DocumentUnit\n"
+            "from pipeline.stages.tokenize import Tokenize\n"
+            "from pipeline.stages.detokenize import Detokenize\n"
+            "from pipeline.stages.write import write_parts\n"
+            "from pipeline.output.commit import commit_shard\n"
+            "from pipeline.documents.units import DocumentUnit\n"
             f"Tokenize({ROOT + '/models/multi30k-en-de'!r}, 'source', 256, 'split', {{}})\n"
             f"Detokenize({ROOT + '/models/multi30k-en-de'!r}, 1, False, {{}})\n"
             "DocumentUnit().explode('id', 'source')\n"

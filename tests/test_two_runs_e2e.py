@@ -1,6 +1,6 @@
 """Two runs on one machine, as a cron retry next to a slow night starts them: each job without RAY_ADDRESS
 starts its own Ray (issue 31: the second joined the first one's and both hung), and two runs into one output
-are kept apart by the output's lease (pipeline/lease.py)."""
+are kept apart by the output's lease (pipeline/output/lease.py)."""
 
 import os
 import signal

@@ -401,7 +401,7 @@ class Transformer(nn.Module):
     def encoding_products(self) -> list[tuple[nn.Module, str]]:
         """(module, attribute) of every linear layer `encode` runs: the encoder's, and each decoder layer's
         cross-attention keys and values. They multiply every source token of a batch at once (thousands
-        of rows), where a decoding step's products have one row per live beam; pipeline/blas.py gives
+        of rows), where a decoding step's products have one row per live beam; pipeline/runtime/blas.py gives
         them to the library that runs such products fastest."""
         pairs = [(m, name) for m in self.encoder.modules() for name, child in m.named_children()
                  if isinstance(child, nn.Linear)]

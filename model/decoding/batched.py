@@ -83,7 +83,7 @@ def translate_ids(
     token: multilingual models' target-language token, so rows of different target languages share batches.
 
     `search_batch(src, cfg, prefix)` decodes one padded batch (default: model.decoding.beam.search on `model`);
-    another engine (pipeline/ct2_engine.py) plugs in here and keeps the batching, order and retries.
+    another engine (pipeline/runtime/ct2_engine.py) plugs in here and keeps the batching, order and retries.
 
     `streams` > 1 decodes that many batches at once, each on its own Python thread, all through the one
     `model` (a CPU actor's threads; see `decode_streams`). Every batch is decoded as it would be alone, so

@@ -21,13 +21,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.documents import split_document
-from pipeline.input_changes import compare_rows, same_values
+from pipeline.columns import NSEG, SEG, STATUS
+from pipeline.documents.splitting import split_document
+from pipeline.inputs import INVALID_UTF8, compare_rows, decode_texts, same_values
 from pipeline.settings import LanguageChoice
-from pipeline.text_columns import INVALID_UTF8, decode_texts
-
-SEG, NSEG = "__seg", "__nseg"  # a segment's index in its document, and the document's segment count
-STATUS = "status"
 
 
 def _dedupe_by_position(merged: pa.Table, positions: pa.Array) -> tuple[pa.Table, np.ndarray]:

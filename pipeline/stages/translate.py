@@ -1,24 +1,6 @@
-"""The translation job's Ray Data stages: tokenize (CPU), translate (actor pool), detokenize (CPU).
+"""The translate stage (an actor pool): id pieces -> n-best target ids, scores and per-row statistics.
 
-Each stage is a callable class that loads its heavy state once, checks its
-input columns, and takes and returns pyarrow tables. They run without Ray
-too: tests call them directly.
-
-Row status, in the `status` column of the output:
-    ok          translated whole
-    empty       null, empty or whitespace-only source: empty translation
-    split       longer than --max-source-tokens: translated in pieces, joined with a space
-    truncated   longer than --max-source-tokens with --long-policy truncate: only the head translated
-    length_limit
-                the translation (of a piece, for split rows) reached the maximum length without ending: it
-                was cut there and is kept. Mostly loops ("Zwei 8 8 8 8 ...", issue 31); it wins over split
-                and truncated, since only this status shows it
-    unsupported_language
-                the model has no token for the row's source or target language: empty translation
-    invalid_utf8
-                a binary source whose bytes are not UTF-8: nothing translated, the translation is null
-
-Tokenize sets every status but length_limit, which the model actor sets once it has decoded the row.
+Each actor loads its model (or ensemble) once, on the device the plan gives it (pipeline/plan.py).
 """
 
 from __future__ import annotations
@@ -30,110 +12,12 @@ import time
 import pyarrow as pa
 
 from model.decoding import DecodeConfig
-from pipeline.process_memory import peak_rss_mb
-from pipeline.run_stats import ROW_STATS, STATUS, row_stats_array
+from pipeline.columns import HYP_IDS, PIECES, ROW_STATS, STATUS, TARGET_PREFIX, require_columns
+from pipeline.output import row_stats_array
+from pipeline.runtime import peak_rss_mb
 from pipeline.settings import CPU_MAX_TOKENS
-from pipeline.text_columns import INVALID_UTF8, decode_texts
 
-# Internal columns travel between stages and never reach the output.
-PIECES = "__pieces"  # list<list<int32>>: source ids per piece, each ending in EOS
-HYP_IDS = "__hyp_ids"  # list<list<int32>>: n-best target ids
-TARGET_PREFIX = "__target_prefix"  # list<int32>: tokens forced after the decoder's start (target language)
-INTERNAL = (PIECES, HYP_IDS, TARGET_PREFIX, ROW_STATS)
 LENGTH_LIMIT = "length_limit"
-
-
-def require_columns(table: pa.Table, stage: str, columns) -> None:
-    for col in columns:
-        if col not in table.column_names:
-            raise KeyError(f"{stage} stage: input has no column {col!r} (columns: {table.column_names})")
-
-
-def split_pieces(ids: list[int], max_len: int, eos_id: int, boundary_ids: frozenset[int]) -> list[list[int]]:
-    """Cut a long id list (EOS excluded) into pieces of at most max_len-1 ids, each + EOS.
-
-    Prefers to cut right after a sentence-like boundary (., ;, :, !, ?) in the
-    last third of each window, so pieces are clauses rather than arbitrary spans.
-    """
-    room = max_len - 1
-    pieces = []
-    start = 0
-    while len(ids) - start > room:
-        end = start + room
-        for cut in range(end, start + (2 * room) // 3, -1):
-            if ids[cut - 1] in boundary_ids:
-                end = cut
-                break
-        pieces.append(ids[start:end] + [eos_id])
-        start = end
-    pieces.append(ids[start:] + [eos_id])
-    return pieces
-
-
-class Tokenize:
-    """Source text -> id pieces and a status. Loads the checkpoint's SentencePiece model once.
-
-    Multilingual models get each row's language pair (`languages`, a LanguageChoice): the source
-    language token goes in front of every piece, and the target language token is recorded for the
-    model actor to force after the decoder's start.
-    """
-
-    def __init__(self, model_uri: str, source_column: str, max_source_tokens: int, long_policy: str,
-                 storage_options: dict, languages=None):
-        from model.formats import load_tokenizer
-
-        self.tokenizer = load_tokenizer(model_uri, storage_options)
-        self.source_column = source_column
-        # A model with a fixed number of positions (Marian's max_position_embeddings) bounds the pieces too.
-        limit = self.tokenizer.model_max_length
-        self.max_len = min(max_source_tokens, limit) if limit else max_source_tokens
-        self.long_policy = long_policy
-        self.eos = self.tokenizer.eos_id
-        self.boundaries = self.tokenizer.sentence_end_ids()
-        self.languages = languages
-
-    def _prefixes(self, table: pa.Table) -> list:
-        """Per row (source prefix, target prefix), or None for a language the model lacks."""
-        if self.languages is None:
-            return [([], [])] * table.num_rows
-        cache: dict = {}
-        out = []
-        for pair in zip(*self.languages.of_rows(table), strict=True):
-            if pair not in cache:
-                cache[pair] = self.tokenizer.language_prefixes(*pair)
-            out.append(cache[pair])
-        return out
-
-    def __call__(self, table: pa.Table) -> pa.Table:
-        require_columns(table, "tokenize", [self.source_column, *(self.languages.columns if self.languages else [])])
-        texts, invalid = decode_texts(table.column(self.source_column))  # a binary source holds UTF-8 bytes
-        clean = [t if isinstance(t, str) and t.strip() else "" for t in texts]
-        encoded = self.tokenizer.source_ids(clean)
-        pieces, status, targets = [], [], []
-        for text, bad, ids, prefixes in zip(clean, invalid, encoded, self._prefixes(table), strict=True):
-            if bad or prefixes is None:
-                pieces.append([])
-                status.append(INVALID_UTF8 if bad else "unsupported_language")
-                targets.append([])
-                continue
-            head, target = prefixes
-            targets.append(target)
-            room = self.max_len - len(head)  # the source language token takes a position in every piece
-            if not text:
-                pieces.append([])
-                status.append("empty")
-            elif len(ids) + 1 <= room:
-                pieces.append([head + ids + [self.eos]])
-                status.append("ok")
-            elif self.long_policy == "truncate":
-                pieces.append([head + ids[: room - 1] + [self.eos]])
-                status.append("truncated")
-            else:
-                pieces.append([head + p for p in split_pieces(ids, room, self.eos, self.boundaries)])
-                status.append("split")
-        return (table.append_column(PIECES, pa.array(pieces, pa.list_(pa.list_(pa.int32()))))
-                .append_column(TARGET_PREFIX, pa.array(targets, pa.list_(pa.int32())))
-                .append_column(STATUS, pa.array(status, pa.string())))
 
 
 class Translator:
@@ -152,7 +36,7 @@ class Translator:
         # own threads); GPU: one batch at a time.
         self.streams = 1
         if self.device.type == "cpu":
-            from pipeline.cpu_decoding import setup_cpu_process
+            from pipeline.runtime import setup_cpu_process
 
             if engine == "ours":
                 self.streams, torch_threads = decode_streams(torch_threads, cpu_streams)
@@ -164,10 +48,10 @@ class Translator:
         if precision == "int8" and self.device.type != "cpu":
             raise ValueError("--precision int8 is for CPU actors; on GPUs use bf16 or fp16")
         self.decode, self.max_tokens = decode, max_tokens or (CPU_MAX_TOKENS if self.device.type == "cpu" else 0)
-        self.budget = None  # GPU: the measured token budget (pipeline/gpu_budget.py), when max_tokens is 0
+        self.budget = None  # GPU: the measured token budget (pipeline/runtime/gpu_budget.py), when max_tokens is 0
         self.actor_id = f"{socket.gethostname()}:{os.getpid()}"
         if engine == "ctranslate2":  # converted once (from fp32 weights on the CPU), then decoded by CTranslate2
-            from pipeline.ct2_engine import CTranslate2Engine, check_supported
+            from pipeline.runtime import CTranslate2Engine, check_supported
 
             ckpt = load_model(model_uri, storage_options=storage_options)
             check_supported(ckpt.model, decode, ensemble=bool(ensemble_uris))
@@ -180,7 +64,7 @@ class Translator:
         check_same_vocabularies([model_uri, *ensemble_uris], [c.tokenizer for c in ckpts])
         self.search_batch = None  # model.decoding.beam on self.model
         if self.device.type == "cpu":
-            from pipeline.cpu_decoding import for_cpu_decoding
+            from pipeline.runtime import for_cpu_decoding
 
             for c in ckpts:
                 c.model = for_cpu_decoding(c.model, precision, cpu_blas, torch.get_num_threads())
@@ -194,13 +78,13 @@ class Translator:
         self._size_budget(gpus_per_actor)
 
     def _size_budget(self, gpus_per_actor: float) -> None:
-        """A GPU actor without a set budget measures one from its share of the GPU (pipeline/gpu_budget.py)."""
+        """A GPU actor without a set budget measures one from its share of the GPU (pipeline/runtime/gpu_budget.py)."""
         if self.max_tokens:
             return
         from functools import partial
 
         from model.decoding import search
-        from pipeline.gpu_budget import measure_budget
+        from pipeline.runtime import measure_budget
 
         searcher = self.search_batch or partial(search, self.model)
         self.budget = measure_budget(searcher, self.decode, self.device, gpus_per_actor, self.model.cfg)
@@ -293,32 +177,3 @@ def check_same_vocabularies(uris: list[str], tokenizers: list) -> None:
         for side, a, b in zip(("source", "target"), first, tok.vocab_fingerprint(), strict=True):
             if a != b:
                 raise ValueError(f"ensemble member {uri} has another {side} vocabulary than {uris[0]}")
-
-
-class Detokenize:
-    """Target ids -> text: `translation` (best) and, with n-best, the `nbest` list."""
-
-    def __init__(self, model_uri: str, nbest: int, write_scores: bool, storage_options: dict):
-        from model.formats import load_tokenizer
-
-        self.tokenizer = load_tokenizer(model_uri, storage_options)
-        self.nbest, self.write_scores = nbest, write_scores
-
-    def __call__(self, table: pa.Table) -> pa.Table:
-        require_columns(table, "detokenize", [HYP_IDS, "score", "nbest_scores"])
-        nbest = table.column(HYP_IDS).to_pylist()
-        flat = [ids for row in nbest for ids in row]
-        texts = iter(self.tokenizer.decode_target(flat))
-        decoded = [[next(texts) for _ in row] for row in nbest]
-        best = [row[0] for row in decoded]
-        if STATUS in table.column_names:  # a source that could not be read has no translation, not an empty one
-            best = [None if s == INVALID_UTF8 else t for t, s in zip(best, table.column(STATUS).to_pylist(),
-                                                                   strict=True)]
-        table = table.append_column("translation", pa.array(best, pa.string()))
-        if self.nbest > 1:
-            table = table.append_column("nbest", pa.array(decoded, pa.list_(pa.string())))
-        else:
-            table = table.drop_columns(["nbest_scores"])
-        if not self.write_scores and self.nbest == 1:
-            table = table.drop_columns(["score"])
-        return table.drop_columns([HYP_IDS])

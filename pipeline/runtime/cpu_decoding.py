@@ -7,10 +7,10 @@ from torch import nn
 
 
 def setup_cpu_process(threads: int) -> None:
-    """glibc keeps large freed blocks (pipeline/malloc.py) and torch runs `threads` threads (0: its default)."""
+    """glibc keeps large freed blocks (pipeline/runtime/malloc.py) and torch runs `threads` threads (0: its default)."""
     import torch
 
-    from pipeline.malloc import reuse_freed_memory
+    from pipeline.runtime.malloc import reuse_freed_memory
 
     reuse_freed_memory()
     if threads:
@@ -21,7 +21,7 @@ def for_cpu_decoding(model: nn.Module, precision: str, cpu_blas: str, threads: i
     """`model` ready to decode on CPU at `precision` ("fp32", "bf16" or "int8").
 
     int8 quantizes every linear layer (model/kernels/quantize.py); fp32 runs its products in the library
-    `cpu_blas` resolves to for an actor of `threads` torch threads (pipeline/blas.py): OpenBLAS's
+    `cpu_blas` resolves to for an actor of `threads` torch threads (pipeline/runtime/blas.py): OpenBLAS's
     vocabulary projection, oneDNN's linear layers, or torch's own.
     Both first apply the family's inference rewrites (model/decoding/batched.py::prepare_for_decoding).
     Returns a new model for int8, the same one otherwise.
@@ -33,7 +33,7 @@ def for_cpu_decoding(model: nn.Module, precision: str, cpu_blas: str, threads: i
         from model.kernels import quantize_int8
 
         return quantize_int8(model)
-    from pipeline.blas import resolve_cpu_blas, use_cpu_blas
+    from pipeline.runtime.blas import resolve_cpu_blas, use_cpu_blas
 
     use_cpu_blas(model, resolve_cpu_blas(cpu_blas, threads))
     return model

@@ -1,9 +1,9 @@
 """Where each shard stands when a run starts: done, partly done, or committed from an input that changed since.
 
-A shard is done when its statistics record the input version it has now (pipeline/input_changes.py).
+A shard is done when its statistics record the input version it has now (pipeline/inputs/changes.py).
 A committed shard whose input has another version is compared row by row with its output and
 brought in line: its kept rows go to `_parts/<shard>/kept.parquet`, the added and edited rows are
-translated like any missing rows, and the commit (pipeline/shards.py commit_shard) merges both.
+translated like any missing rows, and the commit (pipeline/output/commit.py) merges both.
 """
 
 from __future__ import annotations
@@ -15,17 +15,19 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.input_changes import (
+from pipeline.documents import SENTENCES
+from pipeline.inputs import (
     INPUT_VERSION,
     KEPT_FILE,
+    Columns,
     RowChanges,
+    Shard,
     compare_rows,
     kept_rows,
     output_in_line,
 )
 from pipeline.io import table_to_parquet_bytes, write_bytes_atomic
-from pipeline.shards import DECODED_WITH, Columns, OutputLayout, Shard, part_files, read_shard_stats
-from pipeline.units import SENTENCES
+from pipeline.output.layout import DECODED_WITH, OutputLayout, part_files, read_shard_stats
 
 
 @dataclass(frozen=True)

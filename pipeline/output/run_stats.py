@@ -18,7 +18,8 @@ from dataclasses import asdict, dataclass, field, fields
 import pyarrow as pa
 import pyarrow.compute as pc
 
-ROW_STATS = "__row_stats"  # the per-row struct column the model actor adds
+from pipeline.columns import ROW_STATS, STATUS
+
 ROW_STATS_TYPE = pa.struct([
     ("source_tokens", pa.int64()),  # ids fed to the encoder (each piece's EOS included)
     ("target_tokens", pa.int64()),  # ids produced (each piece's EOS included)
@@ -27,7 +28,6 @@ ROW_STATS_TYPE = pa.struct([
     ("actor_peak_rss_mb", pa.float64()),  # the actor's peak resident memory so far
     ("actor", pa.string()),  # which model actor decoded the row (host:pid): how the work spread
 ])
-STATUS = "status"
 
 
 @dataclass
@@ -126,4 +126,3 @@ def row_stats_array(source_tokens, target_tokens, padded, decode_seconds, peak_r
     )
 
 
-STATS_COLUMN = "run_stats"  # the write stage's output: one JSON RunStats per part file written

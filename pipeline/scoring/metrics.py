@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from sacrebleu.metrics import BLEU, CHRF, TER
 
-from pipeline.sacrebleu_api import (
+from pipeline.scoring.sacrebleu_api import (
     check_private_api,
     clear_tokenizer_caches,
     corpus_statistics,

@@ -14,11 +14,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from pipeline.documents import unit_for
+from pipeline.inputs import Columns
 from pipeline.io import blocks_of_rows
 from pipeline.settings import ComputeConfig, TranslationSettings
-from pipeline.shards import Columns, make_drop_done, write_parts
-from pipeline.translate import Detokenize, Tokenize, Translator
-from pipeline.units import unit_for
+from pipeline.stages import Detokenize, Tokenize, Translator, make_drop_done, write_parts
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,8 @@ def read_shards(paths: list[str], fs, compute: ComputeConfig, rename: dict[str, 
     """The rows of these input shards with their `path`, in blocks of one model-actor call (`batch_rows`),
     read by tasks of `cpus_per_stage` CPUs (pipeline/io.py read_parquet_files says why not read_parquet);
     `rename`: input columns named like a column the job adds, and their new names (Columns.renamed)."""
+    from pipeline.columns import PATH
     from pipeline.io import read_parquet_files
-    from pipeline.shards import PATH
 
     return read_parquet_files(paths, fs, compute.batch_rows, compute.cpus_per_stage, path_column=PATH,
                               rename=rename)

@@ -15,7 +15,7 @@ import numpy as np
 
 from model.storage import resolve
 from pipeline.io import write_bytes_atomic
-from pipeline.metrics import MetricOptions, make_metrics, score_block
+from pipeline.scoring.metrics import MetricOptions, make_metrics, score_block
 
 
 def sum_stats(items: list[dict]) -> dict:
@@ -61,7 +61,7 @@ def language_pair_entries(shard_stats: dict[str, dict], metric_options: MetricOp
     BLEU tokenizer its shards' statistics were made with (the target language's), named in its signature."""
     from dataclasses import replace
 
-    from pipeline.metrics import bleu_tokenize_for
+    from pipeline.scoring.metrics import bleu_tokenize_for
 
     per_pair: dict[str, list[dict]] = {}
     for stats in shard_stats.values():

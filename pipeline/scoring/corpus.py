@@ -22,8 +22,15 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from pipeline.metrics import MetricOptions, make_metrics, score_from_stats, sentence_stats, signature, stats_width
-from pipeline.process_memory import peak_rss_mb, private_mb
+from pipeline.runtime import peak_rss_mb, private_mb
+from pipeline.scoring.metrics import (
+    MetricOptions,
+    make_metrics,
+    score_from_stats,
+    sentence_stats,
+    signature,
+    stats_width,
+)
 
 NULL_KEY = "<null>"
 LENGTH_BUCKETS = (10, 20, 30, 40)  # words: 1-10, 11-20, 21-30, 31-40, 41+

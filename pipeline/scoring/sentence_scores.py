@@ -5,9 +5,9 @@ from __future__ import annotations
 import pyarrow as pa
 from sacrebleu.metrics import BLEU, CHRF
 
-from pipeline.metrics import sentence_stats
-from pipeline.sacrebleu_api import score_from_statistics
-from pipeline.scoring import ScoreSpec, reference_streams, texts
+from pipeline.scoring.corpus import ScoreSpec, reference_streams, texts
+from pipeline.scoring.metrics import sentence_stats
+from pipeline.scoring.sacrebleu_api import score_from_statistics
 
 
 class SentenceScores:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
+from pipeline.inputs.text_columns import is_text_type
 from pipeline.io import InputError
-from pipeline.text_columns import is_text_type
 
 RENAME_FLAG = "--rename-colliding-columns"
 
