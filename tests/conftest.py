@@ -118,6 +118,18 @@ def local_ray():
     ray.shutdown()
 
 
+# Markers by folder: tests/unit starts no Ray (`pytest -m "not e2e and not integration"`), tests/integration
+# starts a local Ray (the `local_ray` fixture or a job in a subprocess), tests/e2e a Ray head, nodes or S3.
+FOLDER_MARKERS = {"integration": pytest.mark.integration, "e2e": pytest.mark.e2e}
+
+
+def pytest_itemcollected(item):
+    """Each test's marker from its folder, set as it is collected (before `-m` selects)."""
+    folder = os.path.relpath(str(item.path), os.path.join(ROOT, "tests")).split(os.sep)[0]
+    if folder in FOLDER_MARKERS:
+        item.add_marker(FOLDER_MARKERS[folder])
+
+
 def pytest_collection_modifyitems(config, items):
     """End-to-end tests first: they end with `ray stop`, which stops every Ray process on the machine,
     so they must not run while the in-process `local_ray` instance of other tests is up.

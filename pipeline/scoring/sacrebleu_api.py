@@ -4,7 +4,7 @@ Scores that distribute need sacreBLEU's per-sentence sufficient statistics and i
 turns summed statistics into a score. sacreBLEU computes both inside `corpus_score` but exposes
 neither publicly (sacreBLEU 2.x: `Metric._extract_corpus_statistics` and
 `Metric._compute_score_from_stats`). Every use of them goes through this module, and
-`check_private_api()` (run by tests/test_metrics.py and at import of pipeline.scoring.metrics) fails
+`check_private_api()` (run by tests/unit/test_metrics.py and at import of pipeline.scoring.metrics) fails
 loudly, naming the missing attribute, if a sacreBLEU upgrade renames them, instead of
 producing wrong numbers somewhere downstream.
 """

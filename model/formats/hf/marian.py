@@ -280,7 +280,7 @@ def generation_defaults(decode) -> dict:
     relative to the source (a * S + b), which transformers cannot express: max_length is left to the user.
     """
     out = {"num_beams": decode.beam_size, "early_stopping": True}
-    if decode.no_repeat_ngram_size:  # the same rule, token for token (tests/test_marian.py)
+    if decode.no_repeat_ngram_size:  # the same rule, token for token (tests/unit/test_marian.py)
         out["no_repeat_ngram_size"] = decode.no_repeat_ngram_size
     if decode.length_penalty == "average":
         out["length_penalty"] = decode.alpha

@@ -4,7 +4,8 @@ import importlib.util
 import json
 import os
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.conftest import ROOT
+
 spec = importlib.util.spec_from_file_location("gpu_check_summary", os.path.join(ROOT, "bench", "gpu_check_summary.py"))
 summary = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(summary)

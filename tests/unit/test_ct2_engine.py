@@ -14,7 +14,8 @@ from pipeline.stages import Detokenize, Tokenize, Translator
 pytest.importorskip("ctranslate2")
 pytest.importorskip("transformers")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.conftest import ROOT
+
 SHIPPED = os.path.join(ROOT, "models", "multi30k-en-de")
 
 

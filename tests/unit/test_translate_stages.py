@@ -12,6 +12,7 @@ from pipeline.columns import HYP_IDS, PIECES, ROW_STATS
 from pipeline.output import RunStats
 from pipeline.stages import Detokenize, Translator
 from pipeline.stages.tokenize import Tokenize, split_pieces
+from tests.conftest import ROOT
 
 DECODE = DecodeConfig(beam_size=2, max_len_a=0.0, max_len_b=6)
 
@@ -151,7 +152,7 @@ def test_int8_decoding_translates_like_fp32_with_the_shipped_model():
 
     from pipeline.io import read_table
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = ROOT
     model, sample = os.path.join(root, "models", "multi30k-en-de"), read_table(os.path.join(root, "samples",
                                                                                              "multi30k-en-de"))
     table = pa.table({"id": list(range(100)), "source": sample.column("source").to_pylist()[:100]})
@@ -392,7 +393,7 @@ def test_a_cpu_actor_of_two_threads_decodes_two_batches_at_once_by_default(tiny_
 
 # --- translations cut at the length limit (issue 31) ----------------------------------------------------
 
-SHIPPED = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models", "multi30k-en-de")
+SHIPPED = os.path.join(ROOT, "models", "multi30k-en-de")
 COUNT = " ".join(str(i) for i in range(1, 21))  # the shipped model: "Zwei 8 8 8 8 ..." to the length limit
 OOH = "Oooooooooooooooooooooh!"  # beam 5: "Auf einem „Coooooo Toooo..." to the limit; greedy "I I I I ..."
 FINE = "A man rides a bike."

@@ -18,7 +18,7 @@ from model.formats.native import assemble, load_checkpoint, save_checkpoint, uni
 from model.tokenizers import Tokenizer, train_sentencepiece
 from tests.conftest import ROOT
 from tests.helpers import tiny_rnn, tiny_transformer
-from tests.test_tokenizer import CORPUS
+from tests.unit.test_tokenizer import CORPUS
 
 MODELS = {
     "transformer-tied": lambda v: tiny_transformer(v),

@@ -2,7 +2,7 @@
 
 What CPU tests cannot show: half precision against the CPU's fp32 on the shipped model, the fused
 attention kernels, a real out-of-memory split, the job on whole and fractional GPUs, training with
---use-gpu and its resume, CTranslate2 on the GPU. (One host sync per decoding step: tests/test_search_syncs.py.)
+--use-gpu and its resume, CTranslate2 on the GPU. (One host sync per decoding step: tests/unit/test_search_syncs.py.)
 """
 
 import json

@@ -9,7 +9,7 @@ from model.errors import CheckpointError
 from model.formats.native import load_checkpoint, read_config, save_checkpoint
 from model.tokenizers import Tokenizer, train_sentencepiece
 from tests.helpers import tiny_rnn, tiny_transformer
-from tests.test_tokenizer import CORPUS
+from tests.unit.test_tokenizer import CORPUS
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ from model.formats import model_info, save_checkpoint
 from model.tokenizers import Tokenizer, train_sentencepiece
 from pipeline.inputs import Columns
 from tests.helpers import tiny_transformer
-from tests.test_tokenizer import CORPUS
+from tests.unit.test_tokenizer import CORPUS
 
 COLUMNS = Columns("id", "source", None)
 

@@ -20,6 +20,7 @@ from pipeline.runtime.blas import (
     use_openblas,
 )
 from pipeline.settings import CPU_BLAS, ComputeConfig
+from tests.conftest import ROOT
 from tests.helpers import random_sources, tiny_rnn, tiny_transformer
 
 needs_openblas = pytest.mark.skipif(numpy_blas() != "openblas", reason="numpy is not built with OpenBLAS")
@@ -123,7 +124,7 @@ def test_the_translation_actor_decodes_alike_with_either_blas():
     from pipeline.io import read_table
     from pipeline.stages import Tokenize, Translator
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = ROOT
     model = os.path.join(root, "models", "multi30k-en-de")
     sample = read_table(os.path.join(root, "samples", "multi30k-en-de"))
     table = pa.table({"id": list(range(60)), "source": sample.column("source").to_pylist()[:60]})
