@@ -24,22 +24,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 from jobs.cli import parse_config, print_config, with_absolute_paths  # noqa: E402
 from model.config_fields import arg  # noqa: E402
+from model.formats import FORMAT_READERS  # noqa: E402
 
-
-def _marian_reader(uri, storage_options):
-    from model.formats import load_marian
-
-    return load_marian(uri, storage_options=storage_options)
-
-
-def _m2m100_reader(uri, storage_options):
-    from model.formats import load_m2m100
-
-    return load_m2m100(uri, storage_options=storage_options)
-
-
-# --from: (uri, storage_options) -> (model, tokenizer, config.json, generation_config.json)
-READERS = {"marian": _marian_reader, "m2m100": _m2m100_reader}
+# --from: the external formats of the model registry (model/formats/registry.py), by name
+READERS = FORMAT_READERS
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ _HOMES = {
     "save_checkpoint": "model.formats.native",
     "read_config": "model.formats.native_files",
     "load_tokenizer_only": "model.formats.native_files",
+    "FORMAT_READERS": "model.formats.registry",
     "ModelInfo": "model.formats.registry",
     "load_model": "model.formats.registry",
     "load_tokenizer": "model.formats.registry",

@@ -8,10 +8,9 @@ are in model/formats/native.py.
 from __future__ import annotations
 
 import hashlib
-import json
 
 from model.errors import CheckpointError
-from model.storage import resolve
+from model.storage import read_json, resolve
 from model.tokenizers import tokenizer_from_files
 
 FORMAT = "nmt-batch-checkpoint"
@@ -34,11 +33,7 @@ def _read(fs, root: str, name: str, uri: str) -> bytes:
 
 def read_config(uri: str, storage_options: dict | None = None) -> dict:
     fs, root = resolve(uri, storage_options)
-    raw = _read(fs, root, CONFIG, uri)
-    try:
-        config = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"checkpoint {uri}: {CONFIG} is not valid JSON ({e})") from None
+    config = read_json(fs, root, CONFIG, f"checkpoint {uri}")
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint {uri}: {CONFIG} is not an {FORMAT} config")
     for key in ("arch", "model", "tokenizer", "files"):

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from model.errors import CheckpointError
 from model.formats.native_files import CARD, CONFIG, FORMAT, load_tokenizer_only
 from model.formats.native_files import read_config as read_native_config
-from model.storage import resolve
+from model.storage import read_json, resolve
 
 # model.formats.native and model.formats.hf.marian (torch) are imported where models are loaded: the CPU stages
 # only read tokenizers, and never pay for torch.
@@ -39,14 +39,7 @@ class ModelInfo:
 
 def _read_json_config(uri: str, storage_options: dict | None) -> dict:
     fs, root = resolve(uri, storage_options)
-    try:
-        raw = fs.cat_file(f"{root}/{CONFIG}")
-    except FileNotFoundError:
-        raise CheckpointError(f"model {uri}: missing file {CONFIG}") from None
-    try:
-        config = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"model {uri}: {CONFIG} is not valid JSON ({e})") from None
+    config = read_json(fs, root, CONFIG, f"model {uri}")
     if not isinstance(config, dict):
         raise CheckpointError(f"model {uri}: {CONFIG} is not a JSON object")
     return config
@@ -151,6 +144,12 @@ def _marian_load(uri, device, dtype, storage_options):
                       metadata={"generation_config": generation})
 
 
+def _marian_read(uri, storage_options):
+    from model.formats.hf.marian import load_marian
+
+    return load_marian(uri, storage_options=storage_options)
+
+
 def _marian_tokenizer(uri, storage_options):
     from model.tokenizers import load_marian_tokenizer
 
@@ -178,6 +177,12 @@ def _m2m100_load(uri, device, dtype, storage_options):
                       metadata={"generation_config": generation})
 
 
+def _m2m100_read(uri, storage_options):
+    from model.formats.hf.m2m100 import load_m2m100
+
+    return load_m2m100(uri, storage_options=storage_options)
+
+
 def _m2m100_tokenizer(uri, storage_options):
     from model.tokenizers import load_m2m100_tokenizer
 
@@ -192,14 +197,21 @@ class Loader:
     info: object  # (uri, storage_options) -> ModelInfo
     load: object  # (uri, device, dtype, storage_options) -> Checkpoint
     tokenizer: object  # (uri, storage_options) -> tokenizer
+    # (uri, storage_options) -> (model, tokenizer, config.json, generation_config.json) as stored, for
+    # convert_model --from; None for our own format
+    read: object = None
 
 
 LOADERS = (
     Loader("native", lambda c: c.get("format") == FORMAT, _native_info, _native_load,
            lambda uri, so: load_tokenizer_only(uri, so)),
-    Loader("marian", lambda c: c.get("model_type") == "marian", _marian_info, _marian_load, _marian_tokenizer),
-    Loader("m2m100", lambda c: c.get("model_type") == "m2m_100", _m2m100_info, _m2m100_load, _m2m100_tokenizer),
+    Loader("marian", lambda c: c.get("model_type") == "marian", _marian_info, _marian_load, _marian_tokenizer,
+           _marian_read),
+    Loader("m2m100", lambda c: c.get("model_type") == "m2m_100", _m2m100_info, _m2m100_load, _m2m100_tokenizer,
+           _m2m100_read),
 )
+# The external formats convert_model reads (--from), by name.
+FORMAT_READERS = {loader.name: loader.read for loader in LOADERS if loader.read is not None}
 
 
 def loader_for(uri: str, storage_options: dict | None = None) -> Loader:

@@ -3,9 +3,12 @@ quantization, and what this CPU can do."""
 
 from importlib import import_module
 
-# name -> the module that defines it, imported on first use: the bindings import torch.
+# name -> the module that defines it, imported on first use: the bindings import torch, cpu_features
+# does not.
 _HOMES = {
-    "cpu_flags": "model.kernels.cpu_kernels",
+    "cpu_flags": "model.kernels.cpu_features",
+    "cpu_vendor": "model.kernels.cpu_features",
+    "cpuinfo": "model.kernels.cpu_features",
     "quantize_int8": "model.kernels.quantize",
 }
 __all__ = sorted(_HOMES)

@@ -31,21 +31,11 @@ import tempfile
 
 import torch
 
+from model.kernels.cpu_features import cpu_flags
+
 KERNELS = os.path.dirname(os.path.abspath(__file__))  # the C sources sit next to this module
 SOURCES = [os.path.join(KERNELS, name) for name in ("candidates.c", "attention.c")]
 log = logging.getLogger(__name__)
-
-
-def cpu_flags() -> set[str]:
-    """This CPU's feature flags (/proc/cpuinfo: avx2, fma, avx512f, ...); empty where unknown."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
 
 
 def _compile_flags(openmp: bool = True) -> list[str]:

@@ -23,7 +23,8 @@ import os
 import sentencepiece as spm
 
 from model.errors import CheckpointError
-from model.tokenizers.marian import SPIECE_UNDERLINE, read_json
+from model.storage import read_json
+from model.tokenizers.marian import SPIECE_UNDERLINE
 from model.tokenizers.sentencepiece import SENTENCE_END
 
 SPM_FILE = "sentencepiece.bpe.model"

@@ -19,6 +19,7 @@ import json
 import sentencepiece as spm
 
 from model.errors import CheckpointError
+from model.storage import read_json
 from model.tokenizers.sentencepiece import SENTENCE_END
 
 SPIECE_UNDERLINE = "▁"
@@ -142,18 +143,6 @@ class MarianTokenizer:
         return cls({name: read(name) for name in layout["files"]}, pad_id=layout["pad_id"], eos_id=layout["eos_id"],
                    decoder_start_id=layout["decoder_start_id"], separate_vocabs=layout["separate_vocabs"],
                    model_max_length=layout.get("model_max_length", 0))
-
-
-def read_json(fs, root: str, name: str, uri: str, required: bool = True) -> dict:
-    path = f"{root}/{name}"
-    if not fs.exists(path):
-        if required:
-            raise CheckpointError(f"{uri}: missing file {name}")
-        return {}
-    try:
-        return json.loads(fs.cat_file(path))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{uri}: {name} is not valid JSON ({e})") from None
 
 
 def load_marian_tokenizer(fs, root: str, uri: str, hf: dict) -> MarianTokenizer:

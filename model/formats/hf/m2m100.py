@@ -18,30 +18,21 @@ Nothing here imports transformers.
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from functools import partial
 
 import torch
 
 from model.architectures import TransformerConfig
 from model.errors import CheckpointError
-from model.formats.hf.layout import layer_names, read_hf_weights
+from model.formats.hf import base
+from model.formats.hf.layout import layer_names
 from model.formats.hf.marian import ACTIVATION_FROM_HF
-from model.formats.native import assemble
-from model.storage import resolve
 from model.tokenizers import load_m2m100_tokenizer
-from model.tokenizers.marian import read_json
-
-
-def is_m2m100(config: dict) -> bool:
-    return config.get("model_type") == "m2m_100"
 
 
 def transformer_config(hf: dict, where: str) -> TransformerConfig:
     """Our TransformerConfig for an M2M100 config.json; CheckpointError for what we cannot run exactly."""
-    def need(key):
-        if key not in hf:
-            raise CheckpointError(f"{where}: config.json lacks {key!r}")
-        return hf[key]
+    need = partial(base.need, hf, where)
 
     for a, b in (("encoder_attention_heads", "decoder_attention_heads"), ("encoder_ffn_dim", "decoder_ffn_dim")):
         if hf.get(a) != hf.get(b):
@@ -64,11 +55,7 @@ def transformer_config(hf: dict, where: str) -> TransformerConfig:
 
 
 def our_state(hf_state: dict[str, torch.Tensor], cfg: TransformerConfig, where: str) -> dict[str, torch.Tensor]:
-    def take(*names):
-        for n in names:
-            if n in hf_state:
-                return hf_state[n]
-        raise CheckpointError(f"{where}: weights lack {names[0]}")
+    take = partial(base.take, hf_state, where)
 
     state = {ours: take(hf) for ours, hf in layer_names(cfg)}
     state["src_embed.weight"] = take("model.shared.weight", "model.encoder.embed_tokens.weight")
@@ -80,12 +67,5 @@ def our_state(hf_state: dict[str, torch.Tensor], cfg: TransformerConfig, where: 
 
 def load_m2m100(uri: str, device="cpu", dtype=None, storage_options: dict | None = None):
     """(model, tokenizer, config.json, generation_config.json) of an M2M100/NLLB directory."""
-    fs, root = resolve(uri, storage_options)
-    hf = read_json(fs, root, "config.json", uri)
-    tokenizer = load_m2m100_tokenizer(fs, root, uri, hf)
-    hf_state, source = read_hf_weights(fs, root, uri)
-    cfg = transformer_config(hf, uri)
-    where = f"{uri}/{source}"
-    model = assemble("transformer", asdict(cfg), our_state(hf_state, cfg, where), where, device, dtype)
-    generation = read_json(fs, root, "generation_config.json", uri, required=False)
-    return model, tokenizer, hf, generation
+    return base.load_hf_directory(uri, device, dtype, storage_options, load_m2m100_tokenizer,
+                                  lambda hf, hf_state, tokenizer, uri: transformer_config(hf, uri), our_state)

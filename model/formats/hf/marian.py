@@ -21,17 +21,19 @@ Export is the inverse, for our native Transformer checkpoints: a directory that 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from functools import partial
 
 import torch
 from safetensors.torch import save as save_safetensors
 
 from model.architectures import Transformer, TransformerConfig, sinusoidal_positions
 from model.errors import CheckpointError
-from model.formats.hf.layout import layer_names, read_hf_weights
-from model.formats.native import assemble, unique_state
+from model.formats.hf import base
+from model.formats.hf.layout import layer_names
+from model.formats.native import unique_state
 from model.storage import resolve
-from model.tokenizers.marian import load_marian_tokenizer, read_json
+from model.tokenizers import load_marian_tokenizer
 
 # transformers' activation names -> ours (model/architectures/transformer.py ACTIVATIONS), and back.
 ACTIVATION_FROM_HF = {"relu": "relu", "swish": "swish", "silu": "silu", "gelu": "gelu", "gelu_new": "gelu_tanh",
@@ -40,17 +42,10 @@ ACTIVATION_TO_HF = {"relu": "relu", "swish": "swish", "silu": "silu", "gelu": "g
 START_LOGIT_BIAS = -1e4  # exported start/pad row: never predicted, out of the softmax (as CTranslate2 drops it)
 
 
-def is_marian(config: dict) -> bool:
-    return config.get("model_type") == "marian"
-
-
 # --- import -----------------------------------------------------------------------------------------
 def transformer_config(hf: dict, has_stored_positions: bool, where: str, src_pad_id: int = -1) -> TransformerConfig:
     """Our TransformerConfig for a Marian config.json; CheckpointError for what we cannot run exactly."""
-    def need(key):
-        if key not in hf:
-            raise CheckpointError(f"{where}: config.json lacks {key!r}")
-        return hf[key]
+    need = partial(base.need, hf, where)
 
     if hf.get("encoder_attention_heads") != hf.get("decoder_attention_heads"):
         heads = (hf.get("encoder_attention_heads"), hf.get("decoder_attention_heads"))
@@ -82,11 +77,7 @@ def transformer_config(hf: dict, has_stored_positions: bool, where: str, src_pad
 
 def our_state(hf_state: dict[str, torch.Tensor], cfg: TransformerConfig, where: str) -> dict[str, torch.Tensor]:
     """transformers' tensors renamed to ours (aliases and unused tables dropped)."""
-    def take(*names):
-        for n in names:
-            if n in hf_state:
-                return hf_state[n]
-        raise CheckpointError(f"{where}: weights lack {names[0]}")
+    take = partial(base.take, hf_state, where)
 
     state = {ours: take(hf) for ours, hf in layer_names(cfg)}
     if cfg.share_embeddings:
@@ -104,21 +95,17 @@ def our_state(hf_state: dict[str, torch.Tensor], cfg: TransformerConfig, where: 
     return state
 
 
-def load_marian(uri: str, device="cpu", dtype=None, storage_options: dict | None = None):
-    """(model, tokenizer, config.json, generation_config.json) of a Marian directory, run as transformers runs it."""
-    fs, root = resolve(uri, storage_options)
-    hf = read_json(fs, root, "config.json", uri)
-    tokenizer = load_marian_tokenizer(fs, root, uri, hf)
-    hf_state, source = read_hf_weights(fs, root, uri)
+def _config_of(hf: dict, hf_state: dict[str, torch.Tensor], tokenizer, uri: str) -> TransformerConfig:
     stored = "model.encoder.embed_positions.weight" in hf_state and "model.decoder.embed_positions.weight" in hf_state
     # With separate vocabularies the source side pads with its own "<pad>" entry (transformers pads with
     # the tokenizer's pad id and masks by attention_mask; we mask by the padding id, so it must be the source's).
     src_pad = tokenizer.source_vocab.get("<pad>", -1) if tokenizer.separate_vocabs else -1
-    cfg = transformer_config(hf, stored, uri, src_pad)
-    where = f"{uri}/{source}"
-    model = assemble("transformer", asdict(cfg), our_state(hf_state, cfg, where), where, device, dtype)
-    generation = read_json(fs, root, "generation_config.json", uri, required=False)
-    return model, tokenizer, hf, generation
+    return transformer_config(hf, stored, uri, src_pad)
+
+
+def load_marian(uri: str, device="cpu", dtype=None, storage_options: dict | None = None):
+    """(model, tokenizer, config.json, generation_config.json) of a Marian directory, run as transformers runs it."""
+    return base.load_hf_directory(uri, device, dtype, storage_options, load_marian_tokenizer, _config_of, our_state)
 
 
 # --- export -----------------------------------------------------------------------------------------
