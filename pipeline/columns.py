@@ -6,9 +6,27 @@ Internal columns (leading "__") travel between stages and never reach the output
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 import pyarrow as pa
 
-STATUS = "status"  # the row's status (ok, split, length_limit, empty, unsupported_language, invalid_utf8)
+STATUS = "status"  # the row's status: a RowStatus
+
+
+class RowStatus(StrEnum):
+    """A row's status, in the `status` column of the output. Tokenize sets every status but length_limit,
+    which the model actor sets once it has decoded the row; a document's is its segments' (documents/units.py)."""
+
+    OK = "ok"  # translated whole
+    EMPTY = "empty"  # null, empty or whitespace-only source: empty translation
+    SPLIT = "split"  # longer than --max-source-tokens: translated in pieces, joined with a space
+    TRUNCATED = "truncated"  # longer than --max-source-tokens with --long-policy truncate: only the head translated
+    # The translation (of a piece, for split rows) reached the maximum length without ending: it was cut there
+    # and is kept. Mostly loops ("Zwei 8 8 8 8 ...", issue 31); it wins over split and truncated, since only
+    # this status shows it.
+    LENGTH_LIMIT = "length_limit"
+    UNSUPPORTED_LANGUAGE = "unsupported_language"  # the model has no token for the row's language: empty translation
+    INVALID_UTF8 = "invalid_utf8"  # a binary source whose bytes are not UTF-8: nothing translated, translation null
 PIECES = "__pieces"  # list<list<int32>>: source ids per piece, each ending in EOS
 HYP_IDS = "__hyp_ids"  # list<list<int32>>: n-best target ids
 TARGET_PREFIX = "__target_prefix"  # list<int32>: tokens forced after the decoder's start (target language)

@@ -24,6 +24,15 @@ from model.decoding import DecodeConfig
 CPU_BLAS = ("auto", "torch", "openblas", "onednn")  # pipeline/runtime/blas.py, which needs torch, resolves them
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
+
+
+def check_precision(precision: str, on_gpu: bool) -> None:
+    """Where each precision runs, checked where a run is planned and again where a model actor starts:
+    int8 (fp32 weights, linear layers quantized) is for CPU actors, fp16 for GPUs."""
+    if precision == "int8" and on_gpu:
+        raise ValueError("--precision int8 is for CPU actors (--gpus-per-actor 0); on GPUs use bf16 or fp16")
+    if precision == "fp16" and not on_gpu:
+        raise ValueError("--precision fp16 needs a GPU; use bf16 or fp32 on CPU")
 UNITS = ("sentence", "document")
 ENGINES = ("ours", "ctranslate2")
 
@@ -232,10 +241,7 @@ def resolve_hardware(settings: TranslationSettings, compute: ComputeConfig, clus
             if min_actors == max_actors:  # nothing to grow to: a fixed pool
                 actors = max_actors
     precision = settings.precision if settings.precision != "auto" else ("bf16" if gpus_per_actor else "fp32")
-    if precision == "int8" and gpus_per_actor:
-        raise ValueError("--precision int8 is for CPU actors (--gpus-per-actor 0); on GPUs use bf16 or fp16")
-    if precision == "fp16" and not gpus_per_actor:
-        raise ValueError("--precision fp16 needs GPU actors; use bf16 or fp32 on CPU")
+    check_precision(precision, on_gpu=bool(gpus_per_actor))
     threads = compute.torch_threads or max(1, int(compute.cpus_per_actor))
     return (replace(settings, precision=precision),
             replace(compute, actors=actors, gpus_per_actor=gpus_per_actor, min_actors=min_actors,

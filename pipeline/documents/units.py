@@ -21,9 +21,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.columns import NSEG, SEG, STATUS
+from pipeline.columns import NSEG, SEG, STATUS, RowStatus
 from pipeline.documents.splitting import split_document
-from pipeline.inputs import INVALID_UTF8, compare_rows, decode_texts, same_values
+from pipeline.inputs import compare_rows, decode_texts, same_values
 from pipeline.settings import LanguageChoice
 
 
@@ -192,8 +192,8 @@ class DocumentUnit:
                 missing += 1
                 continue
             segments = translated[lo:hi]
-            status = INVALID_UTF8 if bad else document_status(text, seg_status[lo:hi], layout.cut)
-            untranslated = status in ("empty", "unsupported_language")
+            status = RowStatus.INVALID_UTF8 if bad else document_status(text, seg_status[lo:hi], layout.cut)
+            untranslated = status in (RowStatus.EMPTY, RowStatus.UNSUPPORTED_LANGUAGE)
             out_text.append(None if bad else "" if untranslated else layout.fill([s or "" for s in segments]))
             out_status.append(status)
             src_segs.append(layout.segments)
@@ -227,14 +227,14 @@ def document_status(text: str | None, segment_status: list[str], cut: bool = Fal
     empty come first: those documents have no translation at all.)
     """
     if not text or not text.strip():
-        return "empty"
-    if "unsupported_language" in segment_status:
-        return "unsupported_language"
-    if "length_limit" in segment_status:
-        return "length_limit"
-    if "truncated" in segment_status:
-        return "truncated"
-    return "split" if cut or "split" in segment_status else "ok"
+        return RowStatus.EMPTY
+    if RowStatus.UNSUPPORTED_LANGUAGE in segment_status:
+        return RowStatus.UNSUPPORTED_LANGUAGE
+    if RowStatus.LENGTH_LIMIT in segment_status:
+        return RowStatus.LENGTH_LIMIT
+    if RowStatus.TRUNCATED in segment_status:
+        return RowStatus.TRUNCATED
+    return RowStatus.SPLIT if cut or RowStatus.SPLIT in segment_status else RowStatus.OK
 
 
 SENTENCES = SentenceUnit()

@@ -18,7 +18,6 @@ _HOMES = {
     "kept_rows": "pipeline.inputs.changes",
     "output_in_line": "pipeline.inputs.changes",
     "same_values": "pipeline.inputs.changes",
-    "INVALID_UTF8": "pipeline.inputs.text_columns",
     "decode_texts": "pipeline.inputs.text_columns",
 }
 __all__ = sorted(_HOMES)

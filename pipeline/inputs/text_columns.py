@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-INVALID_UTF8 = "invalid_utf8"  # row status: the source's bytes are not UTF-8; nothing was translated
-
 
 def is_text_type(kind: pa.DataType) -> bool:
     """Whether a column of this type can be read as text: strings, bytes holding UTF-8, a dictionary of

@@ -40,7 +40,7 @@ import os
 import torch
 from torch import nn
 
-from model.kernels import cpu_flags
+from model.kernels import cpu_flags, cpu_vendor
 from pipeline.settings import CPU_BLAS
 
 
@@ -106,18 +106,6 @@ def numpy_blas() -> str:
     from threadpoolctl import threadpool_info
 
     return next((pool["internal_api"] for pool in threadpool_info() if pool["user_api"] == "blas"), "")
-
-
-def cpu_vendor() -> str:
-    """x86 vendor string (GenuineIntel, AuthenticAMD, ...) from /proc/cpuinfo; "" elsewhere."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("vendor_id"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
 
 
 def resolve_cpu_blas(choice: str, threads: int = 1) -> str:

@@ -4,7 +4,7 @@ Each stage is a callable class that loads its heavy state once, checks its
 input columns, and takes and returns pyarrow tables. They run without Ray
 too: tests call them directly.
 
-Row statuses: pipeline/stages/tokenize.py.
+Row statuses: pipeline/columns.py (RowStatus).
 """
 
 from importlib import import_module

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from pipeline.columns import HYP_IDS, STATUS, require_columns
-from pipeline.inputs import INVALID_UTF8
+from pipeline.columns import HYP_IDS, STATUS, RowStatus, require_columns
 
 
 class Detokenize:
@@ -25,7 +24,7 @@ class Detokenize:
         decoded = [[next(texts) for _ in row] for row in nbest]
         best = [row[0] for row in decoded]
         if STATUS in table.column_names:  # a source that could not be read has no translation, not an empty one
-            best = [None if s == INVALID_UTF8 else t for t, s in zip(best, table.column(STATUS).to_pylist(),
+            best = [None if s == RowStatus.INVALID_UTF8 else t for t, s in zip(best, table.column(STATUS).to_pylist(),
                                                                    strict=True)]
         table = table.append_column("translation", pa.array(best, pa.string()))
         if self.nbest > 1:

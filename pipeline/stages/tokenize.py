@@ -1,28 +1,14 @@
 """The tokenize stage (CPU): source text -> id pieces, and each row's status.
 
-Row status, in the `status` column of the output:
-    ok          translated whole
-    empty       null, empty or whitespace-only source: empty translation
-    split       longer than --max-source-tokens: translated in pieces, joined with a space
-    truncated   longer than --max-source-tokens with --long-policy truncate: only the head translated
-    length_limit
-                the translation (of a piece, for split rows) reached the maximum length without ending: it
-                was cut there and is kept. Mostly loops ("Zwei 8 8 8 8 ...", issue 31); it wins over split
-                and truncated, since only this status shows it
-    unsupported_language
-                the model has no token for the row's source or target language: empty translation
-    invalid_utf8
-                a binary source whose bytes are not UTF-8: nothing translated, the translation is null
-
-Tokenize sets every status but length_limit, which the model actor sets once it has decoded the row.
+Row statuses: pipeline/columns.py's RowStatus.
 """
 
 from __future__ import annotations
 
 import pyarrow as pa
 
-from pipeline.columns import PIECES, STATUS, TARGET_PREFIX, require_columns
-from pipeline.inputs import INVALID_UTF8, decode_texts
+from pipeline.columns import PIECES, STATUS, TARGET_PREFIX, RowStatus, require_columns
+from pipeline.inputs import decode_texts
 
 
 def split_pieces(ids: list[int], max_len: int, eos_id: int, boundary_ids: frozenset[int]) -> list[list[int]]:
@@ -89,7 +75,7 @@ class Tokenize:
         for text, bad, ids, prefixes in zip(clean, invalid, encoded, self._prefixes(table), strict=True):
             if bad or prefixes is None:
                 pieces.append([])
-                status.append(INVALID_UTF8 if bad else "unsupported_language")
+                status.append(RowStatus.INVALID_UTF8 if bad else RowStatus.UNSUPPORTED_LANGUAGE)
                 targets.append([])
                 continue
             head, target = prefixes
@@ -97,16 +83,16 @@ class Tokenize:
             room = self.max_len - len(head)  # the source language token takes a position in every piece
             if not text:
                 pieces.append([])
-                status.append("empty")
+                status.append(RowStatus.EMPTY)
             elif len(ids) + 1 <= room:
                 pieces.append([head + ids + [self.eos]])
-                status.append("ok")
+                status.append(RowStatus.OK)
             elif self.long_policy == "truncate":
                 pieces.append([head + ids[: room - 1] + [self.eos]])
-                status.append("truncated")
+                status.append(RowStatus.TRUNCATED)
             else:
                 pieces.append([head + p for p in split_pieces(ids, room, self.eos, self.boundaries)])
-                status.append("split")
+                status.append(RowStatus.SPLIT)
         return (table.append_column(PIECES, pa.array(pieces, pa.list_(pa.list_(pa.int32()))))
                 .append_column(TARGET_PREFIX, pa.array(targets, pa.list_(pa.int32())))
                 .append_column(STATUS, pa.array(status, pa.string())))

@@ -12,12 +12,10 @@ import time
 import pyarrow as pa
 
 from model.decoding import DecodeConfig
-from pipeline.columns import HYP_IDS, PIECES, ROW_STATS, STATUS, TARGET_PREFIX, require_columns
+from pipeline.columns import HYP_IDS, PIECES, ROW_STATS, STATUS, TARGET_PREFIX, RowStatus, require_columns
 from pipeline.output import row_stats_array
 from pipeline.runtime import peak_rss_mb
-from pipeline.settings import CPU_MAX_TOKENS
-
-LENGTH_LIMIT = "length_limit"
+from pipeline.settings import CPU_MAX_TOKENS, check_precision
 
 
 class Translator:
@@ -43,10 +41,7 @@ class Translator:
             setup_cpu_process(torch_threads)
         # int8 loads fp32 weights and quantizes the linear layers (a CPU-only path).
         dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32}[precision]
-        if dtype == torch.float16 and self.device.type == "cpu":
-            raise ValueError("--precision fp16 needs a GPU; use bf16 or fp32 on CPU")
-        if precision == "int8" and self.device.type != "cpu":
-            raise ValueError("--precision int8 is for CPU actors; on GPUs use bf16 or fp16")
+        check_precision(precision, on_gpu=self.device.type != "cpu")
         self.decode, self.max_tokens = decode, max_tokens or (CPU_MAX_TOKENS if self.device.type == "cpu" else 0)
         self.budget = None  # GPU: the measured token budget (pipeline/runtime/gpu_budget.py), when max_tokens is 0
         self.actor_id = f"{socket.gethostname()}:{os.getpid()}"
@@ -116,7 +111,7 @@ class Translator:
         status = table.column(STATUS).to_pylist()
         for r, pieces in enumerate(per_row):
             if any(p[0].length_limited for p in pieces):  # the translation holds a piece cut at the limit
-                status[r] = LENGTH_LIMIT
+                status[r] = RowStatus.LENGTH_LIMIT
             if not pieces:
                 nbest_ids.append([[]])
                 scores.append(None)
