@@ -53,3 +53,19 @@ def test_no_module_re_exports_a_name_it_imports():
                     if "F401" in line:
                         offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert not offenders, offenders
+
+
+def test_every_architecture_and_tokenizer_provides_its_written_contract():
+    """The Protocols in model/architectures/contract.py and model/tokenizers/base.py are what the
+    implementations offer (methods and properties, checked on the classes)."""
+    from model.architectures import DecodingModel, RNNSeq2Seq, Transformer
+    from model.tokenizers import FairseqMultilingualTokenizer, MarianTokenizer, Tokenizer, TokenizerContract
+
+    for protocol, classes in ((DecodingModel, (Transformer, RNNSeq2Seq)),
+                              (TokenizerContract, (Tokenizer, MarianTokenizer, FairseqMultilingualTokenizer))):
+        members = [n for n, v in vars(protocol).items() if callable(v) or isinstance(v, property)]
+        members = [n for n in members if not n.startswith("_")]
+        assert members
+        for cls in classes:
+            missing = [n for n in members if not hasattr(cls, n)]
+            assert not missing, f"{cls.__name__} lacks {missing} of {protocol.__name__}"
