@@ -18,7 +18,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from bench.evaluate import evaluate  # noqa: E402
-from model.checkpoint import load_checkpoint  # noqa: E402
+from model.formats import load_checkpoint  # noqa: E402
 
 ROWS = [
     ("lstm-reversed-noattn", "LSTM encoder-decoder, source reversed, no attention (Sutskever et al., 2014)"),

@@ -11,7 +11,7 @@ layers, d512, 8 heads, ff 2048, 32k vocabulary, decoded to a fixed length), each
 test_2016_flickr; a long set of three consecutive test sentences joined) and each precision, every
 engine runs in its own process, on the same token ids, with the same beam, length penalty and
 maximum length, and its own best batching:
-    ours          length-sorted token-budget batches (pipeline/decode.py: what the model actors run)
+    ours          length-sorted token-budget batches (model/decoding/batched.py: what the model actors run)
     ours-fixed    batches of 32 rows in input order (the plain `generate`-in-map_batches loop)
     ctranslate2   token batches on sorted input (max_batch_size tokens, batch_type="tokens")
     transformers  sorted batches of 32 and of 64 rows (the better one is kept); fp32 only
@@ -169,17 +169,16 @@ def runs_precision(engine: str, precision: str, device: str) -> bool:
 def _ours(job, ids, beam, max_len, min_len, precision, threads, fixed):
     import torch
 
-    from model.loaders import load_model
-    from model.search import DecodeConfig
-    from pipeline.cpu_decoding import for_cpu_decoding, setup_cpu_process
-    from pipeline.decode import decode_streams, prepare_for_decoding, translate_ids
+    from model.decoding import DecodeConfig, decode_streams, prepare_for_decoding, translate_ids
+    from model.formats import load_model
+    from pipeline.runtime import for_cpu_decoding, setup_cpu_process
 
     device = job["device"]
     if device == "cpu":
         streams, threads = decode_streams(threads, job["streams"])  # as the translation job's actors do
         setup_cpu_process(threads)
         model = for_cpu_decoding(load_model(job["native"]).model, precision, job["cpu_blas"], threads)
-    else:  # as a GPU actor loads it (pipeline/translate.py): the weights in the compute dtype
+    else:  # as a GPU actor loads it (pipeline/stages/translate.py): the weights in the compute dtype
         streams = 1
         model = prepare_for_decoding(load_model(job["native"], device=device,
                                                 dtype=getattr(torch, TORCH_DTYPES[precision])).model)
@@ -367,7 +366,7 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=1, help="timed runs per engine process; the fastest is kept")
     p.add_argument("--rounds", type=int, default=3, help="rounds of every engine in turn (order reversed "
                    "each round), the fastest run of each engine is kept: the VM's drift hits all engines alike")
-    p.add_argument("--cpu-blas", default="auto", help="our engine's --cpu-blas (pipeline/blas.py)")
+    p.add_argument("--cpu-blas", default="auto", help="our engine's --cpu-blas (pipeline/runtime/blas.py)")
     p.add_argument("--streams", type=int, default=0, help="our engine's --cpu-streams: batches decoded at once, "
                    "--threads / streams threads each (0: one per thread)")
     p.add_argument("--job-sentences", type=int, default=30000, help="0: skip the whole-job run (which costs a "
@@ -385,10 +384,9 @@ def main() -> int:
     import torch
 
     from bench.machine import cpu_info
-    from model.loaders import load_tokenizer
-    from model.marian import marian_order
-    from pipeline.blas import numpy_blas, resolve_cpu_blas
-    from pipeline.decode import decode_streams
+    from model.decoding import decode_streams
+    from model.formats import load_tokenizer, marian_order
+    from pipeline.runtime import numpy_blas, resolve_cpu_blas
 
     streams, stream_threads = decode_streams(args.threads, args.streams)
     if gpu and not torch.cuda.is_available():

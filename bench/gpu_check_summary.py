@@ -139,7 +139,7 @@ PRINTED = (re.compile(r"^(bf16|fp16): BLEU \{'cpu fp32': ([\d.]+), '\w+': ([\d.]
 
 
 def printed(folder: str) -> dict:
-    """The figures tests/test_gpu.py prints (pytest -rA shows them under 'Captured stdout')."""
+    """The figures tests/integration/test_gpu.py prints (pytest -rA shows them under 'Captured stdout')."""
     path = os.path.join(folder, "tests.log")
     found: dict = {"half_precision": [], "out_of_memory_batches": None}
     if not os.path.exists(path):

@@ -1,6 +1,6 @@
 """Loops and the length limit: how many translations of a model are cut at the maximum length (row status
 `length_limit`), and what --no-repeat-ngram-size does to them and to BLEU, on Multi30k val and
-test_2016_flickr. No Ray: the translation job's own stages (pipeline/translate.py) run in this process.
+test_2016_flickr. No Ray: the translation job's own stages (pipeline/stages/) run in this process.
 
     python bench/loops.py --ngram-sizes 0,3,4 --beam-size 5 --out bench/results/loops_cpu.json
     python bench/make_docs.py        # docs/performance.md and the README's figures
@@ -55,8 +55,8 @@ def decode_set(stages, sources: list[str], batch_rows: int) -> tuple[list[str], 
 def run_setting(model: str, n: int, args, data: dict) -> dict:
     import sacrebleu
 
-    from model.search import DecodeConfig
-    from pipeline.translate import Detokenize, Tokenize, Translator
+    from model.decoding import DecodeConfig
+    from pipeline.stages import Detokenize, Tokenize, Translator
 
     decode = DecodeConfig(beam_size=args.beam_size, no_repeat_ngram_size=n)
     stages = (Tokenize(model, "source", 256, "split", {}),

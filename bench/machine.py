@@ -8,15 +8,10 @@ import platform
 
 
 def cpu_info() -> dict:
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name") and model in ("", "x86_64", platform.machine()):
-                    model = line.split(":", 1)[1].strip()
-                elif line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
+    from model.kernels import cpu_flags, cpuinfo
+
+    model, flags = platform.processor() or platform.machine(), cpu_flags()
+    if model in ("", "x86_64", platform.machine()):
+        model = cpuinfo().get("model name", model)
     isa = [name for name in ("avx512f", "avx512_bf16", "amx_tile") if name in flags]
     return {"cpus": os.cpu_count(), "cpu_model": model, "isa": isa or [f for f in ("avx2",) if f in flags]}

@@ -99,7 +99,7 @@ def sacrebleu_main(table: str, metric: str, chunk_rows: int) -> int:
 
     from sacrebleu.metrics import BLEU, CHRF, TER
 
-    from pipeline.sacrebleu_api import corpus_statistics, score_from_statistics
+    from pipeline.scoring import corpus_statistics, score_from_statistics
 
     t0 = time.time()
     t = read_table(table, ["reference", "translation"])

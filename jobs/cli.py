@@ -18,7 +18,7 @@ import types
 import typing
 from typing import Any
 
-from model.flags import arg, redacted  # noqa: F401  (re-exported: jobs declare and print configs with them)
+from model.config_fields import redacted
 
 
 def _base_type(tp):

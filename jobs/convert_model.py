@@ -22,23 +22,12 @@ from dataclasses import dataclass
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script
 
-from jobs.cli import arg, parse_config, print_config, with_absolute_paths  # noqa: E402
+from jobs.cli import parse_config, print_config, with_absolute_paths  # noqa: E402
+from model.config_fields import arg  # noqa: E402
+from model.formats import FORMAT_READERS  # noqa: E402
 
-
-def _marian_reader(uri, storage_options):
-    from model.marian import load_marian
-
-    return load_marian(uri, storage_options=storage_options)
-
-
-def _m2m100_reader(uri, storage_options):
-    from model.m2m100 import load_m2m100
-
-    return load_m2m100(uri, storage_options=storage_options)
-
-
-# --from: (uri, storage_options) -> (model, tokenizer, config.json, generation_config.json)
-READERS = {"marian": _marian_reader, "m2m100": _m2m100_reader}
+# --from: the external formats of the model registry (model/formats/registry.py), by name
+READERS = FORMAT_READERS
 
 
 @dataclass(frozen=True)
@@ -65,7 +54,7 @@ class ConvertConfig:
 def import_hf(cfg: ConvertConfig) -> str:
     import torch
 
-    from model.checkpoint import save_checkpoint
+    from model.formats import save_checkpoint
 
     model, tokenizer, hf, generation = READERS[cfg.from_format](cfg.input, cfg.storage_options)
     metadata = {"name": f"Converted from {cfg.input}", "converted_from": cfg.input, "hf_config": hf,
@@ -78,10 +67,9 @@ def import_hf(cfg: ConvertConfig) -> str:
 
 
 def export_marian(cfg: ConvertConfig) -> str:
-    from model.loaders import load_model
-    from model.marian import export_marian as export
-    from model.marian import generation_defaults
-    from model.search import DecodeConfig
+    from model.decoding import DecodeConfig
+    from model.formats import export_marian as export
+    from model.formats import generation_defaults, load_model
 
     ckpt = load_model(cfg.input, storage_options=cfg.storage_options)
     config = export(ckpt.model, ckpt.tokenizer, cfg.output, max_positions=cfg.max_positions,
@@ -94,7 +82,7 @@ def export_marian(cfg: ConvertConfig) -> str:
 def main(argv=None) -> int:
     cfg = with_absolute_paths(parse_config(ConvertConfig, argv), "input", "output")
     print_config(cfg)
-    from model.checkpoint import CheckpointError
+    from model.errors import CheckpointError
 
     try:
         message = import_hf(cfg) if cfg.from_format else export_marian(cfg)

@@ -22,8 +22,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 import pyarrow as pa  # noqa: E402
 
-from jobs.cli import arg, parse_config, print_config  # noqa: E402
-from pipeline.io import files_in, move, read_text_lines, remove, resolve, table_to_parquet_bytes, to_uri  # noqa: E402
+from jobs.cli import parse_config, print_config  # noqa: E402
+from model.config_fields import arg  # noqa: E402
+from model.storage import resolve  # noqa: E402
+from pipeline.io import files_in, move, read_text_lines, remove, table_to_parquet_bytes, to_uri  # noqa: E402
 
 
 @dataclass(frozen=True)

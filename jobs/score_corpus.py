@@ -18,8 +18,9 @@ from datetime import UTC, datetime
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script
 
-from jobs.cli import arg, parse_config, print_config, redacted, with_absolute_paths  # noqa: E402
-from pipeline.metrics import BLEU_TOKENIZERS, parse_metrics  # noqa: E402
+from jobs.cli import parse_config, print_config, with_absolute_paths  # noqa: E402
+from model.config_fields import arg, redacted  # noqa: E402
+from pipeline.scoring import BLEU_TOKENIZERS, parse_metrics  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -84,8 +85,7 @@ def check_columns(cfg: ScoreConfig) -> tuple[object, list[str], list[str], str |
 
 
 def make_spec(cfg: ScoreConfig, length_column: str | None):
-    from pipeline.metrics import MetricOptions
-    from pipeline.scoring import ScoreSpec
+    from pipeline.scoring import MetricOptions, ScoreSpec
 
     options = MetricOptions(bleu_tokenize=cfg.tokenize, lowercase=cfg.lowercase,
                             chrf_word_order=2 if cfg.chrf_plus else 0, ter_normalized=cfg.ter_normalized,
@@ -132,8 +132,9 @@ def score(cfg: ScoreConfig, fs, files, needed, spec):
 
 
 def write_sentence_scores(cfg: ScoreConfig, fs, files, spec) -> str:
-    from pipeline.io import join, pyarrow_filesystem, remove, resolve
-    from pipeline.sentence_scores import SentenceScores
+    from model.storage import resolve
+    from pipeline.io import join, pyarrow_filesystem, remove
+    from pipeline.scoring import SentenceScores
 
     out_fs, out = resolve(join(cfg.output, "sentence_scores"), cfg.storage_options)
     if out_fs.exists(out):
@@ -146,8 +147,9 @@ def write_sentence_scores(cfg: ScoreConfig, fs, files, spec) -> str:
 
 
 def write_charts(cfg: ScoreConfig, report: dict) -> list[str]:
-    from pipeline.charts import bar_chart
-    from pipeline.io import resolve, write_bytes_atomic
+    from model.storage import resolve
+    from pipeline.io import write_bytes_atomic
+    from pipeline.scoring import bar_chart
 
     fs, root = resolve(cfg.output, cfg.storage_options)
     metric = cfg.metric_names[0]
@@ -171,9 +173,8 @@ def main(argv=None) -> int:
     cfg = with_absolute_paths(parse_config(ScoreConfig, argv), "input", "output")
     print_config(cfg)
     from pipeline.cluster import init_ray
-    from pipeline.process_memory import peak_rss_mb
-    from pipeline.report import write_report
-    from pipeline.scoring import finalize
+    from pipeline.runtime import peak_rss_mb
+    from pipeline.scoring import finalize, write_report
 
     try:
         fs, files, needed, length_column = check_columns(cfg)

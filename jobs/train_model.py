@@ -19,8 +19,10 @@ from dataclasses import dataclass
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # run as a script
 
-from jobs.cli import arg, parse_config, print_config, with_absolute_paths  # noqa: E402
-from pipeline.io import is_local, join, pyarrow_filesystem, resolve  # noqa: E402
+from jobs.cli import parse_config, print_config, with_absolute_paths  # noqa: E402
+from model.config_fields import arg  # noqa: E402
+from model.storage import is_local, resolve  # noqa: E402
+from pipeline.io import join, pyarrow_filesystem  # noqa: E402
 from training.scheduled_sampling import ScheduledSampling  # noqa: E402
 
 
@@ -126,7 +128,7 @@ class TrainConfig:
 def init_model_config(uri: str, tokenizer, storage_options: dict) -> tuple[str, dict]:
     """(arch, model config) of the --init-model directory, which must share the training vocabulary:
     a model fed ids from another vocabulary would train, but on garbage."""
-    from model.checkpoint_files import load_tokenizer_only, read_config
+    from model.formats import load_tokenizer_only, read_config
 
     config = read_config(uri, storage_options)
     if load_tokenizer_only(uri, storage_options).vocab_fingerprint() != tokenizer.vocab_fingerprint():
@@ -167,7 +169,7 @@ def build_train_dataset(cfg: TrainConfig):
 
 def export_models(cfg: TrainConfig, result) -> dict:
     """Copy the last checkpoint to <output>/last and average the last N into <output>/average."""
-    from model.checkpoint import load_checkpoint, save_checkpoint
+    from model.formats import load_checkpoint, save_checkpoint
     from training.average import average_checkpoints
 
     written = {}
@@ -197,8 +199,8 @@ def main(argv=None) -> int:
     import ray.train
     from ray.train.torch import TorchTrainer
 
-    from model.checkpoint_files import CheckpointError
-    from model.tokenizer import load_tokenizer
+    from model.errors import CheckpointError
+    from model.tokenizers import load_tokenizer_dir
     from pipeline.cluster import init_ray
     from training.loop import loop_config, train_worker
 
@@ -209,7 +211,7 @@ def main(argv=None) -> int:
               "or choose another --name/--output", file=sys.stderr)
         return 2
     try:
-        tokenizer = load_tokenizer(cfg.tokenizer, cfg.storage_options)
+        tokenizer = load_tokenizer_dir(cfg.tokenizer, cfg.storage_options)
         arch, model_config = cfg.model_config(tokenizer)
         init_ray(cfg.num_workers * cfg.cpus_per_worker + 3 * cfg.data_cpus + 1)
         train_ds = build_train_dataset(cfg)

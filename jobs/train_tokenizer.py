@@ -20,8 +20,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 
 import pyarrow.parquet as pq  # noqa: E402
 
-from jobs.cli import arg, parse_config, print_config, redacted  # noqa: E402
-from model.tokenizer import Tokenizer, save_tokenizer, train_sentencepiece  # noqa: E402
+from jobs.cli import parse_config, print_config  # noqa: E402
+from model.config_fields import arg, redacted  # noqa: E402
+from model.tokenizers import Tokenizer, save_tokenizer, train_sentencepiece  # noqa: E402
 from pipeline.io import list_parquet_files  # noqa: E402
 
 

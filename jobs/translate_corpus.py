@@ -6,9 +6,9 @@
 
 Re-running the same command after a failure finishes what is missing and
 leaves finished shards untouched; a shard whose input changed since its commit
-is brought in line with it (pipeline/resume.py). One run at a time writes an
+is brought in line with it (pipeline/output/resume.py). One run at a time writes an
 output: a second one exits with status 3 naming the holder, or waits
-(--wait-for-lease; pipeline/lease.py). See pipeline/shards.py for the output layout.
+(--wait-for-lease; pipeline/output/lease.py). See pipeline/output/layout.py for the output layout.
 """
 
 from __future__ import annotations
@@ -23,10 +23,11 @@ from datetime import UTC, datetime
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)  # run as a script
 
-from jobs.cli import arg, parse_config, print_config, redacted, with_absolute_paths  # noqa: E402
+from jobs.cli import parse_config, print_config, with_absolute_paths  # noqa: E402
+from model.config_fields import arg, redacted  # noqa: E402
 from pipeline.io import absolute_uri  # noqa: E402
-from pipeline.lease import LeaseConfig  # noqa: E402
-from pipeline.metrics import BLEU_TOKENIZERS, parse_metrics  # noqa: E402
+from pipeline.output import LeaseConfig  # noqa: E402
+from pipeline.scoring import BLEU_TOKENIZERS, parse_metrics  # noqa: E402
 from pipeline.settings import ComputeConfig, TranslationSettings  # noqa: E402
 
 SAMPLE_INPUT = os.path.join(ROOT, "samples", "multi30k-en-de")
@@ -64,14 +65,14 @@ class TranslateConfig:
                              "sacreBLEU's choice for the target language (zh, ja-mecab, ko-mecab, else 13a)",
                              choices=["auto", *BLEU_TOKENIZERS])
     overwrite: bool = arg(False, help="delete --output first instead of resuming into it")
-    # One run at a time per output (pipeline/lease.py).
+    # One run at a time per output (pipeline/output/lease.py).
     lease: LeaseConfig = arg(LeaseConfig())
     storage_options: dict = arg({}, help="JSON options for fsspec (e.g. endpoint_url); never logged")
 
     def __post_init__(self):
         parse_metrics(self.metrics)
         if self.translation.engine == "ctranslate2":  # fail here, not in every actor after Ray starts
-            from pipeline.ct2_engine import missing_packages
+            from pipeline.runtime import missing_packages
 
             if self.ensemble:
                 raise ValueError("--engine ctranslate2 decodes single models; drop --ensemble or use --engine ours")
@@ -85,7 +86,7 @@ class TranslateConfig:
 
     @property
     def metric_options(self):
-        from pipeline.metrics import MetricOptions
+        from pipeline.scoring import MetricOptions
 
         return MetricOptions(bleu_tokenize="13a" if self.bleu_tokenize == "auto" else self.bleu_tokenize)
 
@@ -133,7 +134,7 @@ class Plan:
     in_fs: object
     shards: list
     columns: object
-    model: object  # model.loaders.ModelInfo
+    model: object  # model.formats.registry.ModelInfo
     members: list  # ModelInfo of --ensemble members
 
 
@@ -142,8 +143,8 @@ def inspect_inputs(cfg: TranslateConfig) -> Plan:
 
     Writes nothing, so a bad input fails with nothing written and no output deleted.
     """
-    from model.loaders import load_tokenizer, model_info
-    from pipeline.shards import check_unique_ids, discover_shards
+    from model.formats import load_tokenizer, model_info
+    from pipeline.inputs import check_unique_ids, discover_shards
 
     in_fs, shards, columns, _ = discover_shards(
         cfg.input, cfg.id_column, cfg.source_column, cfg.reference_column, cfg.storage_options,
@@ -158,7 +159,7 @@ def inspect_inputs(cfg: TranslateConfig) -> Plan:
 def check_languages(settings: TranslationSettings, tokenizer, uri: str) -> None:
     """A multilingual model needs target languages, a bilingual one refuses them; a run-wide language the
     model lacks is an error now, while a row's unknown language only marks that row (unsupported_language)."""
-    from pipeline.shards import InputError
+    from pipeline.io import InputError
 
     if settings.multilingual and not tokenizer.multilingual:
         raise InputError(f"model {uri} has no language tokens: --target-lang/--target-lang-column need a multilingual "
@@ -178,20 +179,18 @@ def check_languages(settings: TranslationSettings, tokenizer, uri: str) -> None:
 
 def added_columns(settings: TranslationSettings) -> list:
     """The columns the job adds to the input's (pyarrow fields)."""
-    from pipeline.shards import output_fields
+    from pipeline.columns import output_fields
 
     return output_fields(settings.decode.nbest, settings.write_scores, settings.write_segments)
 
 
 def claim(asked: TranslateConfig, cfg: TranslateConfig, plan: Plan):
     """Take the output (after --overwrite), refuse one made with other settings (`asked`: as the user gave
-    them, "auto" included); return each shard's state (pipeline/resume.py ShardState), committed shards
+    them, "auto" included); return each shard's state (pipeline/output/resume.py ShardState), committed shards
     whose input changed since brought in line with it."""
-    from pipeline.io import resolve
-    from pipeline.lease import clear_output
-    from pipeline.resume import ResumeContext, shard_state
-    from pipeline.shards import OutputLayout, claim_output
-    from pipeline.units import unit_for
+    from model.storage import resolve
+    from pipeline.documents import unit_for
+    from pipeline.output import OutputLayout, ResumeContext, claim_output, clear_output, shard_state
 
     settings = cfg.translation
     out_fs, out_root = resolve(cfg.output, cfg.storage_options)
@@ -209,9 +208,9 @@ def run_pipeline(cfg: TranslateConfig, plan: Plan, states, commits: Commits):
     """Translate what is missing, starting each shard's commit as soon as its last row is written;
     returns this run's statistics (a RunStats)."""
 
-    from pipeline.build import ModelSpec, PipelinePlan, build_pipeline, read_shards
-    from pipeline.run_stats import STATS_COLUMN, RunStats
-    from pipeline.shards import ROWS_DONE_COLUMN, SHARD_COLUMN, ShardProgress
+    from pipeline.columns import ROWS_DONE_COLUMN, SHARD_COLUMN, STATS_COLUMN
+    from pipeline.output import RunStats, ShardProgress
+    from pipeline.plan import ModelSpec, PipelinePlan, build_pipeline, read_shards
 
     shards = plan.shards
     todo = [s for s, state in zip(shards, states, strict=True) if not state.done and s.rows > len(state.ids)]
@@ -282,8 +281,8 @@ class Commits:
     def __init__(self, cfg: TranslateConfig, plan: Plan, states):
         import ray
 
-        from pipeline.shards import commit_shard
-        from pipeline.units import unit_for
+        from pipeline.documents import unit_for
+        from pipeline.output import commit_shard
 
         settings = cfg.translation
         added = added_columns(settings)
@@ -303,8 +302,9 @@ class Commits:
     def finish(self) -> tuple[dict[str, dict], dict[str, str]]:
         """(statistics of every committed shard, error per shard that failed)."""
 
-        from pipeline.io import remove, resolve
-        from pipeline.shards import OutputLayout, read_shard_stats
+        from model.storage import resolve
+        from pipeline.io import remove
+        from pipeline.output import OutputLayout, read_shard_stats
 
         late = {name: self._launch(shard) for name, shard in self.unfinished.items() if name not in self.early}
         stats, failed = {}, {}
@@ -350,9 +350,9 @@ def main(argv=None) -> int:
     cfg = replace(cfg, ensemble=[absolute_uri(u) for u in cfg.ensemble])
     print_config(cfg)
 
-    from model.checkpoint import CheckpointError
-    from pipeline.lease import HELD_EXIT_STATUS, LeaseHeld
-    from pipeline.shards import InputError
+    from model.errors import CheckpointError
+    from pipeline.io import InputError
+    from pipeline.output import HELD_EXIT_STATUS, LeaseHeld
 
     try:
         plan = inspect_inputs(cfg)
@@ -380,13 +380,14 @@ def main(argv=None) -> int:
 
 
 def take_lease(cfg: TranslateConfig):
-    """This run's lease on --output (pipeline/lease.py), its heartbeat started; LeaseHeld if another run keeps it."""
+    """This run's lease on --output (pipeline/output/lease.py), its heartbeat started; LeaseHeld if another run
+    keeps it."""
     import _thread
     import signal
     import threading
 
-    from pipeline.io import resolve
-    from pipeline.lease import Lease, lease_store
+    from model.storage import resolve
+    from pipeline.output import Lease, lease_store
 
     out_fs, out_root = resolve(cfg.output, cfg.storage_options)
     store = lease_store(out_fs, out_root)
@@ -409,10 +410,10 @@ def take_lease(cfg: TranslateConfig):
 def translate_and_report(cfg: TranslateConfig, plan: Plan) -> int:
     """Everything after the checks, under this run's lease: Ray, the plan, the pipeline, commits, the report."""
     from pipeline.cluster import cluster_view, init_ray
-    from pipeline.input_changes import RowChanges
-    from pipeline.process_memory import peak_rss_mb
-    from pipeline.report import build_report, language_pair_entries, write_report
-    from pipeline.shards import InputError
+    from pipeline.inputs import RowChanges
+    from pipeline.io import InputError
+    from pipeline.runtime import peak_rss_mb
+    from pipeline.scoring import build_report, language_pair_entries, write_report
 
     # A local instance: every core for model actors (CPU actors default to one per core) plus the
     # other stages' slots; logical CPUs are scheduling slots, not threads.
@@ -468,7 +469,7 @@ def shards_not_in_input(cfg: TranslateConfig, plan: Plan) -> list[str]:
     --input). They are left as they are, and are not in this run's report."""
     import posixpath
 
-    from pipeline.io import resolve
+    from model.storage import resolve
 
     fs, root = resolve(cfg.output, cfg.storage_options)
     stats_dir = f"{root}/_stats"

@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from model.storage import is_local, resolve  # noqa: F401  (resolve is re-exported: the pipeline's entry point)
+from model.storage import is_local, resolve
 
 
 def to_uri(fs, path: str) -> str:

@@ -11,19 +11,28 @@ GPUs, batch sizes. It may change between a run and its resume.
 Both hold "automatic" values (`precision="auto"`, `gpus_per_actor=-1`, ...)
 until `resolve_hardware` fills them from the cluster. The resume fingerprint holds
 the settings as the user gave them ("auto" included); what each row decoded in is
-recorded with it (pipeline/shards.py) and counted in the report.
+recorded with it (pipeline/stages/write.py) and counted in the report.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from model.decode_config import DecodeConfig
-from model.flags import arg, leaf_values
+from model.config_fields import arg, leaf_values
+from model.decoding import DecodeConfig
 
-CPU_BLAS = ("auto", "torch", "openblas", "onednn")  # pipeline/blas.py, which needs torch, resolves them
+CPU_BLAS = ("auto", "torch", "openblas", "onednn")  # pipeline/runtime/blas.py, which needs torch, resolves them
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
+
+
+def check_precision(precision: str, on_gpu: bool) -> None:
+    """Where each precision runs, checked where a run is planned and again where a model actor starts:
+    int8 (fp32 weights, linear layers quantized) is for CPU actors, fp16 for GPUs."""
+    if precision == "int8" and on_gpu:
+        raise ValueError("--precision int8 is for CPU actors (--gpus-per-actor 0); on GPUs use bf16 or fp16")
+    if precision == "fp16" and not on_gpu:
+        raise ValueError("--precision fp16 needs a GPU; use bf16 or fp32 on CPU")
 UNITS = ("sentence", "document")
 ENGINES = ("ours", "ctranslate2")
 
@@ -124,7 +133,7 @@ class ComputeConfig:
     cpus_per_actor: float = arg(1.0, help="CPUs reserved per model actor (also its torch threads on CPU)")
     torch_threads: int = arg(0, help="torch threads per CPU actor (0: --cpus-per-actor)")
     # A CPU actor of several threads decodes several batches at once, one thread each, through its one copy
-    # of the model: a decoding step's products are too small to split well (pipeline/decode.py).
+    # of the model: a decoding step's products are too small to split well (model/decoding/batched.py).
     cpu_streams: int = arg(0, help="batches a CPU actor decodes at once, each on --torch-threads / streams "
                            "threads, sharing the actor's one copy of the model (0: one per torch thread; 1: one "
                            "batch at a time on every thread)")
@@ -148,7 +157,7 @@ class ComputeConfig:
     @property
     def stage_cpus(self) -> float:
         """CPU slots the pipeline needs beside the model actors: the read tasks, the tokenize and detokenize
-        actors, write tasks and the shard commits, `cpus_per_stage` each (pipeline/build.py). Fewer, and a
+        actors, write tasks and the shard commits, `cpus_per_stage` each (pipeline/plan.py). Fewer, and a
         stage waits forever."""
         return 5 * self.cpus_per_stage
 
@@ -159,7 +168,7 @@ class ComputeConfig:
 
 
 # Automatic batch sizes. A CPU actor's budget is its speed optimum (above); a GPU actor's budget is set by
-# the actor from its memory (pipeline/gpu_budget.py), and its calls carry more rows so the budget can fill.
+# the actor from its memory (pipeline/runtime/gpu_budget.py), and its calls carry more rows so the budget can fill.
 CPU_MAX_TOKENS = 24000
 CPU_BATCH_ROWS = 1024
 GPU_BATCH_ROWS = 8192
@@ -232,10 +241,7 @@ def resolve_hardware(settings: TranslationSettings, compute: ComputeConfig, clus
             if min_actors == max_actors:  # nothing to grow to: a fixed pool
                 actors = max_actors
     precision = settings.precision if settings.precision != "auto" else ("bf16" if gpus_per_actor else "fp32")
-    if precision == "int8" and gpus_per_actor:
-        raise ValueError("--precision int8 is for CPU actors (--gpus-per-actor 0); on GPUs use bf16 or fp16")
-    if precision == "fp16" and not gpus_per_actor:
-        raise ValueError("--precision fp16 needs GPU actors; use bf16 or fp32 on CPU")
+    check_precision(precision, on_gpu=bool(gpus_per_actor))
     threads = compute.torch_threads or max(1, int(compute.cpus_per_actor))
     return (replace(settings, precision=precision),
             replace(compute, actors=actors, gpus_per_actor=gpus_per_actor, min_actors=min_actors,

@@ -2,7 +2,7 @@
 
     python scripts/check_cluster_config.py cluster.yaml deploy/gcp-cluster.yaml
 
-Exits non-zero with one line per problem. Used by tests/test_cluster_config.py.
+Exits non-zero with one line per problem. Used by tests/unit/test_cluster_config.py.
 """
 
 from __future__ import annotations

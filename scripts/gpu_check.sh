@@ -11,7 +11,7 @@
 #   engines    bench/engines.py --device cuda: ours in fp16/bf16 against transformers (and CTranslate2
 #              float16/bfloat16/int8_float16 where it runs) on test_2016_flickr, the long set and the
 #              Transformer-base shape; then the whole job on 30,000 sentences on one GPU actor
-#   tests      every gpu-marked test (tests/test_gpu.py and the others): half precision against the CPU's
+#   tests      every gpu-marked test (tests/integration/test_gpu.py and the others): half precision against the CPU's
 #              fp32, fused attention kernels, host syncs per step, a real out-of-memory split, the job on
 #              whole and half GPUs, training with --use-gpu and its resume, CTranslate2 on the GPU
 #   job-half   the same 30,000 sentences on two actors of half a GPU each (--gpus-per-actor 0.5)

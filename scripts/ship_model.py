@@ -26,7 +26,7 @@ sys.path.insert(0, ROOT)
 import torch  # noqa: E402
 
 from bench.evaluate import evaluate  # noqa: E402
-from model.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
+from model.formats import load_checkpoint, save_checkpoint  # noqa: E402
 
 PUBLISHED = 41.0  # text-only Transformer baselines on test_2016_flickr En->De (brief)
 

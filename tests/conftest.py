@@ -90,8 +90,8 @@ def tiny_checkpoint(tmp_path_factory):
     """A random tiny Transformer with a real SentencePiece model trained on the sample corpus."""
     import torch
 
-    from model.checkpoint import save_checkpoint
-    from model.tokenizer import Tokenizer, train_sentencepiece
+    from model.formats import save_checkpoint
+    from model.tokenizers import Tokenizer, train_sentencepiece
     from pipeline.io import read_table
     from tests.helpers import tiny_transformer
 
@@ -116,6 +116,18 @@ def local_ray():
     ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+# Markers by folder: tests/unit starts no Ray (`pytest -m "not e2e and not integration"`), tests/integration
+# starts a local Ray (the `local_ray` fixture or a job in a subprocess), tests/e2e a Ray head, nodes or S3.
+FOLDER_MARKERS = {"integration": pytest.mark.integration, "e2e": pytest.mark.e2e}
+
+
+def pytest_itemcollected(item):
+    """Each test's marker from its folder, set as it is collected (before `-m` selects)."""
+    folder = os.path.relpath(str(item.path), os.path.join(ROOT, "tests")).split(os.sep)[0]
+    if folder in FOLDER_MARKERS:
+        item.add_marker(FOLDER_MARKERS[folder])
 
 
 def pytest_collection_modifyitems(config, items):

@@ -6,11 +6,9 @@ import random
 
 import torch
 
-from model.loss import label_smoothed_loss
-from model.rnn import RNNConfig, RNNSeq2Seq
-from model.tokenizer import BOS_ID, EOS_ID, PAD_ID
-from model.transformer import Transformer, TransformerConfig
-from pipeline.batching import pad_batch
+from model.architectures import RNNConfig, RNNSeq2Seq, Transformer, TransformerConfig, label_smoothed_loss
+from model.decoding import pad_batch
+from model.tokenizers import BOS_ID, EOS_ID, PAD_ID
 
 FIRST_SYMBOL = 4  # ids below are pad/unk/bos/eos
 

@@ -16,7 +16,7 @@ import shutil
 import sentencepiece as spm
 import torch
 
-from model.m2m100_tokenizer import LANGUAGE_CODES
+from model.tokenizers.m2m100 import LANGUAGE_CODES
 from tests.conftest import ROOT
 from tests.marian_helpers import sample_text
 

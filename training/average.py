@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from model.checkpoint import Checkpoint, load_checkpoint
+from model.formats import Checkpoint, load_checkpoint
 
 
 def average_state_dicts(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     (e.g. the Ray Train checkpoints of a run that was stopped before it wrote average/)."""
     import argparse
 
-    from model.checkpoint import save_checkpoint
+    from model.formats import save_checkpoint
 
     p = argparse.ArgumentParser(description=main.__doc__)
     p.add_argument("checkpoints", nargs="+", help="model directories sharing one architecture and vocabulary")

@@ -16,17 +16,17 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from model.tokenizer import BOS_ID, EOS_ID, PAD_ID
-from pipeline.batching import budget_batches, pad_batch
+from model.decoding import budget_batches, pad_batch
+from model.tokenizers import BOS_ID, EOS_ID, PAD_ID
 
 
 class TokenizePairs:
     """Ray Data UDF: text columns -> id lists. Loads the SentencePiece models once per actor."""
 
     def __init__(self, tokenizer_uri: str, source_column: str, target_column: str, storage_options: dict):
-        from model.tokenizer import load_tokenizer
+        from model.tokenizers import load_tokenizer_dir
 
-        self.tokenizer = load_tokenizer(tokenizer_uri, storage_options)
+        self.tokenizer = load_tokenizer_dir(tokenizer_uri, storage_options)
         self.source_column, self.target_column = source_column, target_column
 
     def __call__(self, batch: dict) -> dict:

@@ -22,11 +22,12 @@ from itertools import islice
 import torch
 import torch.distributed as dist
 
-from model.checkpoint import build_model, load_checkpoint, save_checkpoint
-from model.loss import label_smoothed_loss
-from model.search import DecodeConfig
-from model.tokenizer import PAD_ID, UNK_ID, load_tokenizer
-from pipeline.io import join, read_table, resolve, write_bytes_atomic
+from model.architectures import label_smoothed_loss
+from model.decoding import DecodeConfig
+from model.formats import build_model, load_checkpoint, save_checkpoint
+from model.storage import resolve
+from model.tokenizers import PAD_ID, UNK_ID, load_tokenizer_dir
+from pipeline.io import join, read_table, write_bytes_atomic
 from training.data import DROP_REASONS, make_batch, token_batches
 from training.scheduled_sampling import TokenMixer
 from training.state import TrainState, inverse_sqrt_lr, load_training_state, save_training_state
@@ -61,7 +62,7 @@ class Trainer:
         if self.device.type == "cpu" and cfg.torch_threads:
             torch.set_num_threads(cfg.torch_threads)
         torch.manual_seed(cfg.seed)
-        self.tokenizer = load_tokenizer(cfg.tokenizer, cfg.storage_options)
+        self.tokenizer = load_tokenizer_dir(cfg.tokenizer, cfg.storage_options)
         # On the device before the optimizer exists, so restored optimizer state lands there too.
         self.model = build_model(arch, model_config).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), eps=1e-9,
@@ -252,7 +253,7 @@ class Trainer:
                             storage_options=self.cfg.storage_options)
 
     def cfg_summary(self) -> dict:
-        from model.flags import redacted
+        from model.config_fields import redacted
 
         return json.loads(json.dumps(redacted(self.cfg)))
 

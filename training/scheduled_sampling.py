@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
-from model.flags import arg
+from model.config_fields import arg
 
 SCHEDULES = ("none", "linear", "exponential", "inverse_sigmoid")
 PICKS = ("sample", "argmax")

@@ -7,11 +7,9 @@ import math
 import torch
 from sacrebleu.metrics import BLEU
 
-from model.loss import label_smoothed_loss
-from model.search import DecodeConfig
-from model.tokenizer import PAD_ID, Tokenizer
-from pipeline.batching import budget_batches
-from pipeline.decode import translate_ids
+from model.architectures import label_smoothed_loss
+from model.decoding import DecodeConfig, budget_batches, translate_ids
+from model.tokenizers import PAD_ID, Tokenizer
 from training.data import make_batch
 
 

@@ -1,7 +1,7 @@
-/* Attention of a CPU decoding step, read where the projections wrote it (model/cpu_kernels.py loads this
+/* Attention of a CPU decoding step, read where the projections wrote it (model/kernels/cpu_kernels.py loads this
  * file).
  *
- * Self-attention (model/decoder_cache.py's StepCache holds its cache): a beam search reorders its
+ * Self-attention (model/architectures/decoder_cache.py's StepCache holds its cache): a beam search reorders its
  * hypotheses after every step. A cache laid out as one (rows, T, D) block per layer must then be
  * gathered into the new row order: the whole cache read and written per layer per step, ~14% of
  * decoding long inputs on a 2-core VM. Here each step's keys and values stay where its projection wrote
@@ -9,7 +9,7 @@
  * reads the cached keys/values of a row through that ancestry, once, for the dot products and the
  * weighted sum; nothing is copied.
  *
- * Cross-attention (model/cross_memory.py's RowMemory): every beam of a sentence reads that sentence's
+ * Cross-attention (model/architectures/cross_memory.py's RowMemory): every beam of a sentence reads that sentence's
  * encoder keys/values, laid out as projected, (sentences, S, D); sentences that finish are dropped from
  * the row index, not copied out of the memory.
  */

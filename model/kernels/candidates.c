@@ -1,5 +1,5 @@
 /* The vocabulary-wide part of a CPU beam-search step in one pass per row: the row's log-normaliser
- * and its k best tokens under the search's constraints (model/cpu_kernels.py loads this file).
+ * and its k best tokens under the search's constraints (model/kernels/cpu_kernels.py loads this file).
  *
  * torch needs a log_softmax (a max, an exp-sum and a write of the whole row) and then a top-k that
  * reads the row again; on a 2-core VM that was 12-15% of a decoding step. Here each row is read twice

@@ -1,0 +1,65 @@
+"""Every column the translation job adds to a row, at some stage or in its output: one home for their names.
+
+Internal columns (leading "__") travel between stages and never reach the output; the output columns are
+`output_fields`'. Input columns named like any of them are refused or renamed (pipeline/inputs/schema.py).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+import pyarrow as pa
+
+STATUS = "status"  # the row's status: a RowStatus
+
+
+class RowStatus(StrEnum):
+    """A row's status, in the `status` column of the output. Tokenize sets every status but length_limit,
+    which the model actor sets once it has decoded the row; a document's is its segments' (documents/units.py)."""
+
+    OK = "ok"  # translated whole
+    EMPTY = "empty"  # null, empty or whitespace-only source: empty translation
+    SPLIT = "split"  # longer than --max-source-tokens: translated in pieces, joined with a space
+    TRUNCATED = "truncated"  # longer than --max-source-tokens with --long-policy truncate: only the head translated
+    # The translation (of a piece, for split rows) reached the maximum length without ending: it was cut there
+    # and is kept. Mostly loops ("Zwei 8 8 8 8 ...", issue 31); it wins over split and truncated, since only
+    # this status shows it.
+    LENGTH_LIMIT = "length_limit"
+    UNSUPPORTED_LANGUAGE = "unsupported_language"  # the model has no token for the row's language: empty translation
+    INVALID_UTF8 = "invalid_utf8"  # a binary source whose bytes are not UTF-8: nothing translated, translation null
+PIECES = "__pieces"  # list<list<int32>>: source ids per piece, each ending in EOS
+HYP_IDS = "__hyp_ids"  # list<list<int32>>: n-best target ids
+TARGET_PREFIX = "__target_prefix"  # list<int32>: tokens forced after the decoder's start (target language)
+ROW_STATS = "__row_stats"  # the per-row struct column the model actor adds
+INTERNAL = (PIECES, HYP_IDS, TARGET_PREFIX, ROW_STATS)
+SEG, NSEG = "__seg", "__nseg"  # a segment's index in its document, and the document's segment count
+PATH = "path"  # the column Ray's read_parquet(include_paths=True) adds
+STATS_COLUMN = "run_stats"  # the write stage's output: one JSON RunStats per part file written
+SHARD_COLUMN = "shard"  # the write stage's output, beside STATS_COLUMN: the part file's shard
+ROWS_DONE_COLUMN = "rows_done"  # ... and how many of its input rows the part finishes ("n" or "n/d")
+
+
+def require_columns(table: pa.Table, stage: str, columns) -> None:
+    for col in columns:
+        if col not in table.column_names:
+            raise KeyError(f"{stage} stage: input has no column {col!r} (columns: {table.column_names})")
+
+
+def output_fields(nbest: int, write_scores: bool, write_segments: bool = False) -> list[pa.Field]:
+    """Columns the translation job adds to the input's."""
+    fields = [pa.field("translation", pa.string()), pa.field(STATUS, pa.string())]
+    if write_scores or nbest > 1:
+        fields.append(pa.field("score", pa.float64()))
+    if nbest > 1:
+        fields += [pa.field("nbest_scores", pa.list_(pa.float64())), pa.field("nbest", pa.list_(pa.string()))]
+    if write_segments:
+        fields += [pa.field("source_segments", pa.list_(pa.string())),
+                   pa.field("target_segments", pa.list_(pa.string()))]
+    return fields
+
+
+def reserved_columns() -> frozenset[str]:
+    """Every column the job adds to an input row at some stage: Ray's `path`, the stages' internal columns and
+    the output columns with every option on (the model actors add `score` and `nbest_scores` to every row)."""
+    every = output_fields(nbest=2, write_scores=True, write_segments=True)
+    return frozenset([PATH, SEG, NSEG, *INTERNAL, *(f.name for f in every)])

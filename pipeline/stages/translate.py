@@ -1,0 +1,174 @@
+"""The translate stage (an actor pool): id pieces -> n-best target ids, scores and per-row statistics.
+
+Each actor loads its model (or ensemble) once, on the device the plan gives it (pipeline/plan.py).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+
+import pyarrow as pa
+
+from model.decoding import DecodeConfig
+from pipeline.columns import HYP_IDS, PIECES, ROW_STATS, STATUS, TARGET_PREFIX, RowStatus, require_columns
+from pipeline.output import row_stats_array
+from pipeline.runtime import peak_rss_mb
+from pipeline.settings import CPU_MAX_TOKENS, check_precision
+
+
+class Translator:
+    """Actor: holds the model, decodes a large batch sorted by length in token-budget sub-batches."""
+
+    def __init__(self, model_uri: str, decode: DecodeConfig, precision: str, max_tokens: int, torch_threads: int,
+                 storage_options: dict, ensemble_uris: tuple[str, ...] = (), cpu_blas: str = "auto",
+                 engine: str = "ours", cpu_streams: int = 0, gpus_per_actor: float = 0.0):
+        import torch
+
+        from model.decoding import Ensemble, decode_streams
+        from model.formats import load_model
+
+        self.device = actor_device(gpus_per_actor)
+        # CPU: `streams` batches at once, each on `torch_threads` / streams threads (CTranslate2 spreads its
+        # own threads); GPU: one batch at a time.
+        self.streams = 1
+        if self.device.type == "cpu":
+            from pipeline.runtime import setup_cpu_process
+
+            if engine == "ours":
+                self.streams, torch_threads = decode_streams(torch_threads, cpu_streams)
+            setup_cpu_process(torch_threads)
+        # int8 loads fp32 weights and quantizes the linear layers (a CPU-only path).
+        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32}[precision]
+        check_precision(precision, on_gpu=self.device.type != "cpu")
+        self.decode, self.max_tokens = decode, max_tokens or (CPU_MAX_TOKENS if self.device.type == "cpu" else 0)
+        self.budget = None  # GPU: the measured token budget (pipeline/runtime/gpu_budget.py), when max_tokens is 0
+        self.actor_id = f"{socket.gethostname()}:{os.getpid()}"
+        if engine == "ctranslate2":  # converted once (from fp32 weights on the CPU), then decoded by CTranslate2
+            from pipeline.runtime import CTranslate2Engine, check_supported
+
+            ckpt = load_model(model_uri, storage_options=storage_options)
+            check_supported(ckpt.model, decode, ensemble=bool(ensemble_uris))
+            self.model = self.search_batch = CTranslate2Engine(ckpt.model, ckpt.tokenizer, decode, precision,
+                                                               self.device.type, torch.get_num_threads())
+            self._size_budget(gpus_per_actor)
+            return
+        ckpts = [load_model(uri, device=self.device, dtype=dtype, storage_options=storage_options)
+                 for uri in (model_uri, *ensemble_uris)]
+        check_same_vocabularies([model_uri, *ensemble_uris], [c.tokenizer for c in ckpts])
+        self.search_batch = None  # model.decoding.beam on self.model
+        if self.device.type == "cpu":
+            from pipeline.runtime import for_cpu_decoding
+
+            for c in ckpts:
+                c.model = for_cpu_decoding(c.model, precision, cpu_blas, torch.get_num_threads())
+        else:
+            from model.decoding import prepare_for_decoding
+
+            for c in ckpts:
+                prepare_for_decoding(c.model)
+        # Several checkpoints: average their log-probabilities at every step (Sutskever et al. 2014 used 5).
+        self.model = ckpts[0].model if len(ckpts) == 1 else Ensemble([c.model for c in ckpts])
+        self._size_budget(gpus_per_actor)
+
+    def _size_budget(self, gpus_per_actor: float) -> None:
+        """A GPU actor without a set budget measures one from its share of the GPU (pipeline/runtime/gpu_budget.py)."""
+        if self.max_tokens:
+            return
+        from functools import partial
+
+        from model.decoding import search
+        from pipeline.runtime import measure_budget
+
+        searcher = self.search_batch or partial(search, self.model)
+        self.budget = measure_budget(searcher, self.decode, self.device, gpus_per_actor, self.model.cfg)
+        self.max_tokens = self.budget.budget
+        print(f"model actor {self.actor_id} on {torch_device_name(self.device)}: token budget {self.max_tokens:,} "
+              f"({self.budget.bytes_per_token / 1024:.1f} KiB per token measured, "
+              f"{self.budget.available / 2**30:.1f} GiB of its {gpus_per_actor:g} GPU usable)", flush=True)
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        from model.decoding import translate_ids
+
+        require_columns(table, "translate", [PIECES, STATUS])
+        started = time.perf_counter()
+        rows = table.column(PIECES).to_pylist()
+        flat = [(r, piece) for r, pieces in enumerate(rows) for piece in pieces]
+        prefixes = None
+        if TARGET_PREFIX in table.column_names:  # forced target-language tokens, per row
+            row_prefix = table.column(TARGET_PREFIX).to_pylist()
+            prefixes = [row_prefix[r] for r, _ in flat]
+        hyps, widths = translate_ids(self.model, [p for _, p in flat], self.decode, self.max_tokens, self.device,
+                                     prefixes=prefixes, search_batch=self.search_batch, streams=self.streams)
+        n = len(rows)
+        per_row: list[list] = [[] for _ in range(n)]
+        padded = [0] * n
+        for (r, _), h, w in zip(flat, hyps, widths, strict=True):
+            per_row[r].append(h)
+            padded[r] += w
+        nbest_ids, scores, nbest_scores, tgt_tokens = [], [], [], []
+        status = table.column(STATUS).to_pylist()
+        for r, pieces in enumerate(per_row):
+            if any(p[0].length_limited for p in pieces):  # the translation holds a piece cut at the limit
+                status[r] = RowStatus.LENGTH_LIMIT
+            if not pieces:
+                nbest_ids.append([[]])
+                scores.append(None)
+                nbest_scores.append([])
+            elif len(pieces) == 1:
+                nbest_ids.append([h.tokens for h in pieces[0]])
+                scores.append(pieces[0][0].score)
+                nbest_scores.append([h.score for h in pieces[0]])
+            else:  # split source: the best hypothesis of each piece, concatenated
+                nbest_ids.append([[t for p in pieces for t in p[0].tokens]])
+                scores.append(sum(p[0].score for p in pieces) / len(pieces))
+                nbest_scores.append([scores[-1]])
+            # What was decoded: every piece's best hypothesis and its EOS.
+            tgt_tokens.append(sum(len(p[0].tokens) + 1 for p in pieces))
+        src_tokens = [sum(len(p) for p in pieces) for pieces in rows]  # as fed: truncated, one EOS per piece
+        stats = row_stats_array(src_tokens, tgt_tokens, padded, (time.perf_counter() - started) / max(n, 1),
+                                peak_rss_mb(), self.actor_id)
+        table = table.set_column(table.column_names.index(STATUS), STATUS, pa.array(status, pa.string()))
+        return (table.drop_columns([c for c in (PIECES, TARGET_PREFIX) if c in table.column_names])
+                .append_column(HYP_IDS, pa.array(nbest_ids, pa.list_(pa.list_(pa.int32()))))
+                .append_column("score", pa.array(scores, pa.float64()))
+                .append_column("nbest_scores", pa.array(nbest_scores, pa.list_(pa.float64())))
+                .append_column(ROW_STATS, stats))
+
+
+GPU_STANDIN = "NMT_GPU_STANDIN"  # "cpu": GPU actors without CUDA decode on the CPU (tests of GPU scheduling)
+
+
+def actor_device(gpus_per_actor: float):
+    """Where a model actor decodes: the plan decides, not what the node has. A CPU actor on a GPU node
+    must not take GPU 0 unreserved (Ray gives a GPU actor its own devices in CUDA_VISIBLE_DEVICES; to
+    the others it gives none, but a process started outside Ray sees every GPU)."""
+    import torch
+
+    if not gpus_per_actor:
+        return torch.device("cpu")
+    if os.environ.get(GPU_STANDIN) == "cpu" and not torch.cuda.is_available():
+        # Scheduling tests on machines without GPUs: nodes declare logical GPUs to Ray (ray start
+        # --num-gpus), and an actor that reserved one decodes on the CPU.
+        return torch.device("cpu")
+    if not torch.cuda.is_available():
+        raise RuntimeError(f"this actor reserved {gpus_per_actor:g} GPU but sees no CUDA device (torch "
+                           f"{torch.__version__}, CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES')!r}): "
+                           "install a CUDA build of torch on the GPU nodes")
+    return torch.device("cuda", torch.cuda.current_device())
+
+
+def torch_device_name(device) -> str:
+    import torch
+
+    return torch.cuda.get_device_name(device) if device.type == "cuda" else str(device)
+
+
+def check_same_vocabularies(uris: list[str], tokenizers: list) -> None:
+    """Ensemble members must map text to ids alike on both sides, not only share a target vocabulary."""
+    first = tokenizers[0].vocab_fingerprint()
+    for uri, tok in zip(uris[1:], tokenizers[1:], strict=True):
+        for side, a, b in zip(("source", "target"), first, tok.vocab_fingerprint(), strict=True):
+            if a != b:
+                raise ValueError(f"ensemble member {uri} has another {side} vocabulary than {uris[0]}")
