@@ -14,19 +14,10 @@ import argparse
 import dataclasses
 import json
 import sys
-import types
 import typing
 from typing import Any
 
-from model.config_fields import redacted
-
-
-def _base_type(tp):
-    """Unwrap Optional[X] / X | None to X."""
-    if typing.get_origin(tp) in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return args[0]
-    return tp
+from model.config_fields import from_leaf_values, leaf_fields, redacted
 
 
 def _bool(text: str) -> bool:
@@ -60,27 +51,12 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def _is_config(tp) -> bool:
-    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
-
-
-def _leaf_fields(cls):
-    """(field, type) of every flag of `cls`, nested config dataclasses expanded in place."""
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        tp = _base_type(hints[f.name])
-        if _is_config(tp):
-            yield from _leaf_fields(tp)
-        else:
-            yield f, tp
-
-
 def build_parser(cls, description: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=description or (cls.__doc__ or "").strip(),
         formatter_class=_HelpFormatter,
     )
-    for f, tp in _leaf_fields(cls):
+    for _, f, tp in leaf_fields(cls):
         # A field may name its flag (metadata "flag") when its natural name is a Python keyword.
         flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
         kw: dict[str, Any] = {"help": f.metadata.get("help", " ") or " ", "dest": f.name}
@@ -110,18 +86,13 @@ def build_parser(cls, description: str | None = None) -> argparse.ArgumentParser
 
 
 def _build(cls, args: dict):
-    hints = typing.get_type_hints(cls)
-    values = {}
-    for f in dataclasses.fields(cls):
-        tp = _base_type(hints[f.name])
-        if _is_config(tp):
-            values[f.name] = _build(tp, args)
-            continue
-        value = args[f.name]
-        if value is None and f.default_factory is not dataclasses.MISSING:
-            value = f.default_factory()
-        values[f.name] = value
-    return cls(**values)
+    """The config from parsed flags. A list flag not given is None (argparse appends to its default
+    otherwise): it takes the field's default list."""
+    values = dict(args)
+    for _, f, _ in leaf_fields(cls):
+        if values[f.name] is None and f.default_factory is not dataclasses.MISSING:
+            values[f.name] = f.default_factory()
+    return from_leaf_values(cls, values)
 
 
 def parse_config(cls, argv: list[str] | None = None, description: str | None = None):

@@ -10,6 +10,8 @@ setting is declared exactly once.
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from typing import Any
 
 
@@ -28,23 +30,69 @@ def arg(default: Any = dataclasses.MISSING, help: str = "", **extra) -> Any:  # 
     return dataclasses.field(default=default, metadata=metadata)
 
 
-def leaf_values(cfg) -> dict[str, Any]:
-    """Every setting of a (possibly nested) config dataclass by its field name, nesting flattened.
+def base_type(tp):
+    """Unwrap Optional[X] / X | None to X."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        return [a for a in typing.get_args(tp) if a is not type(None)][0]
+    return tp
 
-    Field names are unique across the nesting (they are the flag names), so the result is flat.
+
+def is_config(tp) -> bool:
+    return isinstance(tp, type) and dataclasses.is_dataclass(tp)
+
+
+def leaf_fields(cls) -> list[tuple[tuple[str, ...], dataclasses.Field, Any]]:
+    """(path, field, type) of every setting of the config class `cls`, nested config dataclasses expanded in
+    place; `path` names the nested configs that lead to the field. The one walk over nested configs: a job's
+    flags, their parsing and the resume fingerprint all come from it.
+
+    Field names are unique across the nesting (they are the flag names): a name declared twice is an error.
     """
+    leaves: list = []
+    seen: set[str] = set()
+
+    def walk(config_cls, path: tuple[str, ...]) -> None:
+        hints = typing.get_type_hints(config_cls)
+        for f in dataclasses.fields(config_cls):
+            tp = base_type(hints[f.name])
+            if is_config(tp):
+                walk(tp, (*path, f.name))
+                continue
+            if f.name in seen:
+                raise ValueError(f"{cls.__name__}: setting {f.name!r} is declared twice")
+            seen.add(f.name)
+            leaves.append((path, f, tp))
+
+    walk(cls, ())
+    return leaves
+
+
+def leaf_values(cfg) -> dict[str, Any]:
+    """Every setting of a (possibly nested) config by its field name, nesting flattened."""
     out: dict[str, Any] = {}
-    for f in dataclasses.fields(cfg):
-        value = getattr(cfg, f.name)
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            inner = leaf_values(value)
-            clash = set(inner) & set(out)
-            if clash:
-                raise ValueError(f"{type(cfg).__name__}: settings {sorted(clash)} are declared twice")
-            out.update(inner)
-        else:
-            out[f.name] = value
+    for path, f, _ in leaf_fields(type(cfg)):
+        holder = cfg
+        for name in path:
+            holder = getattr(holder, name)
+        out[f.name] = getattr(holder, f.name)
     return out
+
+
+def from_leaf_values(cls, values: dict[str, Any]):
+    """`cls` built from every setting by its field name (`leaf_values` turned back), nested configs included."""
+    nested: dict = {}
+    for path, f, _ in leaf_fields(cls):
+        holder = nested
+        for name in path:
+            holder = holder.setdefault(name, {})
+        holder[f.name] = values[f.name]
+
+    def build(config_cls, kwargs: dict):
+        hints = typing.get_type_hints(config_cls)
+        return config_cls(**{k: build(base_type(hints[k]), v) if is_config(base_type(hints[k])) else v
+                             for k, v in kwargs.items()})
+
+    return build(cls, nested)
 
 
 SECRET_FIELDS = ("storage_options",)

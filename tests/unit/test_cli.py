@@ -60,3 +60,32 @@ def test_a_malformed_storage_options_value_is_reported_without_its_content(capsy
     err = capsys.readouterr().err
     assert e.value.code == 2 and "--storage-options" in err
     assert "AKIAEXAMPLE" not in err and "s3cr3t" not in err
+
+
+def test_one_walk_over_nested_configs_turns_settings_into_flags_and_back():
+    """leaf_fields is the one walk: the flags, the parsed config and the fingerprint's flat settings agree,
+    and a setting declared twice across the nesting is refused."""
+    import dataclasses
+
+    from jobs.train_model import TrainConfig
+    from model.config_fields import arg, from_leaf_values, leaf_fields, leaf_values
+
+    cfg = parse_config(TranslateConfig, ["--beam-size", "3", "--max-tokens", "1234", "--unit", "document"])
+    flat = leaf_values(cfg)
+    assert flat["beam_size"] == 3 and flat["max_tokens"] == 1234 and flat["unit"] == "document"
+    assert from_leaf_values(TranslateConfig, flat) == cfg
+    train = parse_config(TrainConfig, ["--train", "x", "--tokenizer", "t", "--output", "o", "--layers", "2"])
+    assert from_leaf_values(TrainConfig, leaf_values(train)) == train
+    assert [f.name for _, f, _ in leaf_fields(TranslateConfig)] == list(flat)
+
+    @dataclasses.dataclass(frozen=True)
+    class Inner:
+        beam_size: int = arg(2, help="x")
+
+    @dataclasses.dataclass(frozen=True)
+    class Outer:
+        inner: Inner = arg(Inner(), help="nested")
+        beam_size: int = arg(4, help="again")
+
+    with pytest.raises(ValueError, match="'beam_size' is declared twice"):
+        leaf_fields(Outer)
