@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import sys
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -59,6 +60,11 @@ class TranslateConfig:
     translation: TranslationSettings = arg(TranslationSettings())
     # Where and how fast it runs: may change when resuming.
     compute: ComputeConfig = arg(ComputeConfig())
+    # Not a translation setting: a run with or without it writes the same output (pipeline/memory/).
+    memory: str = arg("", help="translation memory: a Lance dataset at any URI, shared by the runs that name it "
+                      "(created if missing); segments it holds for this model and these settings take their "
+                      "translation from it, the others are decoded and added when their shard commits "
+                      "(jobs/compact_memory.py drops unused entries)")
     # scoring and output
     metrics: str = arg("bleu,chrf,ter", help="comma-separated metrics when a reference column exists ('' for none)")
     bleu_tokenize: str = arg("auto", help="BLEU tokenizer (sacreBLEU -tok); auto: 13a overall, and per language pair "
@@ -204,6 +210,18 @@ def claim(asked: TranslateConfig, cfg: TranslateConfig, plan: Plan):
         return list(pool.map(lambda s: shard_state(ctx, s), plan.shards))
 
 
+def reuse_spec(cfg: TranslateConfig, plan: Plan, board: str):
+    """What the model actors may reuse: the memory (--memory), and the run's board (identical segments decoded
+    once). Keyed by the resolved settings: a segment decoded in bf16 on a GPU is not an fp32 one's."""
+    import ray
+
+    from pipeline.memory import ReuseSpec, memory_fingerprint
+
+    fingerprint = memory_fingerprint([m.files_sha256 for m in (plan.model, *plan.members)], cfg.translation)
+    return ReuseSpec(fingerprint, cfg.memory, cfg.storage_options if cfg.memory else None, board,
+                     ray.get_runtime_context().namespace)
+
+
 def run_pipeline(cfg: TranslateConfig, plan: Plan, states, commits: Commits):
     """Translate what is missing, starting each shard's commit as soon as its last row is written;
     returns this run's statistics (a RunStats)."""
@@ -225,7 +243,7 @@ def run_pipeline(cfg: TranslateConfig, plan: Plan, states, commits: Commits):
             done_ids={s.path: state.ids for s, state in zip(shards, states, strict=True) if state.ids},
             input_versions={s.path: s.version.key() for s in todo if s.version is not None},
             model=ModelSpec(cfg.model, tuple(cfg.ensemble), cfg.storage_options),
-            translation=cfg.translation, compute=cfg.compute)
+            translation=cfg.translation, compute=cfg.compute, reuse=commits.reuse)
         ds = read_shards([s.path for s in todo], plan.in_fs, cfg.compute, dict(plan.columns.renamed))
         written = watch_resources(cfg.compute)
         try:
@@ -278,7 +296,7 @@ class Commits:
     removed, including ones left by a run that died between committing a shard and removing its parts.
     """
 
-    def __init__(self, cfg: TranslateConfig, plan: Plan, states):
+    def __init__(self, cfg: TranslateConfig, plan: Plan, states, reuse=None):
         import ray
 
         from pipeline.documents import unit_for
@@ -288,10 +306,12 @@ class Commits:
         added = added_columns(settings)
         commit = ray.remote(num_cpus=cfg.compute.cpus_per_stage)(commit_shard)
         languages = settings.languages if settings.multilingual else None
+        memory = (reuse, settings.languages) if reuse is not None and reuse.memory_uri else None
         self._launch = lambda shard: commit.remote(
             shard, cfg.input, cfg.output, plan.columns, added, cfg.metric_names, cfg.metric_options,
-            cfg.storage_options, unit_for(settings), languages, cfg.bleu_tokenize)
-        self.cfg, self.plan = cfg, plan
+            cfg.storage_options, unit_for(settings), languages, cfg.bleu_tokenize, memory)
+        self.cfg, self.plan, self.reuse = cfg, plan, reuse
+        self.committed_now: set[str] = set()  # shards this run committed (their stats say what it wrote)
         self.unfinished = {s.name: s for s, state in zip(plan.shards, states, strict=True) if not state.done}
         self.early: dict = {}  # shard name -> ObjectRef of a commit started during the pipeline
 
@@ -314,6 +334,7 @@ class Commits:
                 result, error = _get(self._launch(self.unfinished[name]))
             if error is None:
                 stats[name] = result
+                self.committed_now.add(name)
             else:
                 cause = getattr(error, "cause", None) or error  # a RayTaskError wraps the shard's own error
                 failed[name] = str(cause).strip().splitlines()[-1] if str(cause).strip() else type(cause).__name__
@@ -427,6 +448,7 @@ def translate_and_report(cfg: TranslateConfig, plan: Plan) -> int:
         cfg = hardware_for(cfg, cluster=cluster)
         print(describe_plan(asked, cfg, cluster), flush=True)
         states = claim(asked, cfg, plan)
+        memory = open_memory(cfg)
     except (InputError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -435,11 +457,17 @@ def translate_and_report(cfg: TranslateConfig, plan: Plan) -> int:
     skipped = sum(s.rows if st.done else len(st.ids) for s, st in zip(plan.shards, states, strict=True))
     changes = {s.name: st.changes for s, st in zip(plan.shards, states, strict=True) if st.changes is not None}
     t0 = time.time()
-    commits = Commits(cfg, plan, states)
+    from pipeline.memory import start_board
+
+    board = f"segment-board-{uuid.uuid4().hex[:12]}"
+    board_actor = start_board(board)  # noqa: F841  (held: an actor lives while a handle to it does)
+    commits = Commits(cfg, plan, states, reuse_spec(cfg, plan, board))
     stats, translated_shards = run_pipeline(cfg, plan, states, commits)
     shard_stats, failed = commits.finish()
     seconds = time.time() - t0
     run = stats.summary(seconds)
+    if memory is not None:
+        run["memory"] = memory_summary(memory, stats, {n: shard_stats[n] for n in commits.committed_now})
     run.update(shards=len(plan.shards), shards_translated=translated_shards, skipped_sentences=skipped,
                driver_peak_rss_mb=round(peak_rss_mb(), 1))
     if changes:
@@ -462,6 +490,38 @@ def translate_and_report(cfg: TranslateConfig, plan: Plan) -> int:
     write_report(cfg.output, report, "Translation report", cfg.storage_options)
     print_summary(cfg, report, len(plan.shards), failed)
     return 1 if failed else 0
+
+
+def open_memory(cfg: TranslateConfig):
+    """The translation memory of --memory, created if missing (None without one); ValueError if it cannot be."""
+    if not cfg.memory:
+        return None
+    from pipeline.memory import TranslationMemory
+
+    memory = TranslationMemory(cfg.memory, cfg.storage_options)
+    try:
+        memory.create_if_missing()
+    except Exception as e:  # noqa: BLE001  (Lance raises several kinds; all mean the same to the user)
+        raise ValueError(f"--memory {cfg.memory}: cannot open or create a Lance dataset there ({type(e).__name__}: "
+                         f"{e})") from e
+    return memory
+
+
+def memory_summary(memory, stats, committed: dict[str, dict]) -> dict:
+    """The report's run.memory: rows of this run taken from the memory (hits) or looked up in vain (misses:
+    decoded, or copied from an identical segment decoded in this run), and entries the shards committed by
+    this run wrote (new) and refreshed (reused). The memory's key index is brought up to date last."""
+    from pipeline.memory.keys import REUSE_DECODED, REUSE_DUPLICATE, REUSE_MEMORY
+
+    written = {k: sum(s.get("memory", {}).get(k, 0) for s in committed.values()) for k in ("written", "refreshed")}
+    summary = {"uri": memory.uri, "hits": stats.reuse.get(REUSE_MEMORY, 0),
+               "misses": stats.reuse.get(REUSE_DECODED, 0) + stats.reuse.get(REUSE_DUPLICATE, 0), **written}
+    try:
+        memory.index()
+    except Exception as e:  # noqa: BLE001  (lookups stay right without an up-to-date index, only slower)
+        print(f"note: the memory's key index was not updated ({type(e).__name__}: {e}); the next run or "
+              "jobs/compact_memory.py updates it", file=sys.stderr)
+    return summary
 
 
 def shards_not_in_input(cfg: TranslateConfig, plan: Plan) -> list[str]:
@@ -493,6 +553,11 @@ def print_summary(cfg: TranslateConfig, report: dict, shards: int, failed: dict[
         print(f"decoding: {run['sentences_per_actor_second']:,.1f} {rows} per actor-second "
               f"({run['actor_decode_seconds']:.1f} actor-seconds, {settings.precision}, "
               f"beam {settings.decode.beam_size}, engine {settings.engine})")
+    reused = [f"{run['duplicate_segments']:,} {rows} copied from identical ones decoded in this run"]
+    if "memory" in run:
+        m = run["memory"]
+        reused.insert(0, f"memory {m['hits']:,} hits, {m['misses']:,} misses, {m['written']:,} entries written")
+    print("reuse: " + "; ".join(reused))
     if bleu:
         scored = "sentences" if settings.unit == "sentence" else "documents (document-level, whitespace normalised)"
         print(f"BLEU {bleu['score']:.2f} on {overall['sentences']:,} {scored} ({bleu['signature']})")

@@ -32,6 +32,9 @@ HYP_IDS = "__hyp_ids"  # list<list<int32>>: n-best target ids
 TARGET_PREFIX = "__target_prefix"  # list<int32>: tokens forced after the decoder's start (target language)
 ROW_STATS = "__row_stats"  # the per-row struct column the model actor adds
 INTERNAL = (PIECES, HYP_IDS, TARGET_PREFIX, ROW_STATS)
+# The model actor's record of how each row's translation was had and what it was (pipeline/memory/keys.py
+# MEMORY_TYPE); unlike INTERNAL columns it stays in part files, for the shard's commit to write the memory.
+MEMORY = "__memory"
 SEG, NSEG = "__seg", "__nseg"  # a segment's index in its document, and the document's segment count
 PATH = "path"  # the column Ray's read_parquet(include_paths=True) adds
 STATS_COLUMN = "run_stats"  # the write stage's output: one JSON RunStats per part file written
@@ -62,4 +65,4 @@ def reserved_columns() -> frozenset[str]:
     """Every column the job adds to an input row at some stage: Ray's `path`, the stages' internal columns and
     the output columns with every option on (the model actors add `score` and `nbest_scores` to every row)."""
     every = output_fields(nbest=2, write_scores=True, write_segments=True)
-    return frozenset([PATH, SEG, NSEG, *INTERNAL, *(f.name for f in every)])
+    return frozenset([PATH, SEG, NSEG, MEMORY, *INTERNAL, *(f.name for f in every)])

@@ -42,6 +42,7 @@ class PipelinePlan:
     model: ModelSpec
     translation: TranslationSettings  # resolved: no "auto" values
     compute: ComputeConfig  # resolved
+    reuse: object = None  # pipeline/memory/reuse.py ReuseSpec: the memory and the run's board (None: decode all)
 
 
 def read_shards(paths: list[str], fs, compute: ComputeConfig, rename: dict[str, str] | None = None):
@@ -94,7 +95,7 @@ def build_pipeline(ds, plan: PipelinePlan):
                                    max_tokens=compute.max_tokens, torch_threads=compute.torch_threads,
                                    storage_options=so, ensemble_uris=model.ensemble, cpu_blas=compute.cpu_blas,
                                    engine=settings.engine, cpu_streams=compute.cpu_streams,
-                                   gpus_per_actor=compute.gpus_per_actor),
+                                   gpus_per_actor=compute.gpus_per_actor, reuse=plan.reuse),
         # Each call gets a large batch; the actor sorts it by length and cuts token-budget sub-batches.
         batch_size=compute.batch_rows, batch_format="pyarrow", compute=model_actor_pool(compute),
         num_gpus=compute.gpus_per_actor or None, num_cpus=compute.cpus_per_actor,

@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.columns import (
+    SEG,
     STATUS,
 )
 from pipeline.documents import SENTENCES
@@ -64,12 +65,15 @@ def status_counts(table: pa.Table) -> dict[str, int]:
 
 def commit_shard(shard: Shard, input_uri: str, output_uri: str, columns: Columns, added: list[pa.Field],
                  metrics: tuple[str, ...], metric_options: MetricOptions, storage_options: dict,
-                 unit=SENTENCES, languages=None, pair_bleu_tokenize: str = "auto") -> dict:
+                 unit=SENTENCES, languages=None, pair_bleu_tokenize: str = "auto", memory=None) -> dict:
     """Merge a shard's kept rows and parts into translations/<shard> in input order, score it, write its stats.
 
     Checks that every input row is there exactly once (in document mode: every segment of every
     document) and that the input file is still the version the run planned with; on a mismatch the
     parts stay for the next run and the error names the shard. The stats record that version.
+
+    `memory` (a ReuseSpec with a memory, and the run's LanguageChoice): the shard's new translations are
+    written to the translation memory, and its reused ones refreshed, before the stats mark it committed.
     """
     in_fs, _ = resolve(input_uri, storage_options)
     out_fs, root = resolve(output_uri, storage_options)
@@ -102,13 +106,48 @@ def commit_shard(shard: Shard, input_uri: str, output_uri: str, columns: Columns
     if languages is not None:
         stats["pairs"] = pair_stats(merged, languages, columns.reference, metrics,
                                     replace(metric_options, bleu_tokenize=pair_bleu_tokenize), unit)
-    # The translations first, then the stats that mark the shard committed (with this input version), then
-    # the parts: a commit killed in between is done again by the next run from the same parts.
+    # The translations first, then the memory, then the stats that mark the shard committed (with this input
+    # version), then the parts: a commit killed in between is done again by the next run from the same parts
+    # (writing the memory twice writes nothing twice).
     write_bytes_atomic(out_fs, layout.translation(shard.name), table_to_parquet_bytes(merged))
+    stats.update(_record_memory(out_fs, parts_dir, columns, memory))
     write_bytes_atomic(out_fs, layout.stats(shard.name), json.dumps(stats, sort_keys=True).encode())
     if out_fs.exists(parts_dir):
         remove(out_fs, parts_dir)
     return stats
+
+
+def _record_memory(fs, parts_dir: str, columns: Columns, memory) -> dict[str, int]:
+    """How the shard's rows decoded in this run were had: `duplicate_segments` (copied from an identical
+    segment of the run); with a memory also `memory`: {"hits", "misses", "written", "refreshed"} (rows
+    taken from it, rows looked up in vain, new entries written, entries whose last use was refreshed)."""
+    from pipeline.memory.keys import MEMORY_COLUMN, REUSE_DUPLICATE, REUSE_MEMORY
+
+    tables = []
+    for path in part_files(fs, parts_dir, kept=False):
+        with fs.open(path, "rb") as fh:
+            table = pq.read_table(fh)
+        if MEMORY_COLUMN in table.column_names:
+            tables.append(table)
+    if not tables:
+        return {}
+    parts = pa.concat_tables(tables, promote_options="default")
+    first: dict = {}  # a row in two parts (a retried write) counts once
+    row_keys = [parts.column(c).to_pylist() for c in (columns.id, SEG) if c in parts.column_names]
+    for i, key in enumerate(zip(*row_keys, strict=True)):
+        first.setdefault(key, i)
+    parts = parts.take(pa.array(sorted(first.values()), pa.int64()))
+    reuse = Counter(pc.struct_field(parts.column(MEMORY_COLUMN), "reuse").to_pylist())
+    out: dict = {"duplicate_segments": reuse[REUSE_DUPLICATE]}
+    if memory is not None:
+        from pipeline.memory import TranslationMemory, memory_entries
+
+        spec, languages = memory
+        entries = memory_entries(parts, spec.fingerprint, columns.source, languages)
+        written = TranslationMemory(spec.memory_uri, spec.storage_options).record(entries)
+        looked_up = sum(n for how, n in reuse.items() if how is not None)
+        out["memory"] = {"hits": reuse[REUSE_MEMORY], "misses": looked_up - reuse[REUSE_MEMORY], **written}
+    return out
 
 
 def _plain_ids(table: pa.Table, id_column: str) -> pa.Table:

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field, fields
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.columns import ROW_STATS, STATUS
+from pipeline.columns import MEMORY, ROW_STATS, STATUS
 
 ROW_STATS_TYPE = pa.struct([
     ("source_tokens", pa.int64()),  # ids fed to the encoder (each piece's EOS included)
@@ -42,6 +42,8 @@ class RunStats:
     actor_peak_rss_mb: float = 0.0
     status: dict[str, int] = field(default_factory=dict)
     actor_rows: dict[str, int] = field(default_factory=dict)  # rows decoded by each model actor
+    # How rows with something to translate got it (pipeline/memory/keys.py): decoded, memory, duplicate.
+    reuse: dict[str, int] = field(default_factory=dict)
 
     def merge(self, other: RunStats) -> RunStats:
         return RunStats(
@@ -53,6 +55,7 @@ class RunStats:
             actor_peak_rss_mb=max(self.actor_peak_rss_mb, other.actor_peak_rss_mb),
             status=dict(Counter(self.status) + Counter(other.status)),
             actor_rows=dict(Counter(self.actor_rows) + Counter(other.actor_rows)),
+            reuse=dict(Counter(self.reuse) + Counter(other.reuse)),
         )
 
     @classmethod
@@ -67,6 +70,8 @@ class RunStats:
 
         counts = pc.value_counts(table.column(STATUS)).to_pylist()
         actors = pc.value_counts(pc.struct_field(rows, "actor")).to_pylist()
+        reuse = (pc.value_counts(pc.struct_field(table.column(MEMORY), "reuse")).to_pylist()
+                 if MEMORY in table.column_names else [])
         return cls(
             sentences=table.num_rows,
             source_tokens=int(total("source_tokens")),
@@ -76,6 +81,7 @@ class RunStats:
             actor_peak_rss_mb=float(pc.max(pc.struct_field(rows, "actor_peak_rss_mb")).as_py() or 0.0),
             status={c["values"]: int(c["counts"]) for c in counts},
             actor_rows={c["values"]: int(c["counts"]) for c in actors if c["values"]},
+            reuse={c["values"]: int(c["counts"]) for c in reuse if c["values"]},
         )
 
     def to_json(self) -> str:
@@ -107,6 +113,8 @@ class RunStats:
             "target_tokens_per_actor_second": round(self.target_tokens / decode, 2) if decode else 0.0,
             # Rows per model actor, largest first: an even spread means no actor held up the run.
             "actor_rows": sorted(self.actor_rows.values(), reverse=True),
+            # Rows whose segment an identical one of this run had decoded (pipeline/memory/board.py).
+            "duplicate_segments": self.reuse.get("duplicate", 0),
         }
 
 

@@ -42,6 +42,9 @@ def group_entry(stats: dict, metrics: dict) -> dict:
         entry["decoded_with"] = dict(sorted(stats["decoded_with"].items()))
     if "null_references" in stats and stats.get("metrics"):
         entry["null_references"] = stats["null_references"]
+    for reuse in ("duplicate_segments", "memory"):  # a shard's rows reused instead of decoded (pipeline/memory/)
+        if reuse in stats:
+            entry[reuse] = stats[reuse]
     return entry
 
 

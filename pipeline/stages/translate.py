@@ -8,11 +8,14 @@ from __future__ import annotations
 import os
 import socket
 import time
+from functools import partial
 
 import pyarrow as pa
 
 from model.decoding import DecodeConfig
 from pipeline.columns import HYP_IDS, PIECES, ROW_STATS, STATUS, TARGET_PREFIX, RowStatus, require_columns
+from pipeline.memory import MEMORY_COLUMN, segment_keys
+from pipeline.memory.keys import MEMORY_TYPE
 from pipeline.output import row_stats_array
 from pipeline.runtime import peak_rss_mb
 from pipeline.settings import CPU_MAX_TOKENS, check_precision
@@ -23,13 +26,20 @@ class Translator:
 
     def __init__(self, model_uri: str, decode: DecodeConfig, precision: str, max_tokens: int, torch_threads: int,
                  storage_options: dict, ensemble_uris: tuple[str, ...] = (), cpu_blas: str = "auto",
-                 engine: str = "ours", cpu_streams: int = 0, gpus_per_actor: float = 0.0):
+                 engine: str = "ours", cpu_streams: int = 0, gpus_per_actor: float = 0.0, reuse=None):
         import torch
 
         from model.decoding import Ensemble, decode_streams
         from model.formats import load_model
 
         self.device = actor_device(gpus_per_actor)
+        # Translations taken from the memory or from identical segments of the run (a ReuseSpec; None: decode
+        # every row, as benchmarks and direct calls do).
+        self.reuse = None
+        if reuse is not None:
+            from pipeline.memory import Reuse
+
+            self.reuse = Reuse(reuse)
         # CPU: `streams` batches at once, each on `torch_threads` / streams threads (CTranslate2 spreads its
         # own threads); GPU: one batch at a time.
         self.streams = 1
@@ -89,52 +99,71 @@ class Translator:
               f"{self.budget.available / 2**30:.1f} GiB of its {gpus_per_actor:g} GPU usable)", flush=True)
 
     def __call__(self, table: pa.Table) -> pa.Table:
-        from model.decoding import translate_ids
-
         require_columns(table, "translate", [PIECES, STATUS])
         started = time.perf_counter()
         rows = table.column(PIECES).to_pylist()
-        flat = [(r, piece) for r, pieces in enumerate(rows) for piece in pieces]
-        prefixes = None
-        if TARGET_PREFIX in table.column_names:  # forced target-language tokens, per row
-            row_prefix = table.column(TARGET_PREFIX).to_pylist()
-            prefixes = [row_prefix[r] for r, _ in flat]
+        # Forced target-language tokens, per row (multilingual models).
+        row_prefix = table.column(TARGET_PREFIX).to_pylist() if TARGET_PREFIX in table.column_names else None
+        n = len(rows)
+        cost: dict[int, tuple[int, int]] = {}  # row -> (target tokens decoded, padded source tokens)
+        decode = partial(self._decode, rows, row_prefix, cost)
+        labels: list = [None] * n
+        if self.reuse is None:
+            outcomes = decode([r for r in range(n) if rows[r]])
+        else:
+            keys = segment_keys(self.reuse.spec.fingerprint, rows, row_prefix)
+            outcomes, labels = self.reuse.resolve(keys, decode)
+        status = table.column(STATUS).to_pylist()
+        empty = {"hyp_ids": [[]], "score": None, "nbest_scores": [], "length_limited": False}
+        per_row = [outcomes.get(r, empty) for r in range(n)]
+        for r, outcome in enumerate(per_row):
+            if outcome["length_limited"]:  # the translation holds a piece cut at the limit
+                status[r] = RowStatus.LENGTH_LIMIT
+        # As fed: truncated, one EOS per piece; rows reused instead of decoded cost nothing.
+        src_tokens = [sum(len(p) for p in pieces) if r in cost else 0 for r, pieces in enumerate(rows)]
+        stats = row_stats_array(src_tokens, [cost.get(r, (0, 0))[0] for r in range(n)],
+                                [cost.get(r, (0, 0))[1] for r in range(n)],
+                                (time.perf_counter() - started) / max(n, 1), peak_rss_mb(), self.actor_id)
+        table = table.set_column(table.column_names.index(STATUS), STATUS, pa.array(status, pa.string()))
+        table = (table.drop_columns([c for c in (PIECES, TARGET_PREFIX) if c in table.column_names])
+                 .append_column(HYP_IDS, pa.array([o["hyp_ids"] for o in per_row], pa.list_(pa.list_(pa.int32()))))
+                 .append_column("score", pa.array([o["score"] for o in per_row], pa.float64()))
+                 .append_column("nbest_scores", pa.array([o["nbest_scores"] for o in per_row],
+                                                         pa.list_(pa.float64())))
+                 .append_column(ROW_STATS, stats))
+        if self.reuse is not None:
+            memo = [None if k is None else {"key": k, "reuse": how, **per_row[r]}
+                    for r, (k, how) in enumerate(zip(keys, labels, strict=True))]
+            table = table.append_column(MEMORY_COLUMN, pa.array(memo, MEMORY_TYPE))
+        return table
+
+    def _decode(self, rows: list, row_prefix: list | None, cost: dict, which: list[int]) -> dict[int, dict]:
+        """Decode rows `which` (each a list of pieces) in token-budget batches: row -> its outcome (n-best ids,
+        score, n-best scores, whether a piece stopped at the length limit); `cost` gets each row's decoded
+        target tokens and padded source width."""
+        from model.decoding import translate_ids
+
+        flat = [(r, piece) for r in which for piece in rows[r]]
+        prefixes = [row_prefix[r] for r, _ in flat] if row_prefix is not None else None
         hyps, widths = translate_ids(self.model, [p for _, p in flat], self.decode, self.max_tokens, self.device,
                                      prefixes=prefixes, search_batch=self.search_batch, streams=self.streams)
-        n = len(rows)
-        per_row: list[list] = [[] for _ in range(n)]
-        padded = [0] * n
+        pieces: dict[int, list] = {r: [] for r in which}
+        padded = dict.fromkeys(which, 0)
         for (r, _), h, w in zip(flat, hyps, widths, strict=True):
-            per_row[r].append(h)
+            pieces[r].append(h)
             padded[r] += w
-        nbest_ids, scores, nbest_scores, tgt_tokens = [], [], [], []
-        status = table.column(STATUS).to_pylist()
-        for r, pieces in enumerate(per_row):
-            if any(p[0].length_limited for p in pieces):  # the translation holds a piece cut at the limit
-                status[r] = RowStatus.LENGTH_LIMIT
-            if not pieces:
-                nbest_ids.append([[]])
-                scores.append(None)
-                nbest_scores.append([])
-            elif len(pieces) == 1:
-                nbest_ids.append([h.tokens for h in pieces[0]])
-                scores.append(pieces[0][0].score)
-                nbest_scores.append([h.score for h in pieces[0]])
+        out = {}
+        for r, hs in pieces.items():
+            if len(hs) == 1:
+                nbest, score, nbest_scores = [h.tokens for h in hs[0]], hs[0][0].score, [h.score for h in hs[0]]
             else:  # split source: the best hypothesis of each piece, concatenated
-                nbest_ids.append([[t for p in pieces for t in p[0].tokens]])
-                scores.append(sum(p[0].score for p in pieces) / len(pieces))
-                nbest_scores.append([scores[-1]])
+                score = sum(p[0].score for p in hs) / len(hs)
+                nbest, nbest_scores = [[t for p in hs for t in p[0].tokens]], [score]
+            out[r] = {"hyp_ids": nbest, "score": score, "nbest_scores": nbest_scores,
+                      "length_limited": any(p[0].length_limited for p in hs)}
             # What was decoded: every piece's best hypothesis and its EOS.
-            tgt_tokens.append(sum(len(p[0].tokens) + 1 for p in pieces))
-        src_tokens = [sum(len(p) for p in pieces) for pieces in rows]  # as fed: truncated, one EOS per piece
-        stats = row_stats_array(src_tokens, tgt_tokens, padded, (time.perf_counter() - started) / max(n, 1),
-                                peak_rss_mb(), self.actor_id)
-        table = table.set_column(table.column_names.index(STATUS), STATUS, pa.array(status, pa.string()))
-        return (table.drop_columns([c for c in (PIECES, TARGET_PREFIX) if c in table.column_names])
-                .append_column(HYP_IDS, pa.array(nbest_ids, pa.list_(pa.list_(pa.int32()))))
-                .append_column("score", pa.array(scores, pa.float64()))
-                .append_column("nbest_scores", pa.array(nbest_scores, pa.list_(pa.float64())))
-                .append_column(ROW_STATS, stats))
+            cost[r] = (sum(len(p[0].tokens) + 1 for p in hs), padded[r])
+        return out
 
 
 GPU_STANDIN = "NMT_GPU_STANDIN"  # "cpu": GPU actors without CUDA decode on the CPU (tests of GPU scheduling)
