@@ -24,15 +24,16 @@ class ReuseSpec:
 class Reuse:
     """Per model actor: the memory (opened once) and the run's board."""
 
-    def __init__(self, spec: ReuseSpec):
+    def __init__(self, spec: ReuseSpec, board=None):
+        """`board`: a SegmentBoard object to use in this process (tests); else the actor `spec.board` names."""
         self.spec = spec
         self.memory = None
         if spec.memory_uri:
             from pipeline.memory.store import TranslationMemory
 
             self.memory = TranslationMemory(spec.memory_uri, spec.storage_options)
-        self.board = None
-        if spec.board:
+        self.board = board
+        if board is None and spec.board:
             import ray
 
             self.board = ray.get_actor(spec.board, namespace=spec.namespace or None)
@@ -41,10 +42,13 @@ class Reuse:
         """A call to the board, or None once it failed: the run goes on without deduplication across calls."""
         if self.board is None:
             return None
+        call = getattr(self.board, method)
+        if not hasattr(call, "remote"):
+            return call(*args)
         import ray
 
         try:
-            return ray.get(getattr(self.board, method).remote(*args), timeout=120)
+            return ray.get(call.remote(*args), timeout=120)
         except Exception as e:  # noqa: BLE001  (the board only saves work)
             print(f"warning: segment board unavailable ({type(e).__name__}: {e}); decoding every segment of this "
                   "actor's calls", file=sys.stderr, flush=True)

@@ -135,7 +135,7 @@ class TranslationMemory:
         ds = self.dataset(refresh=True)
         if not ds.count_rows():
             return
-        if not any(i["fields"] == ["key"] for i in ds.list_indices()):
+        if not any(list(i.field_names) == ["key"] for i in ds.describe_indices()):
             ds.create_scalar_index("key", "BTREE")
         else:
             ds.optimize.optimize_indices()
