@@ -12,6 +12,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from jobs.cli import build_parser  # noqa: E402
+from jobs.compact_memory import CompactConfig  # noqa: E402
 from jobs.convert_model import ConvertConfig  # noqa: E402
 from jobs.prepare_corpus import PrepareConfig  # noqa: E402
 from jobs.score_corpus import ScoreConfig  # noqa: E402
@@ -21,7 +22,8 @@ from jobs.translate_corpus import TranslateConfig  # noqa: E402
 
 JOBS = [("translate_corpus.py", TranslateConfig), ("score_corpus.py", ScoreConfig),
         ("prepare_corpus.py", PrepareConfig), ("train_tokenizer.py", TokenizerConfig),
-        ("train_model.py", TrainConfig), ("convert_model.py", ConvertConfig)]
+        ("train_model.py", TrainConfig), ("convert_model.py", ConvertConfig),
+        ("compact_memory.py", CompactConfig)]
 
 
 def render() -> str:

@@ -186,3 +186,19 @@ def replace_reuse(translator, reuse):
     actor = copy.copy(translator)
     actor.reuse = reuse
     return actor
+
+
+def test_the_compaction_job_drops_unused_entries_and_names_a_missing_memory(tmp_path, capsys):
+    import json
+
+    from jobs.compact_memory import main as compact
+
+    uri = str(tmp_path / "tm")
+    assert compact(["--memory", uri]) == 2 and "no translation memory" in capsys.readouterr().err
+    memory = TranslationMemory(uri)
+    memory.create_if_missing()
+    memory.record(entries([f"{i:032x}" for i in range(4)], last_used=datetime.now(UTC) - timedelta(days=10)))
+    memory.record(entries([f"{i:032x}" for i in range(4, 6)]))
+    assert compact(["--memory", uri, "--unused-days", "7"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (result["entries_before"], result["entries"], result["dropped"]) == (6, 2, 4)
