@@ -511,7 +511,7 @@ def memory_summary(memory, stats, committed: dict[str, dict]) -> dict:
     """The report's run.memory: rows of this run taken from the memory (hits) or looked up in vain (misses:
     decoded, or copied from an identical segment decoded in this run), and entries the shards committed by
     this run wrote (new) and refreshed (reused). The memory's key index is brought up to date last."""
-    from pipeline.memory.keys import REUSE_DECODED, REUSE_DUPLICATE, REUSE_MEMORY
+    from pipeline.memory import REUSE_DECODED, REUSE_DUPLICATE, REUSE_MEMORY
 
     written = {k: sum(s.get("memory", {}).get(k, 0) for s in committed.values()) for k in ("written", "refreshed")}
     summary = {"uri": memory.uri, "hits": stats.reuse.get(REUSE_MEMORY, 0),

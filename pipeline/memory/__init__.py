@@ -11,6 +11,11 @@ from importlib import import_module
 # name -> the module that defines it, imported on first use.
 _HOMES = {
     "MEMORY_COLUMN": "pipeline.memory.keys",
+    "MEMORY_TYPE": "pipeline.memory.keys",
+    "REUSE_DECODED": "pipeline.memory.keys",
+    "REUSE_DUPLICATE": "pipeline.memory.keys",
+    "REUSE_MEMORY": "pipeline.memory.keys",
+    "MEMORY_SCHEMA": "pipeline.memory.store",
     "memory_fingerprint": "pipeline.memory.keys",
     "segment_keys": "pipeline.memory.keys",
     "Reuse": "pipeline.memory.reuse",

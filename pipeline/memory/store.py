@@ -22,7 +22,7 @@ import pyarrow.compute as pc
 
 from pipeline.memory.keys import MEMORY_COLUMN, REUSE_DECODED, REUSE_MEMORY
 
-SCHEMA = pa.schema([
+MEMORY_SCHEMA = SCHEMA = pa.schema([
     ("key", pa.string()),  # 32 hex digits (pipeline/memory/keys.py segment_keys)
     ("fingerprint", pa.string()),  # the model files and settings the translation was made with (memory_fingerprint)
     ("source_lang", pa.string()),

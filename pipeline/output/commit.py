@@ -121,7 +121,7 @@ def _record_memory(fs, parts_dir: str, columns: Columns, memory) -> dict[str, in
     """How the shard's rows decoded in this run were had: `duplicate_segments` (copied from an identical
     segment of the run); with a memory also `memory`: {"hits", "misses", "written", "refreshed"} (rows
     taken from it, rows looked up in vain, new entries written, entries whose last use was refreshed)."""
-    from pipeline.memory.keys import MEMORY_COLUMN, REUSE_DUPLICATE, REUSE_MEMORY
+    from pipeline.memory import MEMORY_COLUMN, REUSE_DUPLICATE, REUSE_MEMORY
 
     tables = []
     for path in part_files(fs, parts_dir, kept=False):

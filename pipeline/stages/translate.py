@@ -14,8 +14,7 @@ import pyarrow as pa
 
 from model.decoding import DecodeConfig
 from pipeline.columns import HYP_IDS, PIECES, ROW_STATS, STATUS, TARGET_PREFIX, RowStatus, require_columns
-from pipeline.memory import MEMORY_COLUMN, segment_keys
-from pipeline.memory.keys import MEMORY_TYPE
+from pipeline.memory import MEMORY_COLUMN, MEMORY_TYPE, segment_keys
 from pipeline.output import row_stats_array
 from pipeline.runtime import peak_rss_mb
 from pipeline.settings import CPU_MAX_TOKENS, check_precision

@@ -10,9 +10,18 @@ import pytest
 
 from model.decoding import DecodeConfig
 from pipeline.columns import MEMORY
-from pipeline.memory import SegmentBoard, TranslationMemory, memory_entries, memory_fingerprint, segment_keys
-from pipeline.memory.reuse import Reuse, ReuseSpec
-from pipeline.memory.store import SCHEMA
+from pipeline.memory import (
+    MEMORY_SCHEMA as SCHEMA,
+)
+from pipeline.memory import (
+    Reuse,
+    ReuseSpec,
+    SegmentBoard,
+    TranslationMemory,
+    memory_entries,
+    memory_fingerprint,
+    segment_keys,
+)
 from pipeline.settings import LanguageChoice, TranslationSettings
 from pipeline.stages import Detokenize, Translator
 from pipeline.stages.tokenize import Tokenize
