@@ -606,6 +606,43 @@ def loops_section() -> tuple[list[str], list[str]]:
     return lines, summary
 
 
+MEMORY_CMD = "python bench/nightly_memory.py"
+
+
+def memory_section() -> tuple[list[str], list[str]]:
+    """Nightly runs with a translation memory, and a store of repeated rows (bench/nightly_memory.py)."""
+    lines, summary = [], []
+    for path, r in load("memory_nightly_*.json"):
+        cfg, runs = r["config"], r["runs"]
+        cmd = f"{MEMORY_CMD} --rows {cfg['rows']} --shards {cfg['shards']}"
+        n2 = cfg["night2"]
+        lines += [f"### {machine(r)} (`{path}`)", "",
+                  f"A store of {cfg['rows']:,} Multi30k training sentences in {cfg['shards']} shards, {cfg['model']}. "
+                  f"Night 2: {n2['edited']:.0%} of rows edited, {n2['added']:.0%} added, {n2['removed']:.0%} removed "
+                  f"({n2['rows']:,} rows), into a new output with night 1's memory; cold: night 2's input without "
+                  f"memory. Tripled: every row three times ({cfg['tripled_rows']:,} rows, the copies in other "
+                  f"shards), without memory. Wall: the command's time, Ray's start included; run: the report's "
+                  f"`run.seconds`. Command: `{cmd}`.", "",
+                  "| run | rows | wall s | run s | target tokens decoded | memory hits / misses / written | "
+                  "duplicate segments |", "|---|---:|---:|---:|---:|---|---:|"]
+        for name, label in (("night1", "night 1 (empty memory)"), ("night2", "night 2 (memory)"),
+                            ("cold", "night 2 cold"), ("unique", "unique rows"), ("tripled", "every row 3x")):
+            x = runs[name]
+            m = x.get("memory")
+            used = f"{m['hits']:,} / {m['misses']:,} / {m['written']:,}" if m else "-"
+            lines.append(f"| {label} | {x['rows']:,} | {x['wall_seconds']:.1f} | {x['run_seconds']:.1f} | "
+                         f"{x['target_tokens']:,} | {used} | {x['duplicate_segments']:,} |")
+        cold, trip = r["night2_over_cold"], r["tripled_over_unique"]
+        same = "identical to" if r["night2_identical_to_cold"] else "**not** identical to"
+        lines += ["", f"Night 2 took **{cold['wall']:.2f}x** the cold run's wall time ({cold['run']:.2f}x its run "
+                  f"time; goal 0.2x), its output {same} the cold run's. Every row three times took "
+                  f"**{trip['wall']:.2f}x** the unique rows' wall time ({trip['run']:.2f}x run time; goal 1.2x).", ""]
+        summary.append(f"- Nightly runs ({machine(r)}): with `--memory`, night 2 of a {cfg['rows']:,}-row store (5% "
+                       f"edited, 2% added, 1% removed) in {cold['wall']:.2f}x the cold run's time, output {same} it; "
+                       f"every row three times in {trip['wall']:.2f}x the unique rows' time (`{cmd}`)")
+    return lines, summary
+
+
 def replace_block(path: str, name: str, body: list[str]) -> None:
     with open(path) as f:
         text = f.read()
@@ -640,13 +677,16 @@ def main() -> int:
     d_lines, d_summary = documents_section()
     if d_lines:
         perf += ["## Documents (`--unit document`)", ""] + d_lines
+    m_lines, m_summary = memory_section()
+    if m_lines:
+        perf += ["## Nightly runs: translation memory and duplicates", ""] + m_lines
     perf += ["## Scoring throughput and memory", ""] + (s_lines or [f"Not measured yet: `{SCORE_CMD}`.", ""])
     with open(os.path.join(ROOT, "docs", "performance.md"), "w") as f:
         f.write("\n".join(perf).rstrip() + "\n")
     with open(os.path.join(ROOT, "docs", "results.md"), "w") as f:
         f.write("\n".join(a_lines).rstrip() + "\n")
     figures = (model_summary() + a_summary + t_summary + p_summary + l_summary + e_summary + g_summary + d_summary
-               + s_summary)
+               + m_summary + s_summary)
     figures = figures or ["Not measured yet: see docs/performance.md."]
     figures += ["", "Details, machines and commands: [docs/performance.md](docs/performance.md), "
                 "[docs/results.md](docs/results.md); sizing and cost: "

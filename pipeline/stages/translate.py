@@ -26,12 +26,19 @@ class Translator:
     def __init__(self, model_uri: str, decode: DecodeConfig, precision: str, max_tokens: int, torch_threads: int,
                  storage_options: dict, ensemble_uris: tuple[str, ...] = (), cpu_blas: str = "auto",
                  engine: str = "ours", cpu_streams: int = 0, gpus_per_actor: float = 0.0, reuse=None):
-        import torch
-
-        from model.decoding import Ensemble, decode_streams
-        from model.formats import load_model
-
         self.device = actor_device(gpus_per_actor)
+        check_precision(precision, on_gpu=self.device.type != "cpu")
+        self.streams = setup_threads(self.device, engine, torch_threads, cpu_streams)
+        self.decode, self.max_tokens = decode, max_tokens or (CPU_MAX_TOKENS if self.device.type == "cpu" else 0)
+        self.budget = None  # GPU: the measured token budget (pipeline/runtime/gpu_budget.py), when max_tokens is 0
+        self.actor_id = f"{socket.gethostname()}:{os.getpid()}"
+        uris = [model_uri, *ensemble_uris]
+        if engine == "ctranslate2":
+            self.model = self.search_batch = load_ctranslate2(uris, decode, precision, self.device, storage_options)
+        else:
+            self.model = load_decoder(uris, precision, self.device, cpu_blas, storage_options)
+            self.search_batch = None  # model.decoding.beam on self.model
+        self._size_budget(gpus_per_actor)
         # Translations taken from the memory or from identical segments of the run (a ReuseSpec; None: decode
         # every row, as benchmarks and direct calls do).
         self.reuse = None
@@ -39,47 +46,6 @@ class Translator:
             from pipeline.memory import Reuse
 
             self.reuse = Reuse(reuse)
-        # CPU: `streams` batches at once, each on `torch_threads` / streams threads (CTranslate2 spreads its
-        # own threads); GPU: one batch at a time.
-        self.streams = 1
-        if self.device.type == "cpu":
-            from pipeline.runtime import setup_cpu_process
-
-            if engine == "ours":
-                self.streams, torch_threads = decode_streams(torch_threads, cpu_streams)
-            setup_cpu_process(torch_threads)
-        # int8 loads fp32 weights and quantizes the linear layers (a CPU-only path).
-        dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32}[precision]
-        check_precision(precision, on_gpu=self.device.type != "cpu")
-        self.decode, self.max_tokens = decode, max_tokens or (CPU_MAX_TOKENS if self.device.type == "cpu" else 0)
-        self.budget = None  # GPU: the measured token budget (pipeline/runtime/gpu_budget.py), when max_tokens is 0
-        self.actor_id = f"{socket.gethostname()}:{os.getpid()}"
-        if engine == "ctranslate2":  # converted once (from fp32 weights on the CPU), then decoded by CTranslate2
-            from pipeline.runtime import CTranslate2Engine, check_supported
-
-            ckpt = load_model(model_uri, storage_options=storage_options)
-            check_supported(ckpt.model, decode, ensemble=bool(ensemble_uris))
-            self.model = self.search_batch = CTranslate2Engine(ckpt.model, ckpt.tokenizer, decode, precision,
-                                                               self.device.type, torch.get_num_threads())
-            self._size_budget(gpus_per_actor)
-            return
-        ckpts = [load_model(uri, device=self.device, dtype=dtype, storage_options=storage_options)
-                 for uri in (model_uri, *ensemble_uris)]
-        check_same_vocabularies([model_uri, *ensemble_uris], [c.tokenizer for c in ckpts])
-        self.search_batch = None  # model.decoding.beam on self.model
-        if self.device.type == "cpu":
-            from pipeline.runtime import for_cpu_decoding
-
-            for c in ckpts:
-                c.model = for_cpu_decoding(c.model, precision, cpu_blas, torch.get_num_threads())
-        else:
-            from model.decoding import prepare_for_decoding
-
-            for c in ckpts:
-                prepare_for_decoding(c.model)
-        # Several checkpoints: average their log-probabilities at every step (Sutskever et al. 2014 used 5).
-        self.model = ckpts[0].model if len(ckpts) == 1 else Ensemble([c.model for c in ckpts])
-        self._size_budget(gpus_per_actor)
 
     def _size_budget(self, gpus_per_actor: float) -> None:
         """A GPU actor without a set budget measures one from its share of the GPU (pipeline/runtime/gpu_budget.py)."""
@@ -163,6 +129,58 @@ class Translator:
             # What was decoded: every piece's best hypothesis and its EOS.
             cost[r] = (sum(len(p[0].tokens) + 1 for p in hs), padded[r])
         return out
+
+
+def setup_threads(device, engine: str, torch_threads: int, cpu_streams: int) -> int:
+    """A CPU actor's threads set up (pipeline/runtime/cpu_decoding.py); returns how many batches it decodes at
+    once: `streams` batches, each on torch_threads / streams threads (CTranslate2 spreads its own threads). A
+    GPU actor decodes one batch at a time."""
+    if device.type != "cpu":
+        return 1
+    from model.decoding import decode_streams
+    from pipeline.runtime import setup_cpu_process
+
+    streams = 1
+    if engine == "ours":
+        streams, torch_threads = decode_streams(torch_threads, cpu_streams)
+    setup_cpu_process(torch_threads)
+    return streams
+
+
+def load_decoder(uris: list[str], precision: str, device, cpu_blas: str, storage_options: dict):
+    """The model (several: an ensemble averaging their log-probabilities at every step, as Sutskever et al.
+    2014 did with 5) in `precision` on `device`, prepared for decoding there."""
+    import torch
+
+    from model.decoding import Ensemble, prepare_for_decoding
+    from model.formats import load_model
+
+    # int8 loads fp32 weights and quantizes the linear layers (a CPU-only path).
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16, "int8": torch.float32}[precision]
+    ckpts = [load_model(uri, device=device, dtype=dtype, storage_options=storage_options) for uri in uris]
+    check_same_vocabularies(uris, [c.tokenizer for c in ckpts])
+    if device.type == "cpu":
+        from pipeline.runtime import for_cpu_decoding
+
+        models = [for_cpu_decoding(c.model, precision, cpu_blas, torch.get_num_threads()) for c in ckpts]
+    else:
+        models = [c.model for c in ckpts]
+        for m in models:
+            prepare_for_decoding(m)
+    return models[0] if len(models) == 1 else Ensemble(models)
+
+
+def load_ctranslate2(uris: list[str], decode: DecodeConfig, precision: str, device, storage_options: dict):
+    """--engine ctranslate2: the model converted once (from fp32 weights on the CPU), then decoded by
+    CTranslate2 (pipeline/runtime/ct2_engine.py); single models only."""
+    import torch
+
+    from model.formats import load_model
+    from pipeline.runtime import CTranslate2Engine, check_supported
+
+    ckpt = load_model(uris[0], storage_options=storage_options)
+    check_supported(ckpt.model, decode, ensemble=len(uris) > 1)
+    return CTranslate2Engine(ckpt.model, ckpt.tokenizer, decode, precision, device.type, torch.get_num_threads())
 
 
 GPU_STANDIN = "NMT_GPU_STANDIN"  # "cpu": GPU actors without CUDA decode on the CPU (tests of GPU scheduling)

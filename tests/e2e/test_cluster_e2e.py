@@ -19,6 +19,7 @@ from sacrebleu.metrics import BLEU
 
 from model.formats import load_checkpoint, save_checkpoint
 from pipeline.io import read_table
+from pipeline.memory import TranslationMemory
 from tests.conftest import ROOT, free_port
 
 pytestmark = pytest.mark.e2e
@@ -126,8 +127,8 @@ def test_submit_translate_kill_score(head, s3_server, s3_bucket, corpus, tiny_ch
     # 3. an actor process killed mid-run: the job still finishes with every id exactly once
     res = head.submit("jobs/translate_corpus.py", "--input", day_in, "--output", f"{s3_bucket}/killed",
                       "--model", model, "--batch-rows", "10", "--beam-size", "4", "--max-len-a", "0",
-                      "--max-len-b", "30", "--cpus-per-actor", "1", "--actors", "1", wait=False,
-                      job_id=(job_id := "kill-test"))
+                      "--max-len-b", "30", "--cpus-per-actor", "1", "--actors", "1", "--memory", f"{s3_bucket}/tm",
+                      wait=False, job_id=(job_id := "kill-test"))
     assert res.returncode == 0, res.stderr
     deadline = time.time() + 300
     translator = "MapBatches\\(Translator\\)"
@@ -148,6 +149,11 @@ def test_submit_translate_kill_score(head, s3_server, s3_bucket, corpus, tiny_ch
         time.sleep(2)
     killed_out = read_table(f"{s3_bucket}/killed/translations", storage_options=s3_server.storage_options)
     assert sorted(killed_out.column("id").to_pylist()) == sorted(ids)
+    # ... and its translation memory on S3 holds each distinct sentence once, written as its shard committed.
+    memory = TranslationMemory(f"{s3_bucket}/tm", s3_server.storage_options).dataset()
+    keys = memory.to_table(columns=["key"]).column("key").to_pylist()
+    used = json.loads(fs.cat_file(f"{s3_bucket[5:]}/killed/report.json"))["run"]["memory"]
+    assert len(keys) == len(set(keys)) == used["written"] > 250 and used["misses"] == killed_out.num_rows
 
     # 4. score the written translations by group, through the head as well
     res = head.submit("jobs/score_corpus.py", "--input", f"{day_out}/translations", "--output",
