@@ -143,8 +143,8 @@ def _record_memory(fs, parts_dir: str, columns: Columns, memory) -> dict[str, in
         from pipeline.memory import TranslationMemory, memory_entries
 
         spec, languages = memory
-        entries = memory_entries(parts, spec.fingerprint, columns.source, languages)
-        written = TranslationMemory(spec.memory_uri, spec.storage_options).record(entries)
+        new, reused = memory_entries(parts, spec.fingerprint, columns.source, languages)
+        written = TranslationMemory(spec.memory_uri, spec.storage_options).record(new, reused)
         looked_up = sum(n for how, n in reuse.items() if how is not None)
         out["memory"] = {"hits": reuse[REUSE_MEMORY], "misses": looked_up - reuse[REUSE_MEMORY], **written}
     return out

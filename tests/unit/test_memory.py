@@ -77,6 +77,11 @@ def test_the_memory_inserts_once_refreshes_and_looks_up(tmp_path):
     # A retried commit writes nothing twice; new keys beside old ones are inserted.
     assert memory.record(entries(keys[4:])) == {"written": 4, "refreshed": 2}
     assert memory.dataset(refresh=True).count_rows() == 10
+    # Reused keys get only their last use moved (an unknown key refreshes nothing).
+    before = memory.dataset().to_table(filter="key = '" + keys[0] + "'").to_pylist()[0]
+    assert memory.record(entries([]), [keys[0], "e" * 32]) == {"written": 0, "refreshed": 1}
+    after = memory.dataset(refresh=True).to_table(filter="key = '" + keys[0] + "'").to_pylist()[0]
+    assert after["last_used"] > before["last_used"] and {**after, "last_used": 0} == {**before, "last_used": 0}
     found = memory.lookup([keys[1], keys[8], "f" * 32])  # one indexed, one added since the index was built
     assert set(found) == {keys[1], keys[8]}
     assert found[keys[1]] == {"hyp_ids": [[1, 2, 1]], "score": -0.5, "nbest_scores": [-0.5], "length_limited": False}
@@ -88,7 +93,7 @@ def test_compaction_drops_what_no_run_used_for_n_days(tmp_path):
     old = datetime.now(UTC) - timedelta(days=40)
     memory.record(entries([f"{i:032x}" for i in range(5)], last_used=old))
     memory.record(entries([f"{i:032x}" for i in range(5, 8)]))
-    memory.record(entries([f"{i:032x}" for i in range(2)]))  # used again today: refreshed
+    memory.record(entries([]), [f"{i:032x}" for i in range(2)])  # used again today: refreshed
     result = memory.compact(unused_days=30)
     assert (result["entries_before"], result["entries"], result["dropped"]) == (8, 5, 3)
     assert set(memory.lookup([f"{i:032x}" for i in range(8)])) == {f"{i:032x}" for i in (0, 1, 5, 6, 7)}
@@ -177,13 +182,15 @@ def test_the_memory_gives_back_the_translation_and_its_scores(stages, tmp_path):
     memory = TranslationMemory(spec.memory_uri)
     memory.create_if_missing()
     night1 = detok(replace_reuse(plain, Reuse(spec, board=SegmentBoard()))(tokenized))
-    rows = memory_entries(night1, "fp", "source", LanguageChoice())
-    assert rows.num_rows == 3 and rows.column("translation").to_pylist()[0] == night1["translation"][0].as_py()
+    rows, reused = memory_entries(night1, "fp", "source", LanguageChoice())
+    assert rows.num_rows == 3 and reused == [] and rows["translation"][0].as_py() == night1["translation"][0].as_py()
     assert memory.record(rows)["written"] == 3
     night2 = replace_reuse(plain, Reuse(spec, board=SegmentBoard()))(tokenized)
     labels = [m and m["reuse"] for m in night2.column(MEMORY).to_pylist()]
     assert labels == ["memory", "memory", "memory", None, "memory", "memory", "memory"]
     night2 = detok(night2)
+    rows, reused = memory_entries(night2, "fp", "source", LanguageChoice())
+    assert rows.num_rows == 0 and len(reused) == 3  # nothing new; three entries to refresh
     for column in ("translation", "status", "score"):
         assert night2.column(column).to_pylist() == night1.column(column).to_pylist()
 
