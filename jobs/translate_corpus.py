@@ -514,8 +514,13 @@ def memory_summary(memory, stats, committed: dict[str, dict]) -> dict:
     from pipeline.memory import REUSE_DECODED, REUSE_DUPLICATE, REUSE_MEMORY
 
     written = {k: sum(s.get("memory", {}).get(k, 0) for s in committed.values()) for k in ("written", "refreshed")}
+    failed = {name: s["memory"]["error"] for name, s in committed.items() if "error" in s.get("memory", {})}
+    for name, error in sorted(failed.items()):
+        print(f"warning: shard {name} was committed but its translations were not written to the memory ({error})",
+              file=sys.stderr)
     summary = {"uri": memory.uri, "hits": stats.reuse.get(REUSE_MEMORY, 0),
-               "misses": stats.reuse.get(REUSE_DECODED, 0) + stats.reuse.get(REUSE_DUPLICATE, 0), **written}
+               "misses": stats.reuse.get(REUSE_DECODED, 0) + stats.reuse.get(REUSE_DUPLICATE, 0), **written,
+               **({"failed_shards": failed} if failed else {})}
     try:
         memory.index()
     except Exception as e:  # noqa: BLE001  (lookups stay right without an up-to-date index, only slower)

@@ -68,7 +68,13 @@ class Reuse:
                 first.setdefault(k, r)
         by_key: dict[str, tuple[dict, str]] = {}
         if self.memory is not None:
-            for k, outcome in self.memory.lookup(list(first)).items():
+            try:
+                hits = self.memory.lookup(list(first))
+            except Exception as e:  # noqa: BLE001  (the memory only saves work: never fail a run for it)
+                print(f"warning: translation memory {self.spec.memory_uri} unreadable ({type(e).__name__}: {e}); this "
+                      "actor decodes without it", file=sys.stderr, flush=True)
+                self.memory, hits = None, {}
+            for k, outcome in hits.items():
                 by_key[k] = (outcome, REUSE_MEMORY)
         rest = [k for k in first if k not in by_key]
         answer = self._board("acquire", rest)

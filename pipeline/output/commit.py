@@ -144,9 +144,12 @@ def _record_memory(fs, parts_dir: str, columns: Columns, memory) -> dict[str, in
 
         spec, languages = memory
         new, reused = memory_entries(parts, spec.fingerprint, columns.source, languages)
-        written = TranslationMemory(spec.memory_uri, spec.storage_options).record(new, reused)
         looked_up = sum(n for how, n in reuse.items() if how is not None)
-        out["memory"] = {"hits": reuse[REUSE_MEMORY], "misses": looked_up - reuse[REUSE_MEMORY], **written}
+        out["memory"] = {"hits": reuse[REUSE_MEMORY], "misses": looked_up - reuse[REUSE_MEMORY]}
+        try:
+            out["memory"].update(TranslationMemory(spec.memory_uri, spec.storage_options).record(new, reused))
+        except Exception as e:  # noqa: BLE001  (the shard's translations are right: commit them, say what failed)
+            out["memory"].update(written=0, refreshed=0, error=f"{type(e).__name__}: {e}")
     return out
 
 

@@ -218,3 +218,13 @@ def test_the_compaction_job_drops_unused_entries_and_names_a_missing_memory(tmp_
     assert compact(["--memory", uri, "--unused-days", "7"]) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert (result["entries_before"], result["entries"], result["dropped"]) == (6, 2, 4)
+
+
+def test_an_unreadable_memory_costs_the_reuse_never_the_translation(stages, tmp_path, capsys):
+    tok, plain, detok = stages
+    tokenized = tok(pa.table({"id": [0, 1], "source": ["A dog runs.", "A dog runs."]}))
+    (tmp_path / "tm").write_text("not a Lance dataset")
+    out = replace_reuse(plain, Reuse(ReuseSpec("fp", memory_uri=str(tmp_path / "tm")), board=SegmentBoard()))(tokenized)
+    assert [m["reuse"] for m in out.column(MEMORY).to_pylist()] == ["decoded", "duplicate"]
+    assert "unreadable" in capsys.readouterr().err
+    assert detok(out).column("translation").to_pylist() == detok(plain(tokenized)).column("translation").to_pylist()
