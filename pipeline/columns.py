@@ -6,6 +6,7 @@ Internal columns (leading "__") travel between stages and never reach the output
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import StrEnum
 
 import pyarrow as pa
@@ -40,6 +41,31 @@ PATH = "path"  # the column Ray's read_parquet(include_paths=True) adds
 STATS_COLUMN = "run_stats"  # the write stage's output: one JSON RunStats per part file written
 SHARD_COLUMN = "shard"  # the write stage's output, beside STATS_COLUMN: the part file's shard
 ROWS_DONE_COLUMN = "rows_done"  # ... and how many of its input rows the part finishes ("n" or "n/d")
+
+
+@dataclass(frozen=True)
+class StageColumns:
+    """What a stage needs in its input and what it changes (as Ray's batch stages declare their keys): each
+    stage checks its input against `reads`, and the plan checks the chain once before anything runs."""
+
+    stage: str
+    reads: tuple[str, ...]
+    writes: tuple[str, ...] = ()
+    drops: tuple[str, ...] = ()
+
+    def check(self, table: pa.Table) -> None:
+        require_columns(table, self.stage, self.reads)
+
+
+def check_stage_chain(input_columns, stages: list[StageColumns]) -> None:
+    """Every column a stage reads is in the input or written by a stage before it (and not dropped since)."""
+    have = set(input_columns)
+    for st in stages:
+        missing = [c for c in st.reads if c not in have]
+        if missing:
+            raise ValueError(f"pipeline plan: the {st.stage} stage reads {missing}, which neither the input nor an "
+                             f"earlier stage provides (there: {sorted(have)})")
+        have = (have | set(st.writes)) - set(st.drops)
 
 
 def require_columns(table: pa.Table, stage: str, columns) -> None:

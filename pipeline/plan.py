@@ -64,11 +64,31 @@ def model_actor_pool(compute: ComputeConfig):
     return ray.data.ActorPoolStrategy(min_size=compute.min_actors, max_size=compute.max_actors)
 
 
+def stage_columns(plan: PipelinePlan) -> list:
+    """Each stage's declared columns, in pipeline order (pipeline/columns.py StageColumns)."""
+    from pipeline.columns import NSEG, PATH, SEG, StageColumns
+
+    settings, columns = plan.translation, plan.columns
+    languages = tuple(settings.languages.columns)
+    stages = [Tokenize.declare(columns.source, settings.languages),
+              Translator.declare(plan.reuse is not None),
+              Detokenize.declare(settings.decode.nbest, settings.write_scores),
+              StageColumns("write", (PATH, columns.id))]
+    if settings.unit == "document":
+        stages.insert(0, StageColumns("split documents", (PATH, columns.id, columns.source, *languages),
+                                      writes=(SEG, NSEG)))
+    return stages
+
+
 def build_pipeline(ds, plan: PipelinePlan):
     """ds: rows of the pending input shards with their `path` column, in blocks of `batch_rows` (read_shards)."""
     import ray.data
 
+    from pipeline.columns import PATH, check_stage_chain
+
     model, settings, compute = plan.model, plan.translation, plan.compute
+    # Checked once here, before any actor starts: a stage that would miss a column fails now, not per batch.
+    check_stage_chain([PATH, plan.columns.id, plan.columns.source, *settings.languages.columns], stage_columns(plan))
     so = model.storage_options or {}
     cpu_pool = ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, compute.cpu_actors))
     if any(plan.done_ids.values()):

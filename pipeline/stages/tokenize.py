@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from pipeline.columns import PIECES, STATUS, TARGET_PREFIX, RowStatus, require_columns
+from pipeline.columns import PIECES, STATUS, TARGET_PREFIX, RowStatus, StageColumns
 from pipeline.inputs import decode_texts
 
 
@@ -53,6 +53,12 @@ class Tokenize:
         self.eos = self.tokenizer.eos_id
         self.boundaries = self.tokenizer.sentence_end_ids()
         self.languages = languages
+        self.columns = self.declare(source_column, languages)
+
+    @staticmethod
+    def declare(source_column: str, languages=None) -> StageColumns:
+        return StageColumns("tokenize", (source_column, *(languages.columns if languages else ())),
+                            writes=(PIECES, TARGET_PREFIX, STATUS))
 
     def _prefixes(self, table: pa.Table) -> list:
         """Per row (source prefix, target prefix), or None for a language the model lacks."""
@@ -67,7 +73,7 @@ class Tokenize:
         return out
 
     def __call__(self, table: pa.Table) -> pa.Table:
-        require_columns(table, "tokenize", [self.source_column, *(self.languages.columns if self.languages else [])])
+        self.columns.check(table)
         texts, invalid = decode_texts(table.column(self.source_column))  # a binary source holds UTF-8 bytes
         clean = [t if isinstance(t, str) and t.strip() else "" for t in texts]
         encoded = self.tokenizer.source_ids(clean)

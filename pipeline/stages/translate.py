@@ -13,7 +13,7 @@ from functools import partial
 import pyarrow as pa
 
 from model.decoding import DecodeConfig
-from pipeline.columns import HYP_IDS, PIECES, ROW_STATS, STATUS, TARGET_PREFIX, RowStatus, require_columns
+from pipeline.columns import HYP_IDS, MEMORY, PIECES, ROW_STATS, STATUS, TARGET_PREFIX, RowStatus, StageColumns
 from pipeline.memory import MEMORY_COLUMN, MEMORY_TYPE, segment_keys
 from pipeline.output import row_stats_array
 from pipeline.runtime import peak_rss_mb
@@ -46,6 +46,13 @@ class Translator:
             from pipeline.memory import Reuse
 
             self.reuse = Reuse(reuse)
+        self.columns = self.declare(reuse is not None)
+
+    @staticmethod
+    def declare(reuse: bool) -> StageColumns:
+        """Reads the pieces (and TARGET_PREFIX, when there); with reuse it also records MEMORY."""
+        return StageColumns("translate", (PIECES, STATUS), drops=(PIECES, TARGET_PREFIX),
+                            writes=(HYP_IDS, "score", "nbest_scores", ROW_STATS, *((MEMORY,) if reuse else ())))
 
     def _size_budget(self, gpus_per_actor: float) -> None:
         """A GPU actor without a set budget measures one from its share of the GPU (pipeline/runtime/gpu_budget.py)."""
@@ -64,7 +71,7 @@ class Translator:
               f"{self.budget.available / 2**30:.1f} GiB of its {gpus_per_actor:g} GPU usable)", flush=True)
 
     def __call__(self, table: pa.Table) -> pa.Table:
-        require_columns(table, "translate", [PIECES, STATUS])
+        self.columns.check(table)
         started = time.perf_counter()
         rows = table.column(PIECES).to_pylist()
         # Forced target-language tokens, per row (multilingual models).

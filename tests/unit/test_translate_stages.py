@@ -434,3 +434,24 @@ def test_the_no_repeat_guard_ends_the_character_loop_of_the_shipped_model():
     out = shipped_rows([OOH, FINE], DecodeConfig(beam_size=5, no_repeat_ngram_size=3))
     assert out.column("status").to_pylist() == ["ok", "ok"]
     assert "ooooo" not in out.column("translation").to_pylist()[0]
+
+
+def test_the_stages_declare_their_columns_and_the_plan_checks_the_chain_once():
+    from pipeline.columns import PATH, StageColumns, check_stage_chain
+    from pipeline.inputs import Columns
+    from pipeline.plan import ModelSpec, PipelinePlan, stage_columns
+    from pipeline.settings import ComputeConfig, TranslationSettings
+
+    def plan(**settings):
+        return PipelinePlan("out", Columns("id", "text", None), {}, {}, {}, ModelSpec("m"),
+                            TranslationSettings(precision="fp32", **settings), ComputeConfig())
+
+    for p in (plan(), plan(unit="document"), plan(target_lang_column="tgt"), plan(decode=DecodeConfig(nbest=3))):
+        check_stage_chain([PATH, "id", "text", *p.translation.languages.columns], stage_columns(p))
+    # A stage reading what nothing provides is named before anything runs.
+    with pytest.raises(ValueError, match="the tokenize stage reads \\['text'\\]"):
+        check_stage_chain([PATH, "id"], stage_columns(plan()))
+    with pytest.raises(ValueError, match="detokenize stage reads \\['__hyp_ids'"):
+        check_stage_chain([PATH, "id", "text"], [s for s in stage_columns(plan()) if s.stage != "translate"])
+    with pytest.raises(KeyError, match="input has no column 'b'"):
+        StageColumns("x", ("a", "b")).check(pa.table({"a": [1]}))
