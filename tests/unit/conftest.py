@@ -7,6 +7,16 @@ threads set their own count and put it back (test_decoder_cache, test_cross_memo
 test_translate_stages), as the translation actors set theirs (pipeline/runtime/cpu_decoding.py).
 """
 
+import pytest
 import torch
 
 torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Back to one thread after each test: an actor built with more threads, or a CTranslate2 translator
+    (it sets the OpenMP thread count, which torch shares: a translator of intra_threads=2 left every later
+    test at two threads), changes it for the whole process."""
+    yield
+    torch.set_num_threads(1)

@@ -292,7 +292,7 @@ def compare_engines(native: str, hf_dir: str, ct2_dir: str, sources: list[str], 
         gen = hf.generate(**tok(sources, return_tensors="pt", padding=True), num_beams=beam, length_penalty=1.0,
                           early_stopping=True, max_new_tokens=limit + 1, min_new_tokens=1)
     out["transformers"] = tok.batch_decode(gen, skip_special_tokens=True)
-    translator = ctranslate2.Translator(ct2_dir, device="cpu", intra_threads=2)
+    translator = ctranslate2.Translator(ct2_dir, device="cpu", intra_threads=1)
     pieces = [tok.convert_ids_to_tokens(ids) for ids in tok(sources).input_ids]
     results = translator.translate_batch(pieces, beam_size=beam, length_penalty=1.0, max_decoding_length=limit + 1,
                                          min_decoding_length=1)
