@@ -130,22 +130,25 @@ def test_ensemble_rejects_mismatched_vocabularies():
         Ensemble([tiny_transformer(16, **same_target), tiny_transformer(20, **same_target)])
 
 
+# Settings that reach >= 0.98 exact match from each of seeds 0-3 (the Transformer) and >= 0.96 (the LSTM), at a
+# third to a half of the updates first used (500 and 300 updates of 64); an untrained or mis-trained model scores ~0.
 @pytest.mark.parametrize(
-    "name, factory, steps, lr",
+    "name, factory, steps, lr, batch",
     [
-        ("transformer", lambda: tiny_transformer(12, d_model=64, ff_dim=128), 500, 2e-3),
+        ("transformer", lambda: tiny_transformer(12), 250, 2e-3, 64),
         (
             "lstm-luong",
             lambda: tiny_rnn(12, cell="lstm", attention="luong_general", hidden_dim=64, emb_dim=32, num_layers=1),
-            300,
-            1e-2,
+            150,
+            5e-3,
+            128,
         ),
     ],
 )
-def test_tiny_model_learns_to_reverse(name, factory, steps, lr):
+def test_tiny_model_learns_to_reverse(name, factory, steps, lr, batch):
     torch.manual_seed(0)
     model = factory()
-    train_reversal(model, 12, steps=steps, lr=lr)
+    train_reversal(model, 12, steps=steps, lr=lr, batch=batch)
     seqs = random_sources(100, 12, 2, 6, seed=999)
     hyps = search(model, pad_batch(seqs, PAD_ID, suffix=EOS_ID), DecodeConfig(beam_size=4))
     exact = sum(h[0].tokens == s[::-1] for h, s in zip(hyps, seqs, strict=True)) / len(seqs)

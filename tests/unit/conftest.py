@@ -1,0 +1,22 @@
+"""The unit tests' process runs torch at one thread.
+
+Their models are tiny: a second intra-op thread buys them nothing, and where the machine's other cores
+are busy (a 2-core CI runner, other suites) OpenMP's waiting threads slow them many-fold (the unit folder
+measured 16 minutes at two threads on a loaded 2-core machine, a fraction of that at one). The tests about
+threads set their own count and put it back (test_decoder_cache, test_cross_memory, test_search_syncs,
+test_translate_stages), as the translation actors set theirs (pipeline/runtime/cpu_decoding.py).
+"""
+
+import pytest
+import torch
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Back to one thread after each test: an actor built with more threads, or a CTranslate2 translator
+    (it sets the OpenMP thread count, which torch shares: a translator of intra_threads=2 left every later
+    test at two threads), changes it for the whole process."""
+    yield
+    torch.set_num_threads(1)
