@@ -63,9 +63,15 @@ def input_sets(data: str, sentences: int, long: int) -> dict[str, tuple[list[str
 # --- models ---------------------------------------------------------------------------------------
 def export_shipped(work: str, with_ct2: bool = True) -> tuple[str, str]:
     """The shipped model as a Marian directory (our exporter) and as CTranslate2 (the stock converter)."""
+    import contextlib
+    import io
+
+    from jobs.convert_model import main as convert_model
+
     hf, ct2 = os.path.join(work, "shipped-hf"), os.path.join(work, "shipped-ct2")
-    subprocess.run([sys.executable, os.path.join(ROOT, "jobs", "convert_model.py"), "--to", "marian", "--input",
-                    SHIPPED, "--output", hf], check=True, stdout=subprocess.DEVNULL)
+    with contextlib.redirect_stdout(io.StringIO()):  # jobs/convert_model.py --to marian, in this process
+        if convert_model(["--to", "marian", "--input", SHIPPED, "--output", hf]):
+            raise SystemExit(f"exporting {SHIPPED} failed")
     if with_ct2:
         ct2_convert(hf, ct2)
     return hf, ct2

@@ -47,10 +47,17 @@ print(faults, mapped_alive, heap_kept)
 """
 
 
-def _probe(mode):
-    out = subprocess.run([sys.executable, "-c", PROBE, mode], capture_output=True, text=True, check=True)
-    faults, mapped_alive, heap_kept = (float(x) for x in out.stdout.split()[-3:])
-    return faults, mapped_alive, heap_kept
+def _probes(*modes):
+    """(faults, MB mapped while alive, MB the heap kept) per mode, each from a fresh process; the processes
+    run at once (each counts its own faults and reads its own allocator)."""
+    procs = [subprocess.Popen([sys.executable, "-c", PROBE, mode], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for mode in modes]
+    results = []
+    for proc in procs:
+        out, err = proc.communicate()
+        assert proc.returncode == 0, err
+        results.append(tuple(float(x) for x in out.split()[-3:]))
+    return results
 
 
 def _glibc_with_mallinfo2():
@@ -60,12 +67,13 @@ def _glibc_with_mallinfo2():
 
 @pytest.mark.skipif(not _glibc_with_mallinfo2(), reason="mallinfo2 needs glibc 2.33+")
 def test_reuse_freed_memory_keeps_large_blocks_on_the_heap_for_the_next_step():
+    default, reuse = _probes("default", "reuse")
     # glibc's defaults: a 30 MB block gets a mapping of its own, unmapped again on free.
-    default_faults, mapped_alive, _ = _probe("default")
+    default_faults, mapped_alive, _ = default
     assert mapped_alive >= 30
 
     # The actors' settings: the block comes from the heap, and the heap keeps it when it is freed.
-    reused_faults, mapped_alive, heap_kept = _probe("reuse")
+    reused_faults, mapped_alive, heap_kept = reuse
     assert mapped_alive < 1
     assert heap_kept >= 30
     # So growing blocks are served from kept pages instead of fresh ones (200k -> 9-14k faults on

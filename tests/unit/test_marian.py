@@ -2,6 +2,7 @@
 and CTranslate2. Real transformers and CTranslate2 (dev dependencies), small random-weight models built
 here from a config, SentencePiece models trained here: nothing is downloaded."""
 
+import functools
 import json
 import os
 import pickle
@@ -128,20 +129,27 @@ def test_greedy_and_beam_search_match_generate(marian):
     assert texts == tok.batch_decode(out[:, 1:], skip_special_tokens=True)
 
 
-@pytest.fixture(scope="module", params=["shared-swish", "separate-relu"])
-def looping_marian(request, tmp_path_factory):
-    """A random Marian model with a weak push towards </s>: most of its translations loop to the limit."""
-    path = build_marian_dir(str(tmp_path_factory.mktemp("loops") / request.param), eos_bias=1.0,
-                            **SHAPES[request.param])
-    hf, tok = hf_model_and_tokenizer(path)
-    return path, hf, tok, load_model(path)
+@pytest.fixture(scope="module")
+def looping_marian(tmp_path_factory):
+    """Random Marian models with a weak push towards </s>: most of their translations loop to the limit.
+    Built on first use, one per shape."""
+    built = {}
+
+    def get(shape):
+        if shape not in built:
+            path = build_marian_dir(str(tmp_path_factory.mktemp("loops") / shape), eos_bias=1.0, **SHAPES[shape])
+            built[shape] = (path, *hf_model_and_tokenizer(path), load_model(path))
+        return built[shape]
+
+    return get
 
 
-@pytest.mark.parametrize("n", [1, 2, 3])
-def test_no_repeat_ngram_size_matches_generate(looping_marian, n):
+# Every n and both vocabulary layouts (shared; separate target vocabulary), each n on one of them.
+@pytest.mark.parametrize("shape, n", [("shared-swish", 1), ("separate-relu", 2), ("shared-swish", 3)])
+def test_no_repeat_ngram_size_matches_generate(looping_marian, shape, n):
     """--no-repeat-ngram-size is transformers' no_repeat_ngram_size, token for token (issue 31), greedy and
     beam, on sentences of every length in one batch."""
-    path, hf, tok, ours = looping_marian
+    path, hf, tok, ours = looping_marian(shape)
     enc = tok(SOURCES, return_tensors="pt", padding=True)
     src = pad_batch(ours.tokenizer.encode_source(SOURCES), ours.model.cfg.source_pad_id)
     limit = 30
@@ -271,6 +279,16 @@ def ct2_convert(hf_dir: str, out: str) -> None:
     TransformersConverter(hf_dir).convert(out)
 
 
+@functools.cache
+def engines(native: str, hf_dir: str, ct2_dir: str):
+    """The three engines, loaded once per model (they are only read). CTranslate2 at one thread: it sets
+    the OpenMP thread count, which torch shares."""
+    import ctranslate2
+
+    return (load_model(native), hf_model_and_tokenizer(hf_dir),
+            ctranslate2.Translator(ct2_dir, device="cpu", intra_threads=1))
+
+
 def compare_engines(native: str, hf_dir: str, ct2_dir: str, sources: list[str], refs: list[str], beam: int,
                     limit: int = 200) -> dict:
     """Translations of ours, transformers and CTranslate2 with the same search settings, their BLEU, and
@@ -278,21 +296,18 @@ def compare_engines(native: str, hf_dir: str, ct2_dir: str, sources: list[str], 
     an EOS that costs nothing, ours one that costs its log-probability, CTranslate2 none at all).
     Texts are compared with whitespace normalised (transformers strips; our SentencePiece decoding can
     keep a trailing space)."""
-    import ctranslate2
     import sacrebleu
 
     from model.decoding import translate_ids
 
-    ours = load_model(native)
+    ours, (hf, tok), translator = engines(native, hf_dir, ct2_dir)
     hyps, _ = translate_ids(ours.model, ours.tokenizer.encode_source(sources),
                             DecodeConfig(beam_size=beam, max_len_a=0, max_len_b=limit), 12000)
     out = {"ours": ours.tokenizer.decode_target([h[0].tokens for h in hyps])}
-    hf, tok = hf_model_and_tokenizer(hf_dir)
     with torch.no_grad():
         gen = hf.generate(**tok(sources, return_tensors="pt", padding=True), num_beams=beam, length_penalty=1.0,
                           early_stopping=True, max_new_tokens=limit + 1, min_new_tokens=1)
     out["transformers"] = tok.batch_decode(gen, skip_special_tokens=True)
-    translator = ctranslate2.Translator(ct2_dir, device="cpu", intra_threads=1)
     pieces = [tok.convert_ids_to_tokens(ids) for ids in tok(sources).input_ids]
     results = translator.translate_batch(pieces, beam_size=beam, length_penalty=1.0, max_decoding_length=limit + 1,
                                          min_decoding_length=1)

@@ -237,7 +237,7 @@ def _summary(results):
 
 
 @pytest.mark.parametrize("kind", MODELS)
-@pytest.mark.parametrize("K", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("K", [1, 2, 4, 5])  # 1: greedy-like; 2; 4, 5: 2K above small-vocab's 7 tokens
 def test_beam_search_finds_what_reading_each_value_found(kind, K, kernels):
     model = _model(kind)
     lengths = set()

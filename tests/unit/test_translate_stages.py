@@ -155,8 +155,9 @@ def test_int8_decoding_translates_like_fp32_with_the_shipped_model():
     root = ROOT
     model, sample = os.path.join(root, "models", "multi30k-en-de"), read_table(os.path.join(root, "samples",
                                                                                              "multi30k-en-de"))
-    table = pa.table({"id": list(range(100)), "source": sample.column("source").to_pylist()[:100]})
-    refs = sample.column("reference").to_pylist()[:100]
+    n = 60
+    table = pa.table({"id": list(range(n)), "source": sample.column("source").to_pylist()[:n]})
+    refs = sample.column("reference").to_pylist()[:n]
     decode = DecodeConfig(beam_size=5)
     tokenized = Tokenize(model, "source", 256, "split", {})(table)
     detok = Detokenize(model, nbest=1, write_scores=False, storage_options={})
@@ -164,7 +165,7 @@ def test_int8_decoding_translates_like_fp32_with_the_shipped_model():
            for p in ("fp32", "int8")}
     same = sum(a == b for a, b in zip(out["fp32"], out["int8"], strict=True))
     bleu = {p: sacrebleu.corpus_bleu(t, [refs]).score for p, t in out.items()}
-    assert same >= 70, same  # most sentences come out identical
+    assert same >= 0.7 * n, same  # most sentences come out identical (55 of these 60 here)
     assert abs(bleu["int8"] - bleu["fp32"]) < 1.5, bleu
     assert bleu["int8"] > 30, bleu
 
