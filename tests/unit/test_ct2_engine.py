@@ -34,11 +34,17 @@ def ct2_actor():
     return Translator(SHIPPED, DecodeConfig(beam_size=4), "fp32", 12000, 1, {}, engine="ctranslate2")
 
 
-def test_the_shipped_model_translates_alike_in_both_engines(sample, ct2_actor):
+@pytest.fixture(scope="module")
+def ct2_translated(sample, ct2_actor):
+    """The actor's output for the sample (read by two tests)."""
+    return ct2_actor(sample[0])
+
+
+def test_the_shipped_model_translates_alike_in_both_engines(sample, ct2_translated):
     tokenized, refs = sample
     detok = Detokenize(SHIPPED, nbest=1, write_scores=True, storage_options={})
     ours = Translator(SHIPPED, DecodeConfig(beam_size=4), "fp32", 12000, 1, {})
-    out = {"ours": detok(ours(tokenized)), "ctranslate2": detok(ct2_actor(tokenized))}
+    out = {"ours": detok(ours(tokenized)), "ctranslate2": detok(ct2_translated)}
     texts = {e: t.column("translation").to_pylist() for e, t in out.items()}
     same = sum(a == b for a, b in zip(texts["ours"], texts["ctranslate2"], strict=True))
     assert same >= 0.95 * len(refs), same
@@ -55,7 +61,7 @@ def pieces(tokenized):
     return [p[0] for p in tokenized.column(PIECES).to_pylist()]
 
 
-def test_nbest_and_int8(sample, ct2_actor):
+def test_nbest_and_int8(sample, ct2_actor, ct2_translated):
     tokenized, _ = sample
     engine = ct2_actor.model  # the engine decodes with the DecodeConfig it is given per batch
     nbest, _ = translate_ids(engine, pieces(tokenized), DecodeConfig(beam_size=4, nbest=3), 12000,
@@ -63,7 +69,7 @@ def test_nbest_and_int8(sample, ct2_actor):
     for hyps in nbest:
         assert len(hyps) == 3 and [h.score for h in hyps] == sorted((h.score for h in hyps), reverse=True)
     int8 = Translator(SHIPPED, DecodeConfig(beam_size=4), "int8", 12000, 1, {}, engine="ctranslate2")
-    fp32 = ct2_actor(tokenized).column(HYP_IDS).to_pylist()
+    fp32 = ct2_translated.column(HYP_IDS).to_pylist()
     quantized = int8(tokenized).column(HYP_IDS).to_pylist()
     assert sum(a == b for a, b in zip(quantized, fp32, strict=True)) >= 0.6 * len(fp32)
 
