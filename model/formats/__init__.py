@@ -18,9 +18,9 @@ _HOMES = {
     "load_tokenizer": "model.formats.registry",
     "model_info": "model.formats.registry",
     "load_marian": "model.formats.hf.marian",
-    "export_marian": "model.formats.hf.marian",
-    "marian_order": "model.formats.hf.marian",
-    "generation_defaults": "model.formats.hf.marian",
+    "export_marian": "model.formats.hf.marian_export",
+    "marian_order": "model.formats.hf.marian_export",
+    "generation_defaults": "model.formats.hf.marian_export",
     "load_m2m100": "model.formats.hf.m2m100",
 }
 __all__ = sorted(_HOMES)

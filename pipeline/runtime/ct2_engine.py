@@ -6,7 +6,7 @@ pipeline: the same shards, token-budget batches, resume, row statuses and report
 search of each batch runs in CTranslate2.
 
 Each actor converts its model once, at start: our Transformer is written as a Hugging Face Marian
-directory (model/formats/hf/marian.py, the exporter the interop tests check against stock transformers and
+directory (model/formats/hf/marian_export.py, the exporter the interop tests check against stock transformers and
 CTranslate2), then through CTranslate2's own converter, into a temporary directory. Ids cross as
 tokens of the exported vocabulary, so both sides read the same pieces.
 

@@ -15,6 +15,11 @@ from model.formats.hf.layout import read_hf_weights
 from model.formats.native import assemble
 from model.storage import read_json, resolve
 
+# transformers' activation names -> ours (model/architectures/transformer.py ACTIVATIONS), and back.
+ACTIVATION_FROM_HF = {"relu": "relu", "swish": "swish", "silu": "silu", "gelu": "gelu", "gelu_new": "gelu_tanh",
+                      "gelu_pytorch_tanh": "gelu_tanh", "gelu_fast": "gelu_tanh"}
+ACTIVATION_TO_HF = {"relu": "relu", "swish": "swish", "silu": "silu", "gelu": "gelu", "gelu_tanh": "gelu_new"}
+
 
 def need(hf: dict, where: str, key: str):
     """config.json's `key`; CheckpointError naming it where the file lacks it."""

@@ -25,8 +25,8 @@ import torch
 from model.architectures import TransformerConfig
 from model.errors import CheckpointError
 from model.formats.hf import base
+from model.formats.hf.base import ACTIVATION_FROM_HF
 from model.formats.hf.layout import layer_names
-from model.formats.hf.marian import ACTIVATION_FROM_HF
 from model.tokenizers import load_m2m100_tokenizer
 
 
