@@ -170,7 +170,7 @@ def check_languages(settings: TranslationSettings, tokenizer, uri: str) -> None:
     if settings.multilingual and not tokenizer.multilingual:
         raise InputError(f"model {uri} has no language tokens: --target-lang/--target-lang-column need a multilingual "
                          "model (M2M100, NLLB-200 or a multilingual OPUS-MT model)")
-    if getattr(tokenizer, "needs_languages", False):
+    if tokenizer.needs_languages:
         if not settings.multilingual:
             raise InputError(f"model {uri} is multilingual: give the target language with --target-lang or "
                              "--target-lang-column")

@@ -58,6 +58,10 @@ class RNNConfig:
     def source_pad_id(self) -> int:
         return self.pad_id
 
+    @property
+    def max_positions(self) -> int:
+        return 0  # a recurrent model has no position table: any length
+
     def __post_init__(self):
         if self.cell not in ("lstm", "gru"):
             raise ValueError(f"cell must be 'lstm' or 'gru', got {self.cell!r}")
@@ -121,6 +125,9 @@ class Attention(nn.Module):
 
 class RNNSeq2Seq(nn.Module):
     arch = "rnn"
+    # Each beam gets its own copy of the encoder memory (select_rows); the Luong/Bahdanau attention reads it
+    # as a batch, without the Transformer's row index.
+    shares_memory_across_beams = False
 
     def __init__(self, cfg: RNNConfig):
         super().__init__()
@@ -159,6 +166,12 @@ class RNNSeq2Seq(nn.Module):
         self.dropout = nn.Dropout(cfg.dropout)
 
     # --- encoder --------------------------------------------------------------
+    def fuse_for_decoding(self) -> None:
+        """Nothing to fuse: the recurrent cells are already one product per step (torch's LSTM/GRU kernels)."""
+
+    def encoding_products(self) -> list[tuple[nn.Module, str]]:
+        return []  # the bidirectional encoder is one cuDNN/MKL RNN call: no linear layer to move to OpenBLAS
+
     def encode(self, src: torch.Tensor) -> RNNMemory:
         cfg = self.cfg
         pad_mask = src.ne(cfg.pad_id)  # (B, S)

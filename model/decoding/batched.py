@@ -30,9 +30,7 @@ DEVICE_OUT_OF_MEMORY = (torch.cuda.OutOfMemoryError, EngineOutOfMemory)
 def prepare_for_decoding(model):
     """`model` after the inference-only rewrites its family offers (`fuse_for_decoding`: the Transformer's
     fused q/k/v products), in place; for the actors, never for a model that trains on."""
-    fuse = getattr(model, "fuse_for_decoding", None)
-    if fuse is not None:
-        fuse()
+    model.fuse_for_decoding()
     return model
 
 

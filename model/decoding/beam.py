@@ -196,15 +196,6 @@ def _special_ids(model) -> tuple[int, int, int]:
     return model.cfg.pad_id, model.cfg.bos_id, model.cfg.eos_id
 
 
-def _max_positions(model) -> int:
-    return getattr(model.cfg, "max_positions", 0)
-
-
-def _source_pad_id(model) -> int:
-    # Models whose source and target vocabularies pad differently say so (TransformerConfig.src_pad_id).
-    return getattr(model.cfg, "source_pad_id", model.cfg.pad_id)
-
-
 def max_lengths(src: torch.Tensor, pad_id: int, cfg: DecodeConfig, max_positions: int = 0,
                 prefix_len: int = 0) -> torch.Tensor:
     """(B,) maximum number of target tokens per sentence, EOS and forced prefix excluded.
@@ -285,14 +276,14 @@ def beam_search(model, src: torch.Tensor, cfg: DecodeConfig, prefix: torch.Tenso
     pad, bos, eos = ids
     B0, K, device = src.size(0), cfg.beam_size, src.device
     P = 0 if prefix is None else prefix.size(1)
-    max_len = max_lengths(src, _source_pad_id(model), cfg, _max_positions(model), P)  # (B0,)
+    max_len = max_lengths(src, model.cfg.source_pad_id, cfg, model.cfg.max_positions, P)  # (B0,)
     # All K beams start identical, so the first step runs one row per sentence (as CTranslate2 does on
     # CPU) and its 2K candidates expand the beam: 1/K of that step's work. A vocabulary smaller than 2K
     # could not fill the candidates from one row; such toy models start expanded.
     width = 1 if 2 * K <= model.cfg.tgt_vocab_size else K  # live hypotheses per sentence
     # A model that shares_memory_across_beams keeps one memory row per sentence for all its beams;
     # others get a copy per beam.
-    shared = getattr(model, "shares_memory_across_beams", False)
+    shared = model.shares_memory_across_beams
     memory = model.encode(src)
     if width > 1 and not shared:
         memory = select_rows(memory, torch.arange(B0, device=device).repeat_interleave(K))
@@ -361,7 +352,7 @@ def greedy_search(model, src: torch.Tensor, cfg: DecodeConfig, prefix: torch.Ten
     pad, bos, eos = ids
     B0, device = src.size(0), src.device
     P = 0 if prefix is None else prefix.size(1)
-    max_len = max_lengths(src, _source_pad_id(model), cfg, _max_positions(model), P)
+    max_len = max_lengths(src, model.cfg.source_pad_id, cfg, model.cfg.max_positions, P)
     memory = model.encode(src)
     history, state = _start(model, memory, B0, bos, prefix, device)
     prev = history[:, -1]  # (B,)
@@ -424,7 +415,14 @@ class Ensemble:
                 raise ValueError("ensemble members must share the source and target vocabularies and special ids")
         self.models = list(models)
         self.cfg = first
-        self.shares_memory_across_beams = all(getattr(m, "shares_memory_across_beams", False) for m in models)
+        self.shares_memory_across_beams = all(m.shares_memory_across_beams for m in models)
+
+    def fuse_for_decoding(self) -> None:
+        for m in self.models:
+            m.fuse_for_decoding()
+
+    def encoding_products(self):
+        return [pair for m in self.models for pair in m.encoding_products()]
 
     def encode(self, src):
         return tuple(m.encode(src) for m in self.models)

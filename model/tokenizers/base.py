@@ -15,6 +15,7 @@ class TokenizerContract(Protocol):
     bos_id: int
     eos_id: int
     model_max_length: int  # the longest source the model takes, in ids (0: any)
+    needs_languages: bool  # every row needs a source and a target language (M2M100, NLLB); the job checks it
 
     @property
     def src_vocab_size(self) -> int: ...

@@ -47,6 +47,7 @@ def _vocab(data: bytes, name: str) -> dict[str, int]:
 
 class MarianTokenizer:
     kind = "marian"
+    needs_languages = False  # a multilingual OPUS-MT model takes an optional ">>lang<<" target token
 
     def __init__(self, files: dict[str, bytes], *, pad_id: int, eos_id: int, decoder_start_id: int,
                  unk_token: str = "<unk>", separate_vocabs: bool = False, model_max_length: int = 0):

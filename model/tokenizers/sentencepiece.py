@@ -76,6 +76,7 @@ class Tokenizer:
     """
 
     kind = "sentencepiece"
+    needs_languages = False
     pad_id, unk_id, bos_id, eos_id = PAD_ID, UNK_ID, BOS_ID, EOS_ID
     model_max_length = 0  # our models take any length
     # One language pair: no language tokens (multilingual tokenizers: model/tokenizers/m2m100.py).

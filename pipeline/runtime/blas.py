@@ -169,10 +169,9 @@ def use_openblas(model: nn.Module) -> int:
     from threadpoolctl import threadpool_limits
 
     threadpool_limits(limits=1, user_api="blas")
-    encoding = getattr(model, "encoding_products", None)
     moved = 0
-    for parent, name in [(model, "output"), *(encoding() if encoding else [])]:
-        layer = getattr(parent, name, None)
+    for parent, name in [(model, "output"), *model.encoding_products()]:
+        layer = getattr(parent, name)
         if type(layer) is nn.Linear and layer.weight.dtype == torch.float32 and layer.weight.device.type == "cpu":
             setattr(parent, name, OpenBLASLinear(layer))
             moved += 1

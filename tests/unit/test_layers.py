@@ -69,3 +69,22 @@ def test_every_architecture_and_tokenizer_provides_its_written_contract():
         for cls in classes:
             missing = [n for n in members if not hasattr(cls, n)]
             assert not missing, f"{cls.__name__} lacks {missing} of {protocol.__name__}"
+
+
+def test_every_model_states_its_capabilities_so_nothing_probes_for_them():
+    """The search, the ensemble, the BLAS choice and the fusing read the contract's data members directly
+    (no getattr with a default): every architecture and the ensemble carry them, and their configs carry
+    the fields the search reads."""
+    from model.architectures import DecodingModel
+    from model.decoding import Ensemble
+    from tests.helpers import tiny_rnn, tiny_transformer
+
+    transformer, rnn = tiny_transformer(), tiny_rnn()
+    for model in (transformer, rnn, Ensemble([transformer, rnn])):
+        missing = [n for n in DecodingModel.__annotations__ if not hasattr(model, n)]
+        assert not missing, f"{type(model).__name__} lacks {missing}"
+        for field in ("pad_id", "bos_id", "eos_id", "source_pad_id", "max_positions", "tgt_vocab_size"):
+            assert isinstance(getattr(model.cfg, field), int), (type(model).__name__, field)
+    assert transformer.shares_memory_across_beams and not rnn.shares_memory_across_beams
+    assert not Ensemble([transformer, rnn]).shares_memory_across_beams
+    assert rnn.encoding_products() == [] and len(transformer.encoding_products()) > 0

@@ -34,7 +34,8 @@ class FakeState:
 class TableModel:
     """Next-token probabilities looked up from hand-written tables, one per sentence."""
 
-    cfg = SimpleNamespace(pad_id=0, bos_id=2, eos_id=3, tgt_vocab_size=V)
+    cfg = SimpleNamespace(pad_id=0, source_pad_id=0, bos_id=2, eos_id=3, tgt_vocab_size=V, max_positions=0)
+    shares_memory_across_beams = False
 
     def __init__(self, tables):
         self.tables = tables

@@ -81,7 +81,7 @@ def _reference_next(model, prev, memory, state, step, at_max, cfg, ids, k, histo
 def _reference_setup(model, src, cfg, prefix):
     ids = search._special_ids(model)
     P = 0 if prefix is None else prefix.size(1)
-    max_len = search.max_lengths(src, search._source_pad_id(model), cfg, search._max_positions(model), P)
+    max_len = search.max_lengths(src, model.cfg.source_pad_id, cfg, model.cfg.max_positions, P)
     return ids, P, max_len
 
 
