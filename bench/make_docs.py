@@ -193,7 +193,7 @@ def engines_section() -> tuple[list[str], list[str]]:
         lines += ["**Engines on a GPU: not measured yet** (no GPU was lent to the sessions that produced these "
                   "figures). On one GPU: `" + GPU_ENGINES_CMD + "`, then `python bench/make_docs.py`: ours in fp16 "
                   "and bf16 against CTranslate2 float16, bfloat16 and int8_float16, and transformers in the same "
-                  "dtype, on the same weights (`tests/unit/test_engines_bench.py` runs it on a few sentences "
+                  "dtype, on the same weights (`tests/integration/test_engines_bench.py` runs it on a few sentences "
                   "there).", ""]
     return lines, summary
 
