@@ -1,0 +1,193 @@
+"""Inline markup put back into a translated sentence: the model sees the sentence without tags, and each
+tag pair comes back around the words it wrapped.
+
+Placement, per mark, first that holds (the Argos Translate approach, with a proportional fallback):
+
+1. an opaque element (inline code, `translate="no"`) whose text the translation copied: that copy;
+2. the mark's own text translated alone (an extra segment of the document, `Mark.alone`), found in the
+   sentence's translation: exactly, else the window of translated words most like it (difflib ratio
+   >= `MIN_RATIO`);
+3. the mark's text copied verbatim into the translation (names, numbers);
+4. the words at the same relative position (a mark at the start or the end of its sentence stays there).
+
+Bergamot/Marian project tags through the decoder's cross-attention instead; our decoder does not return
+attention weights for the chosen hypothesis (model/decoding/beam.py), so that path is not built.
+
+Whatever the alignment says, the output is balanced: a mark is placed inside its parent's span and
+outside its placed siblings, shrunk to an empty element (`<b></b>`) if nothing is left, and every mark is
+written exactly once, its open and close raw markup as the source had them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from difflib import SequenceMatcher
+
+MIN_RATIO = 0.5  # below this, the translated mark is "not found" and the next rule decides
+_WORD = re.compile(r"\S+")
+_EDGE_PUNCT = ".,;:!?\"'()[]«»„“”‚‘’"
+
+
+@dataclass
+class Mark:
+    """An inline element of a source sentence: `open`/`close` are its raw markup, [start, end) the span of the
+    sentence's plain text it wraps. kind: "wrap" (tags around words), "void" (an element without words:
+    `<img>`, a comment), "opaque" (`open` is the whole element, kept as is; the model saw its text)."""
+
+    start: int
+    end: int
+    open: str
+    close: str = ""
+    kind: str = "wrap"
+    children: list[Mark] = field(default_factory=list)
+    alone: int = -1  # index of the mark's text translated alone among the sentence's extra segments (-1: none)
+    placed: tuple[int, int] = (0, 0)  # its span in the translation, once placed
+    how: str = ""  # which rule placed it (bench/markup.py counts them)
+
+
+def _norm(text: str) -> str:
+    return " ".join(w.strip(_EDGE_PUNCT).lower() for w in text.split() if w.strip(_EDGE_PUNCT))
+
+
+def _word_spans(text: str) -> list[tuple[int, int]]:
+    """Words of `text` with their punctuation at the edges left out (the mark wraps "Hund", not "Hund.")."""
+    spans = []
+    for m in _WORD.finditer(text):
+        a, b = m.start(), m.end()
+        while a < b and text[a] in _EDGE_PUNCT:
+            a += 1
+        while b > a and text[b - 1] in _EDGE_PUNCT:
+            b -= 1
+        spans.append((a, b) if a < b else (m.start(), m.end()))
+    return spans
+
+
+def _find_copy(needle: str, text: str, lo: int, hi: int) -> tuple[int, int] | None:
+    needle = needle.strip()
+    if not needle:
+        return None
+    at = text.find(needle, lo, hi)
+    return (at, at + len(needle)) if at >= 0 else None
+
+
+def _best_window(target: str, text: str, words: list[tuple[int, int]], near: float) -> tuple[int, int] | None:
+    """The run of `words` whose text is most like `target` (ties: the one nearest `near`, a position)."""
+    want = _norm(target)
+    if not want or not words:
+        return None
+    n = len(want.split())
+    best, best_key = None, (MIN_RATIO, 0.0)
+    for i in range(len(words)):
+        for j in range(i + max(1, n - 2), min(len(words), i + n + 2) + 1):
+            a, b = words[i][0], words[j - 1][1]
+            ratio = SequenceMatcher(None, want, _norm(text[a:b]), autojunk=False).ratio()
+            key = (ratio, -abs(a - near))
+            if key > best_key or (best is None and ratio >= MIN_RATIO and key >= best_key):
+                best, best_key = (a, b), key
+    return best
+
+
+def _proportional(mark: Mark, source_len: int, text: str, lo: int, hi: int) -> tuple[int, int]:
+    """The words at the mark's relative position in the source, within [lo, hi)."""
+    words = [w for w in _word_spans(text) if lo <= w[0] and w[1] <= hi]
+    if not words:
+        return lo, lo
+    scale = (hi - lo) / max(1, source_len)
+    if mark.kind == "void" or mark.start == mark.end:
+        if mark.start == 0:
+            return lo, lo
+        if mark.start >= source_len:
+            return hi, hi
+        at = lo + mark.start * scale
+        start = min(words, key=lambda w: abs(w[0] - at))[0]
+        return start, start
+    first = min(range(len(words)), key=lambda i: abs(words[i][0] - (lo + mark.start * scale)))
+    last = min(range(first, len(words)), key=lambda i: abs(words[i][1] - (lo + mark.end * scale)))
+    if mark.start == 0:
+        first = 0
+    if mark.end >= source_len:
+        last = len(words) - 1
+    return words[first][0], words[max(first, last)][1]
+
+
+def _fit(span: tuple[int, int], lo: int, hi: int, taken: list[tuple[int, int]]) -> tuple[int, int]:
+    """`span` clipped to [lo, hi) and to the largest part that overlaps none of `taken` (an empty span next to
+    them if nothing is left): placed marks never cross."""
+    a, b = max(lo, min(span[0], hi)), max(lo, min(span[1], hi))
+    free = [(a, b)]
+    for t0, t1 in taken:
+        nxt = []
+        for f0, f1 in free:
+            if t1 <= f0 or t0 >= f1 or t0 == t1:
+                nxt.append((f0, f1))
+                continue
+            if f0 < t0:
+                nxt.append((f0, t0))
+            if t1 < f1:
+                nxt.append((t1, f1))
+        free = nxt
+    if free:
+        return max(free, key=lambda f: f[1] - f[0])
+    for t0, t1 in sorted(taken):  # nothing left: empty, just after the mark that took the place
+        if t0 <= a < t1 or t0 < b <= t1:
+            return t1, t1
+    return a, a
+
+
+def place(source: str, translation: str, marks: list[Mark], alone: list[str]) -> None:
+    """Set every mark's `placed` span in `translation` (parents before children, see the module doc)."""
+    words = _word_spans(translation)
+
+    def visit(nodes: list[Mark], lo: int, hi: int) -> None:
+        taken: list[tuple[int, int]] = []
+        for mark in nodes:
+            span, how = None, "proportional"
+            inner = [w for w in words if lo <= w[0] and w[1] <= hi]
+            near = lo + mark.start * (hi - lo) / max(1, len(source))
+            covers = source[:mark.start].strip() == "" and source[mark.end:].strip() == ""
+            if mark.kind != "void" and covers:
+                span, how = (inner[0][0], inner[-1][1]) if inner else (lo, hi), "whole"
+            elif mark.kind == "opaque":
+                span, how = _find_copy(source[mark.start:mark.end], translation, lo, hi), "copied"
+            elif mark.kind == "wrap":
+                if mark.alone >= 0 and alone[mark.alone].strip():
+                    text = alone[mark.alone].strip().rstrip(".!?").strip()
+                    span, how = _find_copy(text, translation, lo, hi), "alone"
+                    span = span or _best_window(text, translation, inner, near)
+                if span is None:
+                    span, how = _find_copy(source[mark.start:mark.end], translation, lo, hi), "copied"
+            if span is None:
+                span, how = _proportional(mark, len(source), translation, lo, hi), "proportional"
+            if mark.kind == "void" or (mark.kind == "opaque" and how != "copied"):
+                span = (span[0], span[0])  # an element the translation has no words for: inserted, not wrapped
+            mark.placed, mark.how = _fit(span, lo, hi, taken), how
+            taken.append(mark.placed)
+            visit(mark.children, *mark.placed)
+
+    visit(marks, 0, len(translation))
+
+
+def render(translation: str, marks: list[Mark], escape: Callable[[str], str]) -> str:
+    """The translation, escaped, with every mark's raw markup around its placed span (balanced by construction:
+    placed spans nest)."""
+
+    def emit(lo: int, hi: int, nodes: list[Mark]) -> str:
+        out, pos = [], lo
+        for mark in sorted(nodes, key=lambda m: (m.placed[0], m.placed[1] > m.placed[0], m.placed[1])):
+            a, b = mark.placed
+            out.append(escape(translation[pos:a]))
+            if mark.kind == "opaque" and mark.how == "copied":
+                out.append(mark.open)  # the element as it was, in place of the copy of its text
+            elif mark.kind == "wrap":
+                out += [mark.open, emit(a, b, mark.children), mark.close]
+            else:
+                out.append(mark.open + mark.close)
+                out.append(escape(translation[a:b]))
+            pos = max(pos, b)
+        out.append(escape(translation[pos:hi]))
+        return "".join(out)
+
+    return emit(0, len(translation), marks)
+
