@@ -347,6 +347,8 @@ def _marks(pieces, plains, starts, idx, pairs, offset, seg: _Segment) -> list[Ma
             lo = min(max(starts[i] - offset, 0), len(seg.source))
             m = Mark(lo, min(lo + len(plains[i]), len(seg.source)), "", "", "void" if p.kind == VOID or not plains[i] else "opaque")
             m.open_piece, m.close_piece = i, -1  # type: ignore[attr-defined]
+            m.spaced = m.kind == "void" and all(0 <= j < len(pieces) and pieces[j].kind == TEXT
+                                                and pieces[j].raw.isspace() for j in (i - 1, i + 1))
             (stack[-1].children if stack else roots).append(m)
     return roots
 

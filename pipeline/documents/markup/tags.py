@@ -42,6 +42,7 @@ class Mark:
     close: str = ""
     kind: str = "wrap"
     children: list[Mark] = field(default_factory=list)
+    spaced: bool = False  # a void element that stood apart, space before and after (kept so)
     alone: int = -1  # index of the mark's text translated alone among the sentence's extra segments (-1: none)
     placed: tuple[int, int] = (0, 0)  # its span in the translation, once placed
     how: str = ""  # which rule placed it (bench/markup.py counts them)
@@ -64,12 +65,26 @@ def _word_spans(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-def _find_copy(needle: str, text: str, lo: int, hi: int) -> tuple[int, int] | None:
+def _find_copy(needle: str, text: str, lo: int, hi: int, near: float = 0.0,
+               taken: tuple = ()) -> tuple[int, int] | None:
+    """`needle` in text[lo:hi] as whole words (exactly, else ignoring case), clear of spans already taken; the
+    occurrence nearest `near`."""
     needle = needle.strip()
     if not needle:
         return None
-    at = text.find(needle, lo, hi)
-    return (at, at + len(needle)) if at >= 0 else None
+    for hay, pin in ((text, needle), (text.casefold(), needle.casefold())):
+        if len(hay) != len(text):
+            continue  # casefolding changed lengths (ß -> ss): offsets would not hold
+        found, at = [], hay.find(pin, lo, hi)
+        while at >= 0:
+            end = at + len(pin)
+            bounded = (at == 0 or not text[at - 1].isalnum()) and (end == len(text) or not text[end].isalnum())
+            if bounded and end <= hi and all(end <= a or at >= b or a == b for a, b in taken):
+                found.append((at, end))
+            at = hay.find(pin, at + 1, hi)
+        if found:
+            return min(found, key=lambda s: abs(s[0] - near))
+    return None
 
 
 def _best_window(target: str, text: str, words: list[tuple[int, int]], near: float) -> tuple[int, int] | None:
@@ -150,14 +165,14 @@ def place(source: str, translation: str, marks: list[Mark], alone: list[str]) ->
             if mark.kind != "void" and covers:
                 span, how = (inner[0][0], inner[-1][1]) if inner else (lo, hi), "whole"
             elif mark.kind == "opaque":
-                span, how = _find_copy(source[mark.start:mark.end], translation, lo, hi), "copied"
+                span, how = _find_copy(source[mark.start:mark.end], translation, lo, hi, near, taken), "copied"
             elif mark.kind == "wrap":
                 if mark.alone >= 0 and alone[mark.alone].strip():
                     text = alone[mark.alone].strip().rstrip(".!?").strip()
-                    span, how = _find_copy(text, translation, lo, hi), "alone"
+                    span, how = _find_copy(text, translation, lo, hi, near, taken), "alone"
                     span = span or _best_window(text, translation, inner, near)
                 if span is None:
-                    span, how = _find_copy(source[mark.start:mark.end], translation, lo, hi), "copied"
+                    span, how = _find_copy(source[mark.start:mark.end], translation, lo, hi, near, taken), "copied"
             if span is None:
                 span, how = _proportional(mark, len(source), translation, lo, hi), "proportional"
             if mark.kind == "void" or (mark.kind == "opaque" and how != "copied"):
@@ -183,7 +198,9 @@ def render(translation: str, marks: list[Mark], escape: Callable[[str], str]) ->
             elif mark.kind == "wrap":
                 out += [mark.open, emit(a, b, mark.children), mark.close]
             else:
-                out.append(mark.open + mark.close)
+                before = " " if mark.spaced and a == len(translation) and not translation[a - 1:a].isspace() else ""
+                after = " " if mark.spaced and a < len(translation) and not translation[a:a + 1].isspace() else ""
+                out.append(before + mark.open + mark.close + after)
                 out.append(escape(translation[a:b]))
             pos = max(pos, b)
         out.append(escape(translation[pos:hi]))
