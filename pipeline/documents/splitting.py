@@ -42,6 +42,7 @@ class Layout:
     parts: tuple[str, ...]
     translate: tuple[bool, ...]
     cut: bool = False  # a sentence longer than the limit was cut at spaces (the document's status is "split")
+    unparsable: bool = False  # never for plain text (markup/layout.py's MarkupLayout sets it)
 
     @property
     def segments(self) -> list[str]:

@@ -90,7 +90,12 @@ class DocumentUnit:
 
     languages: LanguageChoice = LanguageChoice()
     write_segments: bool = False
+    format: str = "text"  # text, html or markdown (--format): which reader cuts a document into segments
     name = "document"
+
+    def layout(self, text: str | None, lang: str):
+        """The document's layout (segments, and how translations go back in), by its format."""
+        return _READERS[self.format](text, lang)
 
     def _split_languages(self, table: pa.Table) -> list[str]:
         """Each document's language for sentence splitting (sentencex takes the code before any "_")."""
@@ -105,7 +110,7 @@ class DocumentUnit:
             segs, nsegs, texts = [], [], []
             for r, (text, lang) in enumerate(zip(decode_texts(table.column(source_column))[0],
                                                  self._split_languages(table), strict=True)):
-                segments = split_document(text, lang).segments
+                segments = self.layout(text, lang).segments
                 rows += [r] * len(segments)
                 segs += range(len(segments))
                 nsegs += [len(segments)] * len(segments)
@@ -138,7 +143,7 @@ class DocumentUnit:
         for r, (doc, seg, nseg, text) in enumerate(rows):
             if ok[r]:
                 if doc not in segments:
-                    segments[doc] = split_document(texts[doc], split_langs[doc]).segments
+                    segments[doc] = self.layout(texts[doc], split_langs[doc]).segments
                 ok[r] = nseg == len(segments[doc]) and seg < nseg and segments[doc][seg] == text
         for column in languages:
             ok &= same_values(parts.column(column), inputs.column(column).take(pa.array(where)))
@@ -186,13 +191,14 @@ class DocumentUnit:
         out_text, out_status, src_segs, tgt_segs = [], [], [], []
         missing = 0
         for d, (text, bad, lang) in enumerate(zip(texts, invalid, self._split_languages(inputs), strict=True)):
-            layout = split_document(text, lang)
+            layout = self.layout(text, lang)
             lo, hi = bounds[d], bounds[d + 1]
             if hi - lo != len(layout.segments):
                 missing += 1
                 continue
             segments = translated[lo:hi]
-            status = RowStatus.INVALID_UTF8 if bad else document_status(text, seg_status[lo:hi], layout.cut)
+            status = (RowStatus.INVALID_UTF8 if bad else RowStatus.UNPARSABLE if layout.unparsable
+                      else document_status(text, seg_status[lo:hi], layout.cut))
             untranslated = status in (RowStatus.EMPTY, RowStatus.UNSUPPORTED_LANGUAGE)
             out_text.append(None if bad else "" if untranslated else layout.fill([s or "" for s in segments]))
             out_status.append(status)
@@ -237,11 +243,23 @@ def document_status(text: str | None, segment_status: list[str], cut: bool = Fal
     return RowStatus.SPLIT if cut or RowStatus.SPLIT in segment_status else RowStatus.OK
 
 
+def _markup(name: str):
+    def read(text, lang):
+        from pipeline.documents import markup
+
+        return getattr(markup, name)(text, lang)
+
+    return read
+
+
+# --format -> the reader of a document (markup readers imported on first use: markdown-it, html.parser).
+_READERS = {"text": split_document, "html": _markup("split_html"), "markdown": _markup("split_markdown")}
+
 SENTENCES = SentenceUnit()
 
 
 def unit_for(settings) -> SentenceUnit | DocumentUnit:
     """The unit a run's TranslationSettings ask for."""
     units = {"sentence": lambda: SentenceUnit(),
-             "document": lambda: DocumentUnit(settings.languages, settings.write_segments)}
+             "document": lambda: DocumentUnit(settings.languages, settings.write_segments, settings.format)}
     return units[settings.unit]()

@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from pipeline.documents.markup.tags import Mark, place, render
 from pipeline.documents.splitting import MAX_CHARS
@@ -33,8 +35,7 @@ def has_letter(text: str) -> bool:
     return any(unicodedata.category(c).startswith("L") for c in text)
 
 
-@dataclass(frozen=True)
-class Attr:
+class Attr(NamedTuple):
     """A translatable attribute value inside a tag's raw markup: raw[start:end], whose text is `plain`."""
 
     start: int
@@ -43,8 +44,7 @@ class Attr:
     quote: str = '"'
 
 
-@dataclass(frozen=True)
-class Piece:
+class Piece(NamedTuple):
     """Raw source and the plain text the model sees of it. TEXT pieces whose plain equals their raw may be cut
     anywhere; others (an entity, a run of whitespace, a line break) are indivisible. `name` pairs OPEN and
     CLOSE pieces; OPAQUE pieces are whole elements kept as they are (the model sees their text)."""
@@ -131,7 +131,7 @@ class RunPart:
 def _set_raws(marks: list[Mark], raws: list[str]) -> None:
     """Marks hold piece indices until rendering; their raw markup (attributes translated) is set here."""
     for m in marks:
-        o, c = m.open_piece, m.close_piece  # type: ignore[attr-defined]
+        o, c = m.open_piece, m.close_piece
         m.open = raws[o]
         m.close = raws[c] if c >= 0 else ""
         _set_raws(m.children, raws)
@@ -183,7 +183,7 @@ def build_run(pieces: list[Piece], lang: str, escape: Callable[[str], str]) -> t
     if not has_letter("".join(p for p, q in zip(plains, pieces, strict=True) if q.kind == TEXT)):
         return _verbatim(pieces), False
     pairs = _pairs(pieces)
-    if pairs is None:
+    if pairs is None or _depth(pieces) > MAX_INLINE_DEPTH:
         return _in_pieces(pieces, lang, escape)
     spans = _sentences(text, lang)
     cut = any(b - a >= MAX_CHARS for a, b in spans)
@@ -195,9 +195,12 @@ def build_run(pieces: list[Piece], lang: str, escape: Callable[[str], str]) -> t
     owner = _owners(pieces, plains, starts, segments, pairs)
     if owner is None:
         return _in_pieces(pieces, lang, escape)
+    held: dict[int, list[int]] = {}
+    for i, o in enumerate(owner):
+        held.setdefault(o, []).append(i)
     segs = []
     for k, (a, b) in enumerate(segments):
-        idx = [i for i, o in enumerate(owner) if o == k]
+        idx = held.get(k, [])
         seg = _Segment(idx, text[a:b])
         seg.marks = _marks(pieces, plains, starts, idx, pairs, a, seg)
         if not has_letter("".join(plains[i] for i in idx if pieces[i].kind == TEXT)):
@@ -235,6 +238,17 @@ def _in_pieces(pieces: list[Piece], lang: str, escape) -> tuple[list, bool]:
     return out, cut
 
 
+MAX_INLINE_DEPTH = 32  # inline elements nested deeper: the run is translated in pieces (placement recurses)
+
+
+def _depth(pieces: list[Piece]) -> int:
+    depth = deepest = 0
+    for p in pieces:
+        depth += (p.kind == OPEN) - (p.kind == CLOSE)
+        deepest = max(deepest, depth)
+    return deepest
+
+
 def _pairs(pieces: list[Piece]) -> dict[int, int] | None:
     """OPEN piece index -> its CLOSE's; None where the run's inline markup is not well nested."""
     pairs, stack = {}, []
@@ -253,23 +267,34 @@ def _split_literals(pieces, plains, starts, spans):
     cuts = sorted({x for span in spans for x in span})
     out_p, out_pl, out_s = [], [], []
     for p, plain, s in zip(pieces, plains, starts, strict=True):
-        inside = [c - s for c in cuts if s < c < s + len(plain)] if p.kind == TEXT and p.raw == p.plain else []
+        inside = ([c - s for c in cuts[bisect_right(cuts, s):bisect_left(cuts, s + len(plain))]]
+                  if p.kind == TEXT and p.raw == p.plain and len(plain) > 1 else [])
+        if not inside:
+            out_p.append(p)
+            out_pl.append(plain)
+            out_s.append(s)
+            continue
         bounds = [0, *inside, len(plain)]
         for a, b in zip(bounds, bounds[1:], strict=False):
-            if b > a or not inside:
-                out_p.append(Piece(p.raw[a:b] if inside else p.raw, plain[a:b], p.kind, p.name, p.attrs))
+            if b > a:
+                out_p.append(Piece(p.raw[a:b], plain[a:b], p.kind, p.name, p.attrs))
                 out_pl.append(plain[a:b])
                 out_s.append(s + a)
     return out_p, out_pl, out_s
 
 
-def _reach(segments, lo: int, hi: int) -> tuple[int, int, bool]:
-    """The segments an element over plain [lo, hi) reaches (first, last; first > last: it lies between two)
-    and whether it is around all of them (it then stays between the segments)."""
-    k0 = next((k for k, (_, b) in enumerate(segments) if lo < b), len(segments))
-    k1 = next((k for k in range(len(segments) - 1, -1, -1) if hi > segments[k][0]), -1)
-    whole = k0 <= k1 and lo <= segments[k0][0] and hi >= segments[k1][1]
-    return k0, k1, whole
+class _Spans:
+    """Sorted, disjoint (start, end) spans of a run's segments, searchable by position."""
+
+    def __init__(self, spans: list[tuple[int, int]]):
+        self.spans = spans
+        self.starts, self.ends = [a for a, _ in spans], [b for _, b in spans]
+
+    def reach(self, lo: int, hi: int) -> tuple[int, int, bool]:
+        """The segments an element over plain [lo, hi) reaches (first, last; first > last: it lies between
+        two) and whether it is around all of them (it then stays between the segments)."""
+        k0, k1 = bisect_right(self.ends, lo), bisect_left(self.starts, hi) - 1
+        return k0, k1, k0 <= k1 and lo <= self.starts[k0] and hi >= self.ends[k1]
 
 
 def _elements(pieces, plains, starts, pairs) -> list[tuple[int, int]]:
@@ -281,24 +306,26 @@ def _elements(pieces, plains, starts, pairs) -> list[tuple[int, int]]:
 def _merge(spans, pieces, plains, starts, pairs) -> list[tuple[int, int]]:
     """Sentences joined where an inline element starts inside one and ends in another (or splits one from
     outside): such elements need their words in one segment."""
-    groups = list(spans)
+    groups = _Spans(list(spans))
     elements = _elements(pieces, plains, starts, pairs)
     changed = True
     while changed:
         changed = False
         for lo, hi in elements:
-            k0, k1, whole = _reach(groups, lo, hi)
+            k0, k1, whole = groups.reach(lo, hi)
             if k0 < k1 and not whole:
-                groups[k0:k1 + 1] = [(groups[k0][0], groups[k1][1])]
+                spans = groups.spans
+                groups = _Spans(spans[:k0] + [(spans[k0][0], spans[k1][1])] + spans[k1 + 1:])
                 changed = True
                 break
-    return groups
+    return groups.spans
 
 
 def _owners(pieces, plains, starts, segments, pairs) -> list[int] | None:
     """Each piece's segment (-1: between segments, kept as is); None where a segment's pieces are not
     contiguous (the run is then translated in pieces)."""
     closes = {c: o for o, c in pairs.items()}
+    spans = _Spans(segments)
     owner = []
     for i, p in enumerate(pieces):
         lo = starts[i]
@@ -307,16 +334,21 @@ def _owners(pieces, plains, starts, segments, pairs) -> list[int] | None:
             lo, hi = starts[o], starts[c]
         else:
             hi = lo + len(plains[i])
-        k0, k1, whole = _reach(segments, lo, hi)
+        k0, k1, whole = spans.reach(lo, hi)
         if p.kind == TEXT and hi > lo:
             owner.append(k0 if k0 == k1 and segments[k0][0] <= lo and hi <= segments[k0][1] else -1)
         elif p.kind in (TEXT, VOID) or hi == lo:
             owner.append(k0 if k0 == k1 and segments[k0][0] < lo < segments[k0][1] else -1)
         else:
             owner.append(k0 if k0 == k1 and not whole else -1)
-    for k in set(owner) - {-1}:  # whitespace between a segment's pieces is the segment's
-        idx = [i for i, o in enumerate(owner) if o == k]
-        for i in range(idx[0], idx[-1] + 1):
+    first: dict[int, int] = {}
+    last: dict[int, int] = {}
+    for i, o in enumerate(owner):
+        if o >= 0:
+            first.setdefault(o, i)
+            last[o] = i
+    for k in first:  # whitespace between a segment's pieces is the segment's
+        for i in range(first[k], last[k] + 1):
             if owner[i] == -1 and pieces[i].kind == TEXT and not plains[i].strip():
                 owner[i] = k
             elif owner[i] != k:
@@ -334,19 +366,20 @@ def _marks(pieces, plains, starts, idx, pairs, offset, seg: _Segment) -> list[Ma
         if p.kind == OPEN and pairs[i] in members:
             lo, hi = max(starts[i] - offset, 0), min(starts[pairs[i]] - offset, len(seg.source))
             m = Mark(lo, max(lo, hi), "", "", "wrap")
-            m.open_piece, m.close_piece = i, pairs[i]  # type: ignore[attr-defined]
+            m.open_piece, m.close_piece = i, pairs[i]
             text = seg.source[m.start:m.end].strip()
             if has_letter(text) and (seg.source[:m.start].strip() or seg.source[m.end:].strip()):
                 m.alone = len(seg.alone)
                 seg.alone.append(text)
             (stack[-1].children if stack else roots).append(m)
             stack.append(m)
-        elif p.kind == CLOSE and stack and stack[-1].close_piece == i:  # type: ignore[attr-defined]
+        elif p.kind == CLOSE and stack and stack[-1].close_piece == i:
             stack.pop()
         elif p.kind in (VOID, OPAQUE):
             lo = min(max(starts[i] - offset, 0), len(seg.source))
-            m = Mark(lo, min(lo + len(plains[i]), len(seg.source)), "", "", "void" if p.kind == VOID or not plains[i] else "opaque")
-            m.open_piece, m.close_piece = i, -1  # type: ignore[attr-defined]
+            kind = "void" if p.kind == VOID or not plains[i] else "opaque"
+            m = Mark(lo, min(lo + len(plains[i]), len(seg.source)), "", "", kind)
+            m.open_piece, m.close_piece = i, -1
             m.spaced = m.kind == "void" and all(0 <= j < len(pieces) and pieces[j].kind == TEXT
                                                 and pieces[j].raw.isspace() for j in (i - 1, i + 1))
             (stack[-1].children if stack else roots).append(m)

@@ -42,6 +42,8 @@ class Mark:
     close: str = ""
     kind: str = "wrap"
     children: list[Mark] = field(default_factory=list)
+    open_piece: int = -1  # where its raw markup is among its run's pieces (layout.py)
+    close_piece: int = -1
     spaced: bool = False  # a void element that stood apart, space before and after (kept so)
     alone: int = -1  # index of the mark's text translated alone among the sentence's extra segments (-1: none)
     placed: tuple[int, int] = (0, 0)  # its span in the translation, once placed
