@@ -140,7 +140,9 @@ def _inline_parts(tok, body: str, offsets: list[int], lang: str) -> tuple[list, 
     i = 0
     while i < len(children):
         t = children[i]
-        if t.type in ("text", "text_special"):
+        if t.type == "text" and not t.content:
+            pass  # what is left of a run of delimiters that all became emphasis
+        elif t.type in ("text", "text_special"):
             needle = t.content if t.type == "text" else t.markup
             at = content.find(needle, c)
             if at < 0 or not needle:
@@ -202,11 +204,33 @@ def _inline_parts(tok, body: str, offsets: list[int], lang: str) -> tuple[list, 
     parts, cut = [], False
     for k, run in enumerate(runs):
         done, c2 = build_run(run, lang, escape)
-        parts += done
+        parts += [_LineStart(p) if j == 0 and not isinstance(p, str) else p for j, p in enumerate(done)]
         cut |= c2
         if k < len(breaks):
             parts.append(breaks[k])
     return parts, cut
+
+
+# A translation that starts a line with these would start a block (a heading, a list item, a quote).
+_BLOCK_START = re.compile(r"\A(?:#{1,6}(?=\s|\Z)|(\d{1,9})[.)](?=\s|\Z)|[-+*](?=\s|\Z)|>)")
+
+
+class _LineStart:
+    """A run's first part, at the start of a line: a translation that would begin a block there gets a backslash
+    ("3\\. Preis", "\\- weniger")."""
+
+    def __init__(self, part):
+        self.part, self.sources = part, part.sources
+
+    def render(self, translations: list[str]) -> str:
+        text = self.part.render(translations)
+        if translations == self.sources:
+            return text
+        m = _BLOCK_START.match(text)
+        if not m:
+            return text
+        at = m.end(1) if m.group(1) else 0
+        return text[:at] + "\\" + text[at:]
 
 
 def _closing_ticks(content: str, ticks: str, start: int) -> int:
