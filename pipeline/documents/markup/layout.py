@@ -25,7 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from pipeline.documents.markup.tags import Mark, place, render
+from pipeline.documents.markup.tags import ALONE_WORDS, Mark, place, render
 from pipeline.documents.splitting import MAX_CHARS
 
 TEXT, OPEN, CLOSE, VOID, OPAQUE = "text", "open", "close", "void", "opaque"
@@ -368,9 +368,10 @@ def _marks(pieces, plains, starts, idx, pairs, offset, seg: _Segment) -> list[Ma
             m = Mark(lo, max(lo, hi), "", "", "wrap")
             m.open_piece, m.close_piece = i, pairs[i]
             text = seg.source[m.start:m.end].strip()
-            if has_letter(text) and (seg.source[:m.start].strip() or seg.source[m.end:].strip()):
-                m.alone = len(seg.alone)
-                seg.alone.append(text)
+            rest = " ".join((seg.source[:m.start] + " " + seg.source[m.end:]).split())
+            if has_letter(text) and has_letter(rest):
+                m.alone, m.rest = len(seg.alone), len(text.split()) > ALONE_WORDS
+                seg.alone.append(rest if m.rest else text)
             (stack[-1].children if stack else roots).append(m)
             stack.append(m)
         elif p.kind == CLOSE and stack and stack[-1].close_piece == i:

@@ -5,8 +5,11 @@ Placement, per mark, first that holds (the Argos Translate approach, with a prop
 
 1. an opaque element (inline code, `translate="no"`) whose text the translation copied: that copy;
 2. the mark's own text translated alone (an extra segment of the document, `Mark.alone`), found in the
-   sentence's translation: exactly, else the window of translated words most like it (difflib ratio
-   >= `MIN_RATIO`);
+   sentence's translation: exactly, else the translated words that are forms of its content words
+   ("roter Hund" alone finds "roten Hund"; a lone word's loops and short articles are left out);
+   For a mark of more than `ALONE_WORDS` words (a clause) the extra segment is instead the sentence without
+   them: the translated words that its translation lacks are what the mark's words became (a clause
+   translated alone loses its conjunction, "while ..." comes back without "während");
 3. the mark's text copied verbatim into the translation (names, numbers);
 4. the words at the same relative position (a mark at the start or the end of its sentence stays there).
 
@@ -25,8 +28,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from difflib import SequenceMatcher
 
-MIN_RATIO = 0.5  # below this, the translated mark is "not found" and the next rule decides
 _WORD = re.compile(r"\S+")
+ALONE_WORDS = 3  # marks of up to this many words are translated alone; longer ones by the sentence without them
 _EDGE_PUNCT = ".,;:!?\"'()[]«»„“”‚‘’"
 
 
@@ -45,7 +48,8 @@ class Mark:
     open_piece: int = -1  # where its raw markup is among its run's pieces (layout.py)
     close_piece: int = -1
     spaced: bool = False  # a void element that stood apart, space before and after (kept so)
-    alone: int = -1  # index of the mark's text translated alone among the sentence's extra segments (-1: none)
+    alone: int = -1  # index of the mark's extra segment among its sentence's (-1: none)
+    rest: bool = False  # that segment is the sentence without the mark's words (else: the mark's words alone)
     placed: tuple[int, int] = (0, 0)  # its span in the translation, once placed
     how: str = ""  # which rule placed it (bench/markup.py counts them)
 
@@ -89,21 +93,82 @@ def _find_copy(needle: str, text: str, lo: int, hi: int, near: float = 0.0,
     return None
 
 
+def _similar(a: str, b: str) -> bool:
+    """Two words alike enough to be forms of one word: one a prefix of the other ("Hund", "Hunde") or a long
+    shared stem ("roter", "roten")."""
+    if a == b:
+        return True
+    short = min(len(a), len(b))
+    common = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), short)
+    return (common == short and short >= 3) or (common >= 4 and common >= short - 2)
+
+
+def _content_words(text: str) -> list[str]:
+    """The words of a translation alone that say something: repeats dropped (a model loops on a lone word,
+    "Ein Hund Hund Hund."), and words of up to 3 letters (articles) when longer ones are there."""
+    seen: list[str] = []
+    for w in _norm(text).split():
+        if w not in seen:
+            seen.append(w)
+    long = [w for w in seen if len(w) > 3]
+    return long or seen
+
+
 def _best_window(target: str, text: str, words: list[tuple[int, int]], near: float) -> tuple[int, int] | None:
-    """The run of `words` whose text is most like `target` (ties: the one nearest `near`, a position)."""
-    want = _norm(target)
+    """The translated words that the mark's text translated alone names: its content words found among `words`
+    (as forms of one word), the group of them nearest `near` that names the most; None if none is found."""
+    want = _content_words(target)
     if not want or not words:
         return None
-    n = len(want.split())
-    best, best_key = None, (MIN_RATIO, 0.0)
+    found = []  # (index in words, which wanted word)
+    for i, (a, b) in enumerate(words):
+        w = _norm(text[a:b])
+        hit = next((k for k, x in enumerate(want) if w and _similar(w, x)), None)
+        if hit is not None:
+            found.append((i, hit))
+    if not found:
+        return None
+    groups, gap = [[found[0]]], len(want) + 1
+    for f in found[1:]:
+        if f[0] - groups[-1][-1][0] <= gap:
+            groups[-1].append(f)
+        else:
+            groups.append([f])
+    best = max(groups, key=lambda g: (len({k for _, k in g}), -abs(words[g[0][0]][0] - near)))
+    return words[best[0][0]][0], words[best[-1][0]][1]
+
+
+def _left_over(rest: str, text: str, words: list[tuple[int, int]], near: float) -> tuple[int, int] | None:
+    """The translated words that the translation of the sentence without the mark's words does not have: the
+    longest run of them (nearest `near`), i.e. what the mark's words became."""
+    if not words:
+        return None
+    have = [_norm(text[a:b]) for a, b in words]
+    matcher = SequenceMatcher(None, have, _norm(rest).split(), autojunk=False)
+    matched = {i for block in matcher.get_matching_blocks() for i in range(block.a, block.a + block.size)}
+    runs: list[list[int]] = []
     for i in range(len(words)):
-        for j in range(i + max(1, n - 2), min(len(words), i + n + 2) + 1):
-            a, b = words[i][0], words[j - 1][1]
-            ratio = SequenceMatcher(None, want, _norm(text[a:b]), autojunk=False).ratio()
-            key = (ratio, -abs(a - near))
-            if key > best_key or (best is None and ratio >= MIN_RATIO and key >= best_key):
-                best, best_key = (a, b), key
-    return best
+        if i in matched or not have[i]:
+            continue
+        if runs and runs[-1][-1] == i - 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    if not runs:
+        return None
+    best = max(runs, key=lambda r: (len(r), -abs(words[r[0]][0] - near)))
+    return words[best[0]][0], words[best[-1]][1]
+
+
+def _to_edges(span: tuple[int, int], source: str, mark: Mark, words: list[tuple[int, int]]) -> tuple[int, int]:
+    """A clause that reaches the start (or the end) of its sentence reaches the start (end) of the translation:
+    its edge word (a verb at the end, in German) may be one the sentence without it also has."""
+    a, b = span
+    if not any(c.isalnum() for c in source[:mark.start]):
+        a = words[0][0]
+    if not any(c.isalnum() for c in source[mark.end:]):
+        b = words[-1][1]
+    return a, max(a, b)
 
 
 def _proportional(mark: Mark, source_len: int, text: str, lo: int, hi: int) -> tuple[int, int]:
@@ -169,12 +234,16 @@ def place(source: str, translation: str, marks: list[Mark], alone: list[str]) ->
             elif mark.kind == "opaque":
                 span, how = _find_copy(source[mark.start:mark.end], translation, lo, hi, near, taken), "copied"
             elif mark.kind == "wrap":
-                if mark.alone >= 0 and alone[mark.alone].strip():
-                    text = alone[mark.alone].strip().rstrip(".!?").strip()
+                if mark.alone >= 0 and mark.rest and alone[mark.alone].strip():
+                    span, how = _left_over(alone[mark.alone], translation, inner, near), "rest"
+                elif mark.alone >= 0 and alone[mark.alone].strip():
+                    text = " ".join(dict.fromkeys(alone[mark.alone].split())).rstrip(".!?").strip()
                     span, how = _find_copy(text, translation, lo, hi, near, taken), "alone"
                     span = span or _best_window(text, translation, inner, near)
                 if span is None:
                     span, how = _find_copy(source[mark.start:mark.end], translation, lo, hi, near, taken), "copied"
+                if span is not None and inner and how == "rest":
+                    span = _to_edges(span, source, mark, inner)
             if span is None:
                 span, how = _proportional(mark, len(source), translation, lo, hi), "proportional"
             if mark.kind == "void" or (mark.kind == "opaque" and how != "copied"):
