@@ -128,13 +128,13 @@ def _best_window(target: str, text: str, words: list[tuple[int, int]], near: flo
             found.append((i, hit))
     if not found:
         return None
-    groups, gap = [[found[0]]], len(want) + 1
+    groups = [[found[0]]]  # runs of found words, at most one other word between two
     for f in found[1:]:
-        if f[0] - groups[-1][-1][0] <= gap:
+        if f[0] - groups[-1][-1][0] <= 2:
             groups[-1].append(f)
         else:
             groups.append([f])
-    best = max(groups, key=lambda g: (len({k for _, k in g}), -abs(words[g[0][0]][0] - near)))
+    best = max(groups, key=lambda g: (len({k for _, k in g}), -(g[-1][0] - g[0][0]), -abs(words[g[0][0]][0] - near)))
     return words[best[0][0]][0], words[best[-1][0]][1]
 
 
