@@ -54,6 +54,10 @@ KEPT_MD = ["---\nid: {n}\nlayout: gallery\n---\n", "```python\nfor photo in phot
            "`photo_{n}.jpg`", "(https://example.com/p/{n} \"Photo {n}\")", "![thumb](/t/{n}.png)"]
 
 
+def kept(text: str, n: int) -> str:
+    return text.replace("{n}", str(n))
+
+
 def read(name: str, data: str) -> list[str]:
     with gzip.open(os.path.join(data, name), "rt", encoding="utf-8") as f:
         return [line.strip() for line in f]
@@ -75,9 +79,9 @@ def tag_a_word(rng: random.Random, text: str, open_: str, close: str) -> str:
 def build_html(rng: random.Random, n: int, caps: list[int], en: list[str]) -> str:
     e = [html.escape(sentence(en[i]), quote=False) for i in caps]
     links = [f'<a href="/photo?id={n}&amp;k=2" title="Photo">', "</a>"]
-    body = [f"<h1 class=\"title\">{e[0]}</h1>", KEPT_HTML[2].format(n=n),
+    body = [f"<h1 class=\"title\">{e[0]}</h1>", kept(KEPT_HTML[2], n),
             f"<p class=\"note\">{tag_a_word(rng, e[1], '<b>', '</b>')} {tag_a_word(rng, e[2], *links)}</p>",
-            f"<p>Open {KEPT_HTML[5].format(n=n)} for {e[3]}</p>" if rng.random() < 0.3 else f"<p>{e[3]}</p>",
+            f"<p>Open {kept(KEPT_HTML[5], n)} for {e[3]}</p>" if rng.random() < 0.3 else f"<p>{e[3]}</p>",
             "<ul>\n" + "\n".join(f"  <li>{tag_a_word(rng, c, '<em>', '</em>')}</li>" for c in e[4:7]) + "\n</ul>",
             f'<table>\n<tr><td>{e[7]}</td><td><span class="c">{e[8]}</span></td></tr>\n</table>',
             KEPT_HTML[3], KEPT_HTML[4], f'<p><img src="/img/{n}.jpg" alt="{html.escape(en[caps[9]])}"> {e[9]}</p>']
@@ -87,12 +91,12 @@ def build_html(rng: random.Random, n: int, caps: list[int], en: list[str]) -> st
 
 def build_markdown(rng: random.Random, n: int, caps: list[int], en: list[str]) -> str:
     e = [sentence(en[i]).replace("*", "").replace("_", " ") for i in caps]
-    link = KEPT_MD[3].format(n=n)
-    return (KEPT_MD[0].format(n=n) + f"# {e[0]}\n\n{tag_a_word(rng, e[1], '**', '**')} "
+    link = kept(KEPT_MD[3], n)
+    return (kept(KEPT_MD[0], n) + f"# {e[0]}\n\n{tag_a_word(rng, e[1], '**', '**')} "
             f"{tag_a_word(rng, e[2], '[', ']' + link)}\n{e[3]}\n\n"
             + "".join(f"{m} {tag_a_word(rng, c, '_', '_')}\n" for m, c in zip("-*-", e[4:7], strict=True))
-            + f"\n> {e[7]}\n\n| Photo | Caption |\n|---|---|\n| {KEPT_MD[2].format(n=n)} | {e[8]} |\n\n"
-            + KEPT_MD[1] + f"\n{KEPT_MD[4].format(n=n)} {e[9]}\n")
+            + f"\n> {e[7]}\n\n| Photo | Caption |\n|---|---|\n| {kept(KEPT_MD[2], n)} | {e[8]} |\n\n"
+            + KEPT_MD[1] + f"\n{kept(KEPT_MD[4], n)} {e[9]}\n")
 
 
 def visible_text(doc: str, fmt: str) -> str:
@@ -109,8 +113,7 @@ def visible_text(doc: str, fmt: str) -> str:
 def kept_ok(src: str, out: str, fmt: str, n: int) -> dict:
     """Markup kept: every kept region byte for byte; HTML: every tag with its attributes (less those translated)
     in order; Markdown: its block structure, link and image addresses, code."""
-    kept = KEPT_HTML if fmt == "html" else KEPT_MD
-    regions = all(k.format(n=n) in out for k in kept if k.format(n=n) in src)
+    regions = all(kept(k, n) in out for k in (KEPT_HTML if fmt == "html" else KEPT_MD) if kept(k, n) in src)
     if fmt == "html":
         from pipeline.documents.markup.html import tokens
 
@@ -310,6 +313,25 @@ def placement_bench(args, results: dict) -> None:
     print("placement", json.dumps(results["placement"], indent=1), flush=True)
 
 
+def parsers_bench(out: str) -> None:
+    """Whether a tree parser gives a page back: lxml.html parsed and written again, on the unit tests' pages."""
+    import lxml.html
+
+    from tests.unit.test_markup_html import PAGES
+
+    same = {}
+    for name, page in PAGES.items():
+        whole = "<html" in page.lower()
+        tree = (lxml.html.document_fromstring(page) if whole
+                else lxml.html.fragment_fromstring(page, create_parent="div"))
+        text = lxml.html.tostring(tree, encoding="unicode")
+        same[name] = (text if whole else text[len("<div>"):-len("</div>")]) == page
+    result = {"lxml": lxml.__version__, "pages": len(PAGES), "byte_identical": sum(same.values()), "per_page": same}
+    with open(out, "w") as f:
+        json.dump(result, f, indent=2)
+    print("parsers", json.dumps(result), flush=True)
+
+
 def main() -> int:
     from bench.machine import cpu_info
 
@@ -320,8 +342,13 @@ def main() -> int:
     p.add_argument("--actors", type=int, default=2)
     p.add_argument("--beam-size", type=int, default=5)
     p.add_argument("--skip", choices=["documents", "placement"], default=None)
+    p.add_argument("--parsers", action="store_true", help="only lxml's round trip of the test pages, to "
+                   "bench/results/markup_parsers.json")
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "markup_cpu.json"))
     args = p.parse_args()
+    if args.parsers:
+        parsers_bench(os.path.join(ROOT, "bench", "results", "markup_parsers.json"))
+        return 0
     results = {"machine": cpu_info(), "config": {k: v for k, v in vars(args).items() if k not in ("data", "out")}}
     if args.skip != "placement":
         placement_bench(args, results)

@@ -4,12 +4,13 @@ byte is kept.
 The parser: Python's own `html.parser.HTMLParser`, as a tokenizer. We splice translations into the source
 by offset, so what we need from a parser is where each token starts in the source, and the tokenizer gives
 that (`getpos()`), on any input (it never raises on malformed markup: a stray `<` is text, an unclosed
-tag at the end is text). lxml (libxml2's HTML parser) and html5lib build trees without source offsets
-(lxml's `sourceline` is a line, for elements only; html5lib has none), and a tree serialised again is
-not the source: measured on tests/unit/test_markup_html.py's pages, lxml.html round-trips 0 of them byte
-for byte (attribute quoting, entities, implied `<tbody>`, `</p>` added, whitespace). What we take from
-HTML5 is the part that matters here: which elements are inline (phrasing content) and stay inside a
-sentence, which are raw text (`<script>`, `<style>`), which are void.
+tag at the end is text). lxml (libxml2's HTML parser) builds a tree without source offsets (its
+`sourceline` is a line, for elements only), and a tree written out again is not the source: lxml.html
+gives back 2 of tests/unit/test_markup_html.py's 7 pages byte for byte (`python bench/markup.py
+--parsers`; entities, quoting, implied and moved tags, whitespace differ). html5lib and selectolax were
+not measured (not installed here). What we take from HTML5 is the part that matters here: which elements
+are inline (phrasing content) and stay inside a sentence, which are raw text (`<script>`, `<style>`),
+which are void.
 
 Kept byte for byte: the doctype, comments, every tag with its attributes in their order and quoting,
 entities in untranslated text, `<script>`, `<style>`, `<pre>`, `<code>` (and `kbd`, `samp`, `var`),
