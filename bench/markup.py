@@ -271,6 +271,65 @@ def judge(kind: str, out: str, plain: str, answer: tuple) -> bool | None:
     return all(f in inside for f in found) and len(inside) <= len(found) + 2
 
 
+def attention_spans(pairs: list[tuple[str, tuple[int, int], str]], layer: int) -> list[tuple[int, int] | None]:
+    """Where Bergamot/Marian-style tag projection would put each mark: (source sentence, the mark's character
+    span, translation) -> the translation's word range [first, last] whose words' cross-attention (one decoder
+    layer, heads averaged, teacher-forced on the translation) peaks on the mark's source words; None if no
+    word does. A measurement only: the model actors do not return attention (README, HTML and Markdown)."""
+    import torch
+
+    from model.architectures.transformer import MultiHeadAttention
+    from model.formats import load_model
+
+    model, tok = load_model(MODEL)
+    cross = model.decoder[layer].cross_attn
+    seen: dict = {}
+    original = MultiHeadAttention.attend_queries
+
+    def spy(self, q, k, v, mask):
+        if self is cross and q.size(2) > 1:
+            w = q @ k.transpose(-1, -2) / q.size(-1) ** 0.5  # (B, H, T, S)
+            if mask is not None:
+                w = w.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else w + mask
+            seen["w"] = w.softmax(-1).mean(1)[0]  # (T, S)
+        return original(self, q, k, v, mask)
+
+    def word_of(pieces: list[str]) -> list[int]:
+        index, out = -1, []
+        for piece in pieces:
+            index += piece.startswith("▁") or index < 0
+            out.append(index)
+        return out
+
+    spans = []
+    MultiHeadAttention.attend_queries = spy
+    try:
+        for source, (a, b), translation in pairs:
+            src, tgt = tok.encode_source([source])[0], tok.encode_target([translation])[0]
+            with torch.no_grad():
+                model(torch.tensor([src]), torch.tensor([[2] + tgt]))  # BOS, then the translation
+            w = seen["w"][1:len(tgt) + 1, :len(src) - 1]  # the translation's pieces over the source's (no EOS)
+            src_word = word_of([tok.source.id_to_piece(i) for i in src[:-1]])
+            tgt_word = word_of([tok.target.id_to_piece(i) for i in tgt])
+            starts = [m.start() for m in re.finditer(r"\S+", source)]
+            marked = {i for i, st in enumerate(starts) if a <= st < b}
+            n_src, n_tgt = max(src_word) + 1, max(tgt_word) + 1
+            by_word = torch.zeros(n_tgt, n_src)
+            for t, tw in enumerate(tgt_word):
+                for s_, sw in enumerate(src_word):
+                    by_word[tw, sw] += w[t, s_]
+            hits = [j for j in range(n_tgt) if int(by_word[j].argmax()) in marked]
+            spans.append((min(hits), max(hits)) if hits else None)
+    finally:
+        MultiHeadAttention.attend_queries = original
+    return spans
+
+
+def _split_case(doc: str) -> tuple[str, str, str, str]:
+    m = re.search(r"<p>(.*)<([abi])>(.*?)</\2>(.*)</p>", doc, re.S)
+    return m.group(2), html.unescape(m.group(1)), html.unescape(m.group(3)), html.unescape(m.group(4))
+
+
 def placement_bench(args, results: dict) -> None:
     """Tag placement accuracy on validation captions, in process (the pipeline's stages, no Ray)."""
     import pyarrow as pa
@@ -303,6 +362,26 @@ def placement_bench(args, results: dict) -> None:
             score = scores.setdefault(method, {}).setdefault(kind, {"known": 0, "right": 0})
             score["known"] += 1
             score["right"] += right
+    # Cross-attention alignment of the same translations (measured, not what the job does).
+    known = [(kind, doc, answer, got) for (kind, doc, answer), got in zip(
+        cases, _firsts(layouts, done), strict=True)]
+    pairs = []
+    for _, doc, _, got in known:
+        _, pre, mid, post = _split_case(doc)
+        pairs.append((pre + mid + post, (len(pre), len(pre) + len(mid)), got))
+    for layer in (-2, -1):
+        for (kind, doc, answer, got), span in zip(known, attention_spans(pairs, layer), strict=True):
+            tag = _split_case(doc)[0]
+            words = got.split()
+            out = got if span is None else " ".join(
+                (f"<{tag}>" if j == span[0] else "") + w + (f"</{tag}>" if j == span[1] else "")
+                for j, w in enumerate(words))
+            right = judge(kind, out, got, answer)
+            if right is None:
+                continue
+            score = scores.setdefault(f"attention_layer{layer}", {}).setdefault(kind, {"known": 0, "right": 0})
+            score["known"] += 1
+            score["right"] += right
     for by_kind in scores.values():
         for score in by_kind.values():
             score["accuracy"] = round(score["right"] / max(1, score["known"]), 3)
@@ -330,6 +409,15 @@ def parsers_bench(out: str) -> None:
     with open(out, "w") as f:
         json.dump(result, f, indent=2)
     print("parsers", json.dumps(result), flush=True)
+
+
+def _firsts(layouts, done: list[str]) -> list[str]:
+    """Each case's sentence translation (the first of its segments)."""
+    out, pos = [], 0
+    for lay in layouts:
+        out.append(done[pos])
+        pos += len(lay.segments)
+    return out
 
 
 def main() -> int:

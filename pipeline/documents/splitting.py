@@ -48,6 +48,11 @@ class Layout:
     def segments(self) -> list[str]:
         return [p for p, t in zip(self.parts, self.translate, strict=True) if t]
 
+    @property
+    def shown(self) -> list[bool]:
+        """Per segment, whether its translation is in the document (every one is, in plain text)."""
+        return [True] * sum(self.translate)
+
     def fill(self, translations: list[str]) -> str:
         """The document with each segment replaced by its translation (in order)."""
         if len(translations) != sum(self.translate):

@@ -197,8 +197,9 @@ class DocumentUnit:
                 missing += 1
                 continue
             segments = translated[lo:hi]
+            shown = [st for st, kept in zip(seg_status[lo:hi], layout.shown, strict=True) if kept]
             status = (RowStatus.INVALID_UTF8 if bad else RowStatus.UNPARSABLE if layout.unparsable
-                      else document_status(text, seg_status[lo:hi], layout.cut))
+                      else document_status(text, shown, layout.cut))
             untranslated = status in (RowStatus.EMPTY, RowStatus.UNSUPPORTED_LANGUAGE)
             out_text.append(None if bad else "" if untranslated else layout.fill([s or "" for s in segments]))
             out_status.append(status)

@@ -230,3 +230,21 @@ def test_marked_up_documents_through_parts_and_commit_and_an_unparsable_one_come
     assert [r["status"] for r in rows] == ["ok", "unparsable", "empty", "empty", "ok"]
     assert rows[0]["translation"] == '<p>A DOG <a href="/d">RUNS</a>.</p>\r\n<pre> x </pre>'
     assert rows[1]["translation"] == docs[1] and rows[4]["translation"] == docs[4]
+
+
+def test_a_loop_in_a_marks_extra_segment_is_not_the_documents_status(tmp_path):
+    """A mark's words translated alone only place its tags: a loop there (a caption model on a lone word) is
+    not in the document, so the document is ok."""
+    path = write_shard(tmp_path, ['<p>A dog <a href="/d">runs</a>.</p>'])
+    unit = DocumentUnit(format="html")
+
+    def stages(segments):
+        sources = segments.column("source").to_pylist()
+        return pa.table({"translation": [s.upper() for s in sources],
+                         "status": ["length_limit" if s == "runs" else "ok" for s in sources]})
+
+    out, _ = translate_parts(tmp_path, path, unit, None, stages=stages)
+    _, (shard,), columns, _ = discover_shards(str(path), "id", "source", "reference")
+    commit_shard(shard, str(path), out, columns, output_fields(1, False, False), (), MetricOptions(), {}, unit)
+    rows = pq.read_table(tmp_path / "out" / "translations" / "docs.parquet").to_pylist()
+    assert rows[0]["status"] == "ok" and rows[0]["translation"] == '<p>A DOG <a href="/d">RUNS</a>.</p>'

@@ -68,6 +68,10 @@ class AttrPart:
         self.piece = piece
         self.sources = [a.plain for a in piece.attrs]
 
+    @property
+    def shown(self) -> list[bool]:
+        return [True] * len(self.sources)
+
     def render(self, translations: list[str]) -> str:
         return tag_raw(self.piece, iter(translations))
 
@@ -101,6 +105,12 @@ class RunPart:
         self.pieces, self.owner, self.segs, self.escape = pieces, owner, segments, escape
         self.sources = ([s.source for s in segments] + [a for s in segments for a in s.alone]
                         + [a.plain for p in pieces for a in p.attrs])
+
+    @property
+    def shown(self) -> list[bool]:
+        """Sentences and attributes are in the document; the marks' extra segments only place their tags."""
+        extra = sum(len(s.alone) for s in self.segs)
+        return [True] * len(self.segs) + [False] * extra + [True] * (len(self.sources) - len(self.segs) - extra)
 
     def render(self, translations: list[str]) -> str:
         n = len(self.segs)
@@ -406,6 +416,12 @@ class MarkupLayout:
     @property
     def segments(self) -> list[str]:
         return [s for p in self.parts if not isinstance(p, str) for s in p.sources]
+
+    @property
+    def shown(self) -> list[bool]:
+        """Per segment, whether its translation is in the document (a mark's extra segment only places tags:
+        its status, a loop on a lone word, is not the document's)."""
+        return [x for p in self.parts if not isinstance(p, str) for x in p.shown]
 
     def fill(self, translations: list[str]) -> str:
         """The document with every segment's translation put in its place (in `segments`' order)."""

@@ -220,7 +220,7 @@ class _LineStart:
     ("3\\. Preis", "\\- weniger")."""
 
     def __init__(self, part):
-        self.part, self.sources = part, part.sources
+        self.part, self.sources, self.shown = part, part.sources, part.shown
 
     def render(self, translations: list[str]) -> str:
         text = self.part.render(translations)
