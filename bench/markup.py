@@ -100,12 +100,14 @@ def build_markdown(rng: random.Random, n: int, caps: list[int], en: list[str]) -
 
 
 def visible_text(doc: str, fmt: str) -> str:
-    """The translatable text a reader sees: markup, head, code, scripts, styles and translate="no" left out."""
+    """The text a reader sees, as the captions hold it: markup, head, table headers (the Markdown tables'
+    "Photo | Caption"), code, scripts, styles and translate="no" left out."""
     if fmt == "markdown":
         from markdown_it import MarkdownIt
 
         doc = MarkdownIt("commonmark").enable("table").render(re.sub(r"\A---\n.*?\n---\n", "", doc, flags=re.S))
-    doc = re.sub(r"<head>.*?</head>|<(script|style|pre|code)\b.*?</\1>|<!--.*?-->|<p translate=\"no\">.*?</p>",
+    doc = re.sub(r"<head>.*?</head>|<thead>.*?</thead>|<(script|style|pre|code)\b.*?</\1>|<!--.*?-->"
+                 r"|<p translate=\"no\">.*?</p>",
                  " ", doc, flags=re.S)
     return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", doc)).split())
 
@@ -281,7 +283,8 @@ def attention_spans(pairs: list[tuple[str, tuple[int, int], str]], layer: int) -
     from model.architectures.transformer import MultiHeadAttention
     from model.formats import load_model
 
-    model, tok = load_model(MODEL)
+    loaded = load_model(MODEL)
+    model, tok = loaded.model, loaded.tokenizer
     cross = model.decoder[layer].cross_attn
     seen: dict = {}
     original = MultiHeadAttention.attend_queries
@@ -301,14 +304,18 @@ def attention_spans(pairs: list[tuple[str, tuple[int, int], str]], layer: int) -
             out.append(index)
         return out
 
+    from model.kernels import cpu_kernels
+
     spans = []
+    kernels = cpu_kernels.apply_to
     MultiHeadAttention.attend_queries = spy
+    cpu_kernels.apply_to = lambda tensor: False  # torch's attention, where the spy sees the weights
     try:
         for source, (a, b), translation in pairs:
             src, tgt = tok.encode_source([source])[0], tok.encode_target([translation])[0]
             with torch.no_grad():
                 model(torch.tensor([src]), torch.tensor([[2] + tgt]))  # BOS, then the translation
-            w = seen["w"][1:len(tgt) + 1, :len(src) - 1]  # the translation's pieces over the source's (no EOS)
+            w = seen["w"][:len(tgt), :len(src) - 1]  # row t predicts piece t: over the source pieces (no EOS)
             src_word = word_of([tok.source.id_to_piece(i) for i in src[:-1]])
             tgt_word = word_of([tok.target.id_to_piece(i) for i in tgt])
             starts = [m.start() for m in re.finditer(r"\S+", source)]
@@ -322,6 +329,7 @@ def attention_spans(pairs: list[tuple[str, tuple[int, int], str]], layer: int) -
             spans.append((min(hits), max(hits)) if hits else None)
     finally:
         MultiHeadAttention.attend_queries = original
+        cpu_kernels.apply_to = kernels
     return spans
 
 
