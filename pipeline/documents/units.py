@@ -244,17 +244,20 @@ def document_status(text: str | None, segment_status: list[str], cut: bool = Fal
     return RowStatus.SPLIT if cut or RowStatus.SPLIT in segment_status else RowStatus.OK
 
 
-def _markup(name: str):
-    def read(text, lang):
-        from pipeline.documents import markup
+def _split_html(text: str | None, lang: str):
+    from pipeline.documents.markup import split_html  # html.parser, imported where documents are HTML
 
-        return getattr(markup, name)(text, lang)
-
-    return read
+    return split_html(text, lang)
 
 
-# --format -> the reader of a document (markup readers imported on first use: markdown-it, html.parser).
-_READERS = {"text": split_document, "html": _markup("split_html"), "markdown": _markup("split_markdown")}
+def _split_markdown(text: str | None, lang: str):
+    from pipeline.documents.markup import split_markdown  # markdown-it, imported where documents are Markdown
+
+    return split_markdown(text, lang)
+
+
+# --format -> what cuts a document into segments (and puts translations back).
+_READERS = {"text": split_document, "html": _split_html, "markdown": _split_markdown}
 
 SENTENCES = SentenceUnit()
 

@@ -165,11 +165,12 @@ def _plain_offsets(pieces: list[Piece]) -> tuple[str, list[str], list[int]]:
     return "".join(text), plains, starts
 
 
-def _sentences(text: str, lang: str) -> list[tuple[int, int]]:
-    """(start, end) of each sentence of `text`, stripped; longer than MAX_CHARS: cut at spaces."""
+def _sentences(text: str, lang: str) -> tuple[list[tuple[int, int]], bool]:
+    """(start, end) of each sentence of `text`, stripped, and whether one longer than MAX_CHARS was cut (at
+    spaces)."""
     from sentencex import segment
 
-    spans, pos = [], 0
+    spans, pos, cut = [], 0, False
     for sentence in segment(lang, text):
         core = sentence.strip()
         if not core:
@@ -179,12 +180,12 @@ def _sentences(text: str, lang: str) -> list[tuple[int, int]]:
             continue
         a, pos = at, at + len(core)
         while pos - a > MAX_CHARS:
-            cut = text.rfind(" ", a + 1, a + MAX_CHARS)
-            cut = cut if cut > a else a + MAX_CHARS
-            spans.append((a, cut))
-            a = cut + (text[cut] == " ")
+            at = text.rfind(" ", a + 1, a + MAX_CHARS)
+            at = at if at > a else a + MAX_CHARS
+            spans.append((a, at))
+            a, cut = at + (text[at] == " "), True
         spans.append((a, pos))
-    return spans
+    return spans, cut
 
 
 def build_run(pieces: list[Piece], lang: str, escape: Callable[[str], str]) -> tuple[list, bool]:
@@ -195,8 +196,7 @@ def build_run(pieces: list[Piece], lang: str, escape: Callable[[str], str]) -> t
     pairs = _pairs(pieces)
     if pairs is None or _depth(pieces) > MAX_INLINE_DEPTH:
         return _in_pieces(pieces, lang, escape)
-    spans = _sentences(text, lang)
-    cut = any(b - a >= MAX_CHARS for a, b in spans)
+    spans, cut = _sentences(text, lang)
     pieces, plains, starts = _split_literals(pieces, plains, starts, spans)
     pairs = _pairs(pieces)
     segments = _merge(spans, pieces, plains, starts, pairs)

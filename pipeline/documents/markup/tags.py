@@ -13,8 +13,10 @@ Placement, per mark, first that holds (the Argos Translate approach, with a prop
 3. the mark's text copied verbatim into the translation (names, numbers);
 4. the words at the same relative position (a mark at the start or the end of its sentence stays there).
 
-Bergamot/Marian project tags through the decoder's cross-attention instead; our decoder does not return
-attention weights for the chosen hypothesis (model/decoding/beam.py), so that path is not built.
+Bergamot/Marian project tags through the decoder's cross-attention instead. The model actors do not return
+attention for the chosen hypothesis (model/decoding/), so that path is not built; measured offline on the
+same translations (bench/markup.py), the last decoder layer's attention places 92.9% of tags right where
+these rules place 88.8% (proportional position alone: 55.1%).
 
 Whatever the alignment says, the output is balanced: a mark is placed inside its parent's span and
 outside its placed siblings, shrunk to an empty element (`<b></b>`) if nothing is left, and every mark is
