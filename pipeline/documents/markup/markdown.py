@@ -104,110 +104,110 @@ def _content_offsets(content: str, lines: list[str], starts: list[int], l0: int,
     return offsets
 
 
-def _inline_parts(tok, body: str, offsets: list[int], lang: str) -> tuple[list, bool]:
-    """The parts of one inline token: runs split at hard breaks, pieces in source order."""
-    content = tok.content
-    escape = _escaper(tok.children or [])
+class _InlineReader:
+    """One inline token's children found in order in its content: runs of pieces (a hard break ends one, like
+    <br>) and the hard breaks' raw markup between them."""
 
-    def raw(a: int, b: int) -> str:
-        return body[offsets[a]:offsets[b]]
+    def __init__(self, content: str, body: str, offsets: list[int]):
+        self.content, self.body, self.offsets = content, body, offsets
+        self.runs: list[list[Piece]] = [[]]
+        self.breaks: list[str] = []
+        self.pending: list[tuple[str, str, int]] = []  # markup tokens between two anchors: (kind, name, length)
+        self.c = 0  # where the next anchor is looked for in the content
 
-    runs: list[list[Piece]] = [[]]
-    breaks: list[str] = []
-    pending: list[tuple[str, str, int]] = []  # markup tokens between two anchors: (kind, name, length)
-    c = 0
+    def raw(self, a: int, b: int) -> str:
+        return self.body[self.offsets[a]:self.offsets[b]]
 
-    def settle(at: int) -> None:
-        """Share content[c:at] among the pending markup tokens."""
-        nonlocal c
-        gap = at - c
+    def find(self, needle: str) -> int:
+        at = self.content.find(needle, self.c) if needle else -1
+        if at < 0:
+            raise _Unlocated(self.content)
+        return at
+
+    def settle(self, at: int) -> None:
+        """Share content[c:at] among the pending markup tokens (emphasis markup has its length; a link's
+        closing `](...)` or an image takes the rest)."""
+        gap, pending = at - self.c, self.pending
         known = sum(n for _, _, n in pending if n != UNKNOWN)
         unknown = sum(1 for _, _, n in pending if n == UNKNOWN)
         if not pending:
-            if content[c:at].strip():
-                raise _Unlocated(content)
-            runs[-1].extend(whitespace_pieces(raw(c, at)) if at > c else [])
+            if self.content[self.c:at].strip():
+                raise _Unlocated(self.content)
+            self.runs[-1].extend(whitespace_pieces(self.raw(self.c, at)) if at > self.c else [])
         elif unknown > 1 or (unknown and gap - known < 1) or (not unknown and gap != known):
-            raise _Unlocated(content)
+            raise _Unlocated(self.content)
         for kind, name, n in pending:
             n = gap - known if n == UNKNOWN else n
-            runs[-1].append(Piece(raw(c, c + n), kind=kind, name=name))
-            c += n
+            self.runs[-1].append(Piece(self.raw(self.c, self.c + n), kind=kind, name=name))
+            self.c += n
         pending.clear()
-        c = at
+        self.c = at
 
-    children = list(tok.children or [])
-    i = 0
-    while i < len(children):
-        t = children[i]
-        if t.type == "text" and not t.content:
-            pass  # what is left of a run of delimiters that all became emphasis
-        elif t.type in ("text", "text_special"):
-            needle = t.content if t.type == "text" else t.markup
-            at = content.find(needle, c)
-            if at < 0 or not needle:
-                raise _Unlocated(content)
-            settle(at)
-            if t.type == "text":
-                runs[-1].extend(whitespace_pieces(raw(at, at + len(needle))))
-            else:
-                runs[-1].append(Piece(raw(at, at + len(needle)), t.content))
-            c = at + len(needle)
-        elif t.type in ("softbreak", "hardbreak"):
-            at = content.find("\n", c)
-            if at < 0:
-                raise _Unlocated(content)
-            if t.type == "softbreak":
-                settle(at)
-                runs[-1].append(Piece(raw(at, at + 1), " "))
-            else:  # a hard break ends the run, like <br>: its markup ("  " or "\\") and the line end kept
-                mark_at = at - 1 if content[at - 1:at] == "\\" else len(content[:at].rstrip(" "))
-                settle(mark_at)
-                breaks.append(raw(mark_at, at + 1))
-                runs.append([])
-            c = at + 1
-        elif t.type == "code_inline":
-            at = content.find(t.markup, c)
-            end = _closing_ticks(content, t.markup, at + len(t.markup)) if at >= 0 else -1
-            if end < 0:
-                raise _Unlocated(content)
-            settle(at)
-            shown = t.content if len(t.content) <= MAX_SHOWN else ""
-            runs[-1].append(Piece(raw(at, end), shown, OPAQUE))
-            c = end
-        elif t.type == "html_inline":
-            at = content.find(t.content, c)
-            if at < 0:
-                raise _Unlocated(content)
-            settle(at)
-            runs[-1].append(_html_piece(raw(at, at + len(t.content))))
-            c = at + len(t.content)
-        elif t.type == "link_open" and t.markup == "autolink":
-            at, end = content.find("<", c), content.find(">", c)
-            if at < 0 or end < at:
-                raise _Unlocated(content)
-            settle(at)
-            runs[-1].append(Piece(raw(at, end + 1), "", OPAQUE))  # an address is never translated
-            c = end + 1
-            while i < len(children) and children[i].type != "link_close":
-                i += 1
-        elif t.type.endswith("_open") or t.type.endswith("_close"):
-            name = t.type.rsplit("_", 1)[0]
-            length = 1 if t.type == "link_open" else UNKNOWN if t.type == "link_close" else len(t.markup)
-            pending.append((OPEN if t.type.endswith("_open") else CLOSE, name, length))
-        elif t.type == "image":
-            pending.append((VOID, "img", UNKNOWN))
-        else:
-            raise _Unlocated(content)
-        i += 1
-    settle(len(content))
+    def anchor(self, at: int, end: int, pieces: list[Piece]) -> None:
+        """Pieces found at content[at:end], after the markup before them."""
+        self.settle(at)
+        self.runs[-1].extend(pieces)
+        self.c = end
+
+    def read(self, children) -> None:
+        i = 0
+        while i < len(children):
+            t = children[i]
+            if t.type == "text" and t.content:
+                at = self.find(t.content)
+                self.anchor(at, at + len(t.content), whitespace_pieces(self.raw(at, at + len(t.content))))
+            elif t.type == "text_special":  # an escape or an entity: its markup is its source
+                at = self.find(t.markup)
+                self.anchor(at, at + len(t.markup), [Piece(self.raw(at, at + len(t.markup)), t.content)])
+            elif t.type == "softbreak":
+                at = self.find("\n")
+                self.anchor(at, at + 1, [Piece(self.raw(at, at + 1), " ")])
+            elif t.type == "hardbreak":  # its markup ("  " or "\\") and the line end are kept between two runs
+                at = self.find("\n")
+                mark = at - 1 if self.content[at - 1:at] == "\\" else len(self.content[:at].rstrip(" "))
+                self.settle(mark)
+                self.breaks.append(self.raw(mark, at + 1))
+                self.runs.append([])
+                self.c = at + 1
+            elif t.type == "code_inline":
+                at = self.find(t.markup)
+                end = _closing_ticks(self.content, t.markup, at + len(t.markup))
+                if end < 0:
+                    raise _Unlocated(self.content)
+                shown = t.content if len(t.content) <= MAX_SHOWN else ""
+                self.anchor(at, end, [Piece(self.raw(at, end), shown, OPAQUE)])
+            elif t.type == "html_inline":
+                at = self.find(t.content)
+                self.anchor(at, at + len(t.content), [_html_piece(self.raw(at, at + len(t.content)))])
+            elif t.type == "link_open" and t.markup == "autolink":  # an address is never translated
+                at = self.find("<")
+                end = self.find(">") + 1
+                self.anchor(at, end, [Piece(self.raw(at, end), "", OPAQUE)])
+                while i < len(children) and children[i].type != "link_close":
+                    i += 1
+            elif t.type.endswith(("_open", "_close")):
+                length = 1 if t.type == "link_open" else UNKNOWN if t.type == "link_close" else len(t.markup)
+                self.pending.append((OPEN if t.type.endswith("_open") else CLOSE, t.type.rsplit("_", 1)[0], length))
+            elif t.type == "image":
+                self.pending.append((VOID, "img", UNKNOWN))
+            elif t.type != "text":  # (an empty text token: what is left of delimiters that became emphasis)
+                raise _Unlocated(self.content)
+            i += 1
+        self.settle(len(self.content))
+
+
+def _inline_parts(tok, body: str, offsets: list[int], lang: str) -> tuple[list, bool]:
+    """The parts of one inline token: runs split at hard breaks, pieces in source order."""
+    reader = _InlineReader(tok.content, body, offsets)
+    reader.read(list(tok.children or []))
+    escape = _escaper(tok.children or [])
     parts, cut = [], False
-    for k, run in enumerate(runs):
-        done, c2 = build_run(run, lang, escape)
+    for k, run in enumerate(reader.runs):
+        done, c = build_run(run, lang, escape)
         parts += [_LineStart(p) if j == 0 and not isinstance(p, str) else p for j, p in enumerate(done)]
-        cut |= c2
-        if k < len(breaks):
-            parts.append(breaks[k])
+        cut |= c
+        if k < len(reader.breaks):
+            parts.append(reader.breaks[k])
     return parts, cut
 
 
