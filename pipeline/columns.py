@@ -28,6 +28,9 @@ class RowStatus(StrEnum):
     LENGTH_LIMIT = "length_limit"
     UNSUPPORTED_LANGUAGE = "unsupported_language"  # the model has no token for the row's language: empty translation
     INVALID_UTF8 = "invalid_utf8"  # a binary source whose bytes are not UTF-8: nothing translated, translation null
+    # --format html|markdown: a document the reader refused (over its size limit, or the reader failed on it):
+    # nothing translated, the translation is the document unchanged.
+    UNPARSABLE = "unparsable"
 PIECES = "__pieces"  # list<list<int32>>: source ids per piece, each ending in EOS
 HYP_IDS = "__hyp_ids"  # list<list<int32>>: n-best target ids
 TARGET_PREFIX = "__target_prefix"  # list<int32>: tokens forced after the decoder's start (target language)

@@ -34,6 +34,7 @@ def check_precision(precision: str, on_gpu: bool) -> None:
     if precision == "fp16" and not on_gpu:
         raise ValueError("--precision fp16 needs a GPU; use bf16 or fp32 on CPU")
 UNITS = ("sentence", "document")
+FORMATS = ("text", "html", "markdown")  # what a document is, with --unit document (pipeline/documents/units.py)
 ENGINES = ("ours", "ctranslate2")
 
 
@@ -78,6 +79,8 @@ class TranslationSettings:
     write_scores: bool = arg(False, help="add a `score` column (length-normalized log-probability)")
     unit: str = arg("sentence", help="what a row's source is: a sentence (or short text), or a document that is "
                     "cut into sentences, translated and put back together with its layout", choices=UNITS)
+    format: str = arg("text", help="--unit document: what a document is: text (its layout kept byte for byte), html "
+                      "or markdown (the text translated, the markup kept byte for byte)", choices=FORMATS)
     source_lang: str = arg("en", help="source language code: sentence splitting with --unit document, and the "
                            "source language token of multilingual models (M2M100: en, NLLB: eng_Latn)")
     target_lang: str = arg("", help="multilingual models: the target language of every row (M2M100: de, NLLB: "
@@ -95,6 +98,8 @@ class TranslationSettings:
             raise ValueError("--nbest and --write-scores are per sentence: use them with --unit sentence")
         if self.write_segments and self.unit != "document":
             raise ValueError("--write-segments needs --unit document")
+        if self.format != "text" and self.unit != "document":
+            raise ValueError("--format html|markdown needs --unit document")
 
     @property
     def languages(self) -> LanguageChoice:

@@ -42,10 +42,16 @@ class Layout:
     parts: tuple[str, ...]
     translate: tuple[bool, ...]
     cut: bool = False  # a sentence longer than the limit was cut at spaces (the document's status is "split")
+    unparsable: bool = False  # never for plain text (markup/layout.py's MarkupLayout sets it)
 
     @property
     def segments(self) -> list[str]:
         return [p for p, t in zip(self.parts, self.translate, strict=True) if t]
+
+    @property
+    def shown(self) -> list[bool]:
+        """Per segment, whether its translation is in the document (every one is, in plain text)."""
+        return [True] * sum(self.translate)
 
     def fill(self, translations: list[str]) -> str:
         """The document with each segment replaced by its translation (in order)."""

@@ -90,7 +90,12 @@ class DocumentUnit:
 
     languages: LanguageChoice = LanguageChoice()
     write_segments: bool = False
+    format: str = "text"  # text, html or markdown (--format): which reader cuts a document into segments
     name = "document"
+
+    def layout(self, text: str | None, lang: str):
+        """The document's layout (segments, and how translations go back in), by its format."""
+        return _READERS[self.format](text, lang)
 
     def _split_languages(self, table: pa.Table) -> list[str]:
         """Each document's language for sentence splitting (sentencex takes the code before any "_")."""
@@ -105,7 +110,7 @@ class DocumentUnit:
             segs, nsegs, texts = [], [], []
             for r, (text, lang) in enumerate(zip(decode_texts(table.column(source_column))[0],
                                                  self._split_languages(table), strict=True)):
-                segments = split_document(text, lang).segments
+                segments = self.layout(text, lang).segments
                 rows += [r] * len(segments)
                 segs += range(len(segments))
                 nsegs += [len(segments)] * len(segments)
@@ -138,7 +143,7 @@ class DocumentUnit:
         for r, (doc, seg, nseg, text) in enumerate(rows):
             if ok[r]:
                 if doc not in segments:
-                    segments[doc] = split_document(texts[doc], split_langs[doc]).segments
+                    segments[doc] = self.layout(texts[doc], split_langs[doc]).segments
                 ok[r] = nseg == len(segments[doc]) and seg < nseg and segments[doc][seg] == text
         for column in languages:
             ok &= same_values(parts.column(column), inputs.column(column).take(pa.array(where)))
@@ -186,13 +191,15 @@ class DocumentUnit:
         out_text, out_status, src_segs, tgt_segs = [], [], [], []
         missing = 0
         for d, (text, bad, lang) in enumerate(zip(texts, invalid, self._split_languages(inputs), strict=True)):
-            layout = split_document(text, lang)
+            layout = self.layout(text, lang)
             lo, hi = bounds[d], bounds[d + 1]
             if hi - lo != len(layout.segments):
                 missing += 1
                 continue
             segments = translated[lo:hi]
-            status = RowStatus.INVALID_UTF8 if bad else document_status(text, seg_status[lo:hi], layout.cut)
+            shown = [st for st, kept in zip(seg_status[lo:hi], layout.shown, strict=True) if kept]
+            status = (RowStatus.INVALID_UTF8 if bad else RowStatus.UNPARSABLE if layout.unparsable
+                      else document_status(text, shown, layout.cut))
             untranslated = status in (RowStatus.EMPTY, RowStatus.UNSUPPORTED_LANGUAGE)
             out_text.append(None if bad else "" if untranslated else layout.fill([s or "" for s in segments]))
             out_status.append(status)
@@ -237,11 +244,26 @@ def document_status(text: str | None, segment_status: list[str], cut: bool = Fal
     return RowStatus.SPLIT if cut or RowStatus.SPLIT in segment_status else RowStatus.OK
 
 
+def _split_html(text: str | None, lang: str):
+    from pipeline.documents.markup import split_html  # html.parser, imported where documents are HTML
+
+    return split_html(text, lang)
+
+
+def _split_markdown(text: str | None, lang: str):
+    from pipeline.documents.markup import split_markdown  # markdown-it, imported where documents are Markdown
+
+    return split_markdown(text, lang)
+
+
+# --format -> what cuts a document into segments (and puts translations back).
+_READERS = {"text": split_document, "html": _split_html, "markdown": _split_markdown}
+
 SENTENCES = SentenceUnit()
 
 
 def unit_for(settings) -> SentenceUnit | DocumentUnit:
     """The unit a run's TranslationSettings ask for."""
     units = {"sentence": lambda: SentenceUnit(),
-             "document": lambda: DocumentUnit(settings.languages, settings.write_segments)}
+             "document": lambda: DocumentUnit(settings.languages, settings.write_segments, settings.format)}
     return units[settings.unit]()

@@ -28,7 +28,7 @@ MEMORY_TYPE = pa.struct([
 # translation of a segment the model sees: a sentence run and a document run share translations, and so do
 # runs with and without --write-scores. The row's languages are in its ids (multilingual models' language
 # tokens) and, for bilingual models, do not change the translation at all.
-NOT_IN_FINGERPRINT = ("unit", "write_scores", "write_segments", "source_lang", "target_lang",
+NOT_IN_FINGERPRINT = ("unit", "format", "write_scores", "write_segments", "source_lang", "target_lang",
                       "source_lang_column", "target_lang_column")
 
 

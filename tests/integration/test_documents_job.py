@@ -61,3 +61,38 @@ def test_bad_documents_and_a_1mb_document_finish_with_a_status(local_ray, tiny_c
     # Resuming a finished output does nothing; the documents are kept as they are.
     assert run_job(tiny_checkpoint, str(root), str(out), *fast) == 0
     assert json.load(open(out / "report.json"))["run"]["sentences"] == 0
+
+
+def test_html_and_markdown_documents_through_the_shipped_model(local_ray, tmp_path):
+    from markdown_it import MarkdownIt
+
+    page = ('<!DOCTYPE html>\n<html><head><title>A dog</title><style>p { color: red }</style></head>\n<body>\n'
+            '<!-- kept --><h1>Two dogs run across the grass.</h1>\n<p>A man with a <a href="/x?a=1&amp;b=2">red '
+            'hat</a> is standing on a ladder. <b>A girl is laughing.</b></p>\n<pre>  keep  </pre>\n'
+            '<p translate="no">Brand text</p><img src="d.png" alt="A black dog">\n</body></html>\n')
+    md = ("---\ntitle: x\n---\n# Two dogs run across the grass.\n\n- A man with a [red hat](/x \"t\") is "
+          "standing.\n* A girl is **laughing**.\n\n```\nkeep me\n```\n")
+    model = os.path.join(ROOT, "models", "multi30k-en-de")
+    outputs = {}
+    for fmt, docs in (("html", [page, "<p>" * 3]), ("markdown", [md, ""])):
+        root = tmp_path / fmt
+        root.mkdir()
+        pq.write_table(pa.table({"id": [1, 2], "source": docs}), root / "a.parquet")
+        out = tmp_path / f"out-{fmt}"
+        assert run_job(model, str(root), str(out), "--format", fmt, "--write-segments") == 0
+        outputs[fmt] = pq.read_table(out / "translations" / "a.parquet").to_pylist()
+        assert json.load(open(out / "report.json"))["decode"]["format"] == fmt
+    html_row, empty_row = outputs["html"]
+    out = html_row["translation"]
+    for kept in ['<!DOCTYPE html>\n<html><head><title>', "<style>p { color: red }</style>", "<!-- kept --><h1>",
+                 '<a href="/x?a=1&amp;b=2">', "<pre>  keep  </pre>", '<p translate="no">Brand text</p>',
+                 '<img src="d.png" alt="']:
+        assert kept in out, kept
+    assert "Hunde" in out and "Mann" in out and out.count("<b>") == out.count("</b>") == 1
+    assert html_row["status"] == "ok" and "red hat" in html_row["source_segments"]  # the link's text alone
+    assert empty_row["translation"] == "<p>" * 3 and empty_row["status"] == "ok"  # markup alone: kept as it is
+    md_row = outputs["markdown"][0]
+    tokens = MarkdownIt("commonmark").parse(md_row["translation"])
+    assert [t.type for t in tokens] == [t.type for t in MarkdownIt("commonmark").parse(md)]
+    assert md_row["translation"].startswith("---\ntitle: x\n---\n# ") and "](/x \"t\")" in md_row["translation"]
+    assert "```\nkeep me\n```\n" in md_row["translation"] and "**" in md_row["translation"]

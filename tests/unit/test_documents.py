@@ -209,3 +209,42 @@ def test_per_sentence_options_are_refused_with_documents():
         TranslationSettings(unit="document", decode=DecodeConfig(beam_size=2, nbest=2))
     with pytest.raises(ValueError, match="--write-segments needs --unit document"):
         TranslationSettings(write_segments=True)
+    with pytest.raises(ValueError, match="--format html|markdown needs --unit document"):
+        TranslationSettings(format="html")
+
+
+def test_marked_up_documents_through_parts_and_commit_and_an_unparsable_one_comes_back_unchanged(
+        tmp_path, monkeypatch):
+    from pipeline.documents.markup import layout as markup_layout
+
+    monkeypatch.setattr(markup_layout, "MAX_MARKUP_CHARS", 200)
+    docs = ['<p>A dog <a href="/d">runs</a>.</p>\r\n<pre> x </pre>', "<p>" + "Too long. " * 30 + "</p>", "", None,
+            "<!-- only markup --><br>"]
+    path = write_shard(tmp_path, docs)
+    unit = DocumentUnit(write_segments=True, format="html")
+    out, segments = translate_parts(tmp_path, path, unit, translate=lambda s: s.upper())
+    assert segments.column("source").to_pylist() == ["A dog runs.", "runs"]
+    _, (shard,), columns, _ = discover_shards(str(path), "id", "source", "reference")
+    commit_shard(shard, str(path), out, columns, output_fields(1, False, True), (), MetricOptions(), {}, unit)
+    rows = pq.read_table(tmp_path / "out" / "translations" / "docs.parquet").to_pylist()
+    assert [r["status"] for r in rows] == ["ok", "unparsable", "empty", "empty", "ok"]
+    assert rows[0]["translation"] == '<p>A DOG <a href="/d">RUNS</a>.</p>\r\n<pre> x </pre>'
+    assert rows[1]["translation"] == docs[1] and rows[4]["translation"] == docs[4]
+
+
+def test_a_loop_in_a_marks_extra_segment_is_not_the_documents_status(tmp_path):
+    """A mark's words translated alone only place its tags: a loop there (a caption model on a lone word) is
+    not in the document, so the document is ok."""
+    path = write_shard(tmp_path, ['<p>A dog <a href="/d">runs</a>.</p>'])
+    unit = DocumentUnit(format="html")
+
+    def stages(segments):
+        sources = segments.column("source").to_pylist()
+        return pa.table({"translation": [s.upper() for s in sources],
+                         "status": ["length_limit" if s == "runs" else "ok" for s in sources]})
+
+    out, _ = translate_parts(tmp_path, path, unit, None, stages=stages)
+    _, (shard,), columns, _ = discover_shards(str(path), "id", "source", "reference")
+    commit_shard(shard, str(path), out, columns, output_fields(1, False, False), (), MetricOptions(), {}, unit)
+    rows = pq.read_table(tmp_path / "out" / "translations" / "docs.parquet").to_pylist()
+    assert rows[0]["status"] == "ok" and rows[0]["translation"] == '<p>A DOG <a href="/d">RUNS</a>.</p>'
