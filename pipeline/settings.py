@@ -68,7 +68,8 @@ class TranslationSettings:
 
     decode: DecodeConfig = arg(DecodeConfig())
     precision: str = arg("auto", help="auto: bf16 on GPU, fp32 on CPU; int8 (CPU actors only): int8 linear "
-                         "layers, 1.5-1.7x faster than fp32", choices=PRECISIONS)
+                         "layers (their speed-up over fp32 and BLEU: README, Performance and quality)",
+                         choices=PRECISIONS)
     engine: str = arg("ours", help="the model actors' decoder: ours, or ctranslate2 (opt-in: single Transformer "
                       "models converted once per actor; needs the ctranslate2 and transformers packages, "
                       "pip install -e '.[ctranslate2]')", choices=ENGINES)
