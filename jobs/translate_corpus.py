@@ -369,6 +369,7 @@ def _get(ref):
 
 
 def main(argv=None) -> int:
+    started = time.time()
     cfg = parse_config(TranslateConfig, argv)
     if not cfg.output:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -395,7 +396,7 @@ def main(argv=None) -> int:
         print(f"error: cannot write the lease in {cfg.output} ({type(e).__name__}: {e})", file=sys.stderr)
         return 2
     try:
-        return translate_and_report(cfg, plan)
+        return translate_and_report(cfg, plan, started)
     except KeyboardInterrupt:
         if lease.lost is None:
             raise
@@ -434,8 +435,9 @@ def take_lease(cfg: TranslateConfig):
     return lease
 
 
-def translate_and_report(cfg: TranslateConfig, plan: Plan) -> int:
-    """Everything after the checks, under this run's lease: Ray, the plan, the pipeline, commits, the report."""
+def translate_and_report(cfg: TranslateConfig, plan: Plan, started: float | None = None) -> int:
+    """Everything after the checks, under this run's lease: Ray, the plan, the pipeline, commits, the report.
+    `started`: when the job began (its checks and Ray's start-up count in run.wall_seconds, not in run.seconds)."""
     from pipeline.cluster import cluster_view, init_ray
     from pipeline.inputs import RowChanges
     from pipeline.io import InputError
@@ -476,7 +478,7 @@ def translate_and_report(cfg: TranslateConfig, plan: Plan) -> int:
     if memory is not None:
         run["memory"] = memory_summary(memory, stats, {n: shard_stats[n] for n in commits.committed_now})
     run.update(shards=len(plan.shards), shards_translated=translated_shards, skipped_sentences=skipped,
-               driver_peak_rss_mb=round(peak_rss_mb(), 1))
+               wall_seconds=round(time.time() - (started or t0), 2), driver_peak_rss_mb=round(peak_rss_mb(), 1))
     if changes:
         total = sum(changes.values(), RowChanges())
         run["input_changes"] = {**total.as_dict(), "shards": {n: c.as_dict() for n, c in sorted(changes.items())}}
