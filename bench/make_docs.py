@@ -248,7 +248,9 @@ def int8_summary() -> list[str]:
     return [f"- **int8 over fp32** (our decoder, {machine(r)}, {r['config']['threads']} threads, beam "
             f"{r['config']['beam_size']}, test_2016_flickr): **{speed:.2f}x** the target tokens/s, BLEU "
             f"{q.get('bleu', '-')} vs {f.get('bleu', '-')} (`{path}`; the other measurements of int8 and what each "
-            "counts: docs/performance.md#int8-over-fp32-in-each-measurement)"]
+            "counts: docs/performance.md#int8-over-fp32-in-each-measurement)"
+            + ("" if measured_shipped(r) else "; **not the shipped model's weights** (an earlier model's, its BLEU "
+               "too): re-run `bench/engines.py`")]
 
 
 def int8_section() -> list[str]:

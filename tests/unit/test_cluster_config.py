@@ -216,3 +216,19 @@ def test_nightly_script_gives_the_token_to_the_process_that_submits(tmp_path):
     assert res.returncode == 0 and not (tmp_path / "ray-called").exists()
     assert "RAY_AUTH_MODE=token, token from " + str(tmp_path / ".ray" / "auth_token") in res.stdout
     assert "dry run: ray job submit --address http://127.0.0.1:8265" in res.stdout
+
+
+def test_ray_data_actors_get_their_small_constructor_arguments_inline():
+    """ray#53727: Ray logs an error for every actor with restarts whose constructor arguments are in the object
+    store, and Ray Data 2.60 passes each actor its UDF and DataContext as `ray.put` references. Small ones
+    now travel by value, inside the actor's creation task, which Ray keeps for restarts."""
+    from ray.data import DataContext
+    from ray.data._internal.execution.operators.actor_pool_map_operator import ActorPoolMapOperator
+
+    from pipeline.cluster import inline_actor_arguments
+
+    inline_actor_arguments()
+    inline_actor_arguments()  # idempotent
+    op = ActorPoolMapOperator.__new__(ActorPoolMapOperator)
+    op._map_transformer, op._data_context = ("a small UDF",), DataContext.get_current()
+    assert op._map_transformer_ref == ("a small UDF",) and op._data_context_ref is op.data_context
