@@ -158,7 +158,7 @@ def engines_section() -> tuple[list[str], list[str]]:
                   "| model | input | precision | engine | sentences | target tokens/s | sentences/s | peak MB | BLEU "
                   "| vs CTranslate2 |", "|---|---|---|---|---:|---:|---:|---:|---:|---:|"]
         if not measured_shipped(r):  # before the table's header
-            lines[-2:-2] = [STALE_ENGINES.format(cmd=cmd), ""]
+            lines[-2:-2] = [STALE_ENGINES.format(cmd=cmd) + shipped_at_beam(cfg["beam_size"], r), ""]
         by = {(x["size"], x["set"], x["precision"], x["engine"]): x for x in r["runs"]}
         for (size, set_name, precision, engine), x in by.items():
             ct2 = by.get((size, set_name, precision, "ctranslate2"))
@@ -213,6 +213,23 @@ def engines_section() -> tuple[list[str], list[str]]:
 
 STALE_ENGINES = ("**Measured on other weights than the shipped model's, or on weights it did not record**: the "
                  "BLEU column is that model's, not the shipped one's. Re-run `{cmd}` and `python bench/make_docs.py`.")
+
+
+SHIPPED_AT_BEAM = "bench/results/shipped_beam4_cpu.json"  # bench/loops.py on the shipped model at the engines' beam
+
+
+def shipped_at_beam(beam: int, r: dict) -> str:
+    """What the shipped model scores at the engines' beam, to compare with a run's BLEU column."""
+    found = [x for _, x in load(os.path.basename(SHIPPED_AT_BEAM)) if x["config"]["beam_size"] == beam]
+    by = {(x["set"], x["precision"], x["engine"]): x for x in r["runs"] if x["size"] == "shipped"}
+    ours = by.get(("test_2016_flickr", "fp32", "ours"), {}).get("bleu")
+    if not found or ours is None:
+        return ""
+    x, cfg = found[0]["runs"]["0"]["test_2016_flickr"], found[0]["config"]
+    cmd = (f"python bench/loops.py --sets test_2016_flickr --ngram-sizes 0 --beam-size {beam} --threads "
+           f"{cfg['threads']} --out {SHIPPED_AT_BEAM}")
+    return (f" The shipped model scores BLEU {x['bleu']:.2f} on test_2016_flickr at beam {beam} (`{cmd}`, the job's "
+            f"decoder), this run {ours}: the run decoded an earlier model.")
 
 
 def measured_shipped(r: dict) -> bool:
