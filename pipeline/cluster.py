@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import warnings
 
 
 def init_ray(min_logical_cpus: float) -> None:
@@ -59,7 +60,9 @@ def inline_actor_arguments() -> None:
         def get(self):
             cache = self.__dict__.setdefault("_inlined_arguments", {})
             if by_reference.attrname not in cache:
-                small = len(ray.cloudpickle.dumps(value(self))) <= INLINE_ARGUMENT_BYTES
+                with warnings.catch_warnings():  # DataContext's deprecated fields warn when pickled (Ray's own
+                    warnings.simplefilter("ignore", DeprecationWarning)  # pickling of it says so once already)
+                    small = len(ray.cloudpickle.dumps(value(self))) <= INLINE_ARGUMENT_BYTES
                 cache[by_reference.attrname] = value(self) if small else by_reference.func(self)
             return cache[by_reference.attrname]
         return property(get)
