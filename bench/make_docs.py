@@ -325,7 +325,8 @@ def ct2_sentence() -> list[str]:
             continue
         parts.append(f"{fp32:.2f}x CTranslate2's target tokens/s in fp32" + (f" and {int8:.2f}x in int8" if int8
                                                                            else "")
-                     + f" with {threads} thread(s) per engine")
+                     + f" with {threads} thread(s) per engine"
+                     + ("" if measured_shipped(r) else " (measured on an earlier model)"))
     if not parts:
         return ["Ours has not been measured against it here yet."]
     path, r = runs[max(runs)]
