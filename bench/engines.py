@@ -47,6 +47,13 @@ DATA = os.path.join(os.path.dirname(ROOT), "shared", "data", "multi30k")
 
 
 # --- inputs ---------------------------------------------------------------------------------------
+def shipped_model() -> dict:
+    """Which shipped model the figures are of: bench/make_docs.py names a result made on other weights."""
+    with open(os.path.join(SHIPPED, "config.json")) as f:
+        config = json.load(f)
+    return {"uri": os.path.relpath(SHIPPED, ROOT), "weights_sha256": config["files"]["model.safetensors"]}
+
+
 def read_lines(path: str) -> list[str]:
     with gzip.open(path, "rt", encoding="utf-8") as f:
         return [line.rstrip("\n") for line in f]
@@ -403,7 +410,7 @@ def main() -> int:
                            "our_cpu_blas": resolve_cpu_blas(args.cpu_blas, stream_threads), "our_streams": streams,
                            "ctranslate2": _version("ctranslate2"), "transformers": _version("transformers")},
                "config": {k: v for k, v in vars(args).items() if k not in ("worker", "data", "out")}, "runs": [],
-               "ratios": {}}
+               "ratios": {}, "model": shipped_model(), "date": time.strftime("%Y-%m-%d", time.gmtime())}
     sets = input_sets(args.data, args.sentences, args.long)
     engines_asked = args.engines.split(",")
     if "ctranslate2" in engines_asked and _version("ctranslate2") is None:

@@ -74,6 +74,8 @@ class TranslateConfig:
     # One run at a time per output (pipeline/output/lease.py).
     lease: LeaseConfig = arg(LeaseConfig())
     storage_options: dict = arg({}, help="JSON options for fsspec (e.g. endpoint_url); never logged")
+    progress_interval: float = arg(30.0, help="seconds between progress lines (rows done of the total, rows/s, "
+                                   "time left); in a terminal, one bar updated as often (0: only at start and end)")
 
     def __post_init__(self):
         parse_metrics(self.metrics)
@@ -227,7 +229,7 @@ def run_pipeline(cfg: TranslateConfig, plan: Plan, states, commits: Commits):
     returns this run's statistics (a RunStats)."""
 
     from pipeline.columns import ROWS_DONE_COLUMN, SHARD_COLUMN, STATS_COLUMN
-    from pipeline.output import RunStats, ShardProgress
+    from pipeline.output import Progress, RunStats, ShardProgress
     from pipeline.plan import ModelSpec, PipelinePlan, build_pipeline, read_shards
 
     shards = plan.shards
@@ -246,16 +248,20 @@ def run_pipeline(cfg: TranslateConfig, plan: Plan, states, commits: Commits):
             translation=cfg.translation, compute=cfg.compute, reuse=commits.reuse)
         ds = read_shards([s.path for s in todo], plan.in_fs, cfg.compute, dict(plan.columns.renamed))
         written = watch_resources(cfg.compute)
+        rows = "rows" if cfg.translation.unit == "sentence" else "documents"
+        shown = Progress(int(sum(progress.left[s.name] for s in todo)), cfg.progress_interval, rows).start()
         try:
             for batch in build_pipeline(ds, pipeline_plan).iter_batches(batch_format="pyarrow", batch_size=None):
                 written.set()
                 columns = (batch.column(c).to_pylist() for c in (STATS_COLUMN, SHARD_COLUMN, ROWS_DONE_COLUMN))
                 for text, shard, rows_done in zip(*columns, strict=True):
                     stats = stats.merge(RunStats.from_json(text))
+                    shown.add(rows_done)
                     if progress.add(shard, rows_done):
                         commits.start(shard)
         finally:
             written.set()
+            shown.stop()
     return stats, len(todo)
 
 
@@ -363,6 +369,7 @@ def _get(ref):
 
 
 def main(argv=None) -> int:
+    started = time.time()
     cfg = parse_config(TranslateConfig, argv)
     if not cfg.output:
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -389,7 +396,7 @@ def main(argv=None) -> int:
         print(f"error: cannot write the lease in {cfg.output} ({type(e).__name__}: {e})", file=sys.stderr)
         return 2
     try:
-        return translate_and_report(cfg, plan)
+        return translate_and_report(cfg, plan, started)
     except KeyboardInterrupt:
         if lease.lost is None:
             raise
@@ -428,8 +435,9 @@ def take_lease(cfg: TranslateConfig):
     return lease
 
 
-def translate_and_report(cfg: TranslateConfig, plan: Plan) -> int:
-    """Everything after the checks, under this run's lease: Ray, the plan, the pipeline, commits, the report."""
+def translate_and_report(cfg: TranslateConfig, plan: Plan, started: float | None = None) -> int:
+    """Everything after the checks, under this run's lease: Ray, the plan, the pipeline, commits, the report.
+    `started`: when the job began (its checks and Ray's start-up count in run.wall_seconds, not in run.seconds)."""
     from pipeline.cluster import cluster_view, init_ray
     from pipeline.inputs import RowChanges
     from pipeline.io import InputError
@@ -446,8 +454,9 @@ def translate_and_report(cfg: TranslateConfig, plan: Plan) -> int:
         asked = cfg
         cluster = cluster_view()
         cfg = hardware_for(cfg, cluster=cluster)
-        print(describe_plan(asked, cfg, cluster), flush=True)
         states = claim(asked, cfg, plan)
+        cfg = fitted_to_input(cfg, plan, states)
+        print(describe_plan(asked, cfg, cluster), flush=True)
         memory = open_memory(cfg)
     except (InputError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -469,7 +478,7 @@ def translate_and_report(cfg: TranslateConfig, plan: Plan) -> int:
     if memory is not None:
         run["memory"] = memory_summary(memory, stats, {n: shard_stats[n] for n in commits.committed_now})
     run.update(shards=len(plan.shards), shards_translated=translated_shards, skipped_sentences=skipped,
-               driver_peak_rss_mb=round(peak_rss_mb(), 1))
+               wall_seconds=round(time.time() - (started or t0), 2), driver_peak_rss_mb=round(peak_rss_mb(), 1))
     if changes:
         total = sum(changes.values(), RowChanges())
         run["input_changes"] = {**total.as_dict(), "shards": {n: c.as_dict() for n, c in sorted(changes.items())}}
@@ -482,14 +491,40 @@ def translate_and_report(cfg: TranslateConfig, plan: Plan) -> int:
     pairs = {"language_pairs": language_pair_entries(shard_stats, cfg.metric_options)} if settings.multilingual else {}
     report = build_report(
         shard_stats, cfg.metric_options, **pairs, run=run,
-        model={"uri": cfg.model, "format": plan.model.format, "arch": plan.model.arch, "config": plan.model.config,
-               "metadata": plan.model.metadata, "ensemble": cfg.ensemble},
-        decode=settings.fingerprint(),
+        model=model_entry(cfg, plan), decode=settings.fingerprint(),
         config=redacted(cfg), created=datetime.now(UTC).isoformat(timespec="seconds"),
     )
     write_report(cfg.output, report, "Translation report", cfg.storage_options)
-    print_summary(cfg, report, len(plan.shards), failed)
+    documents = sum(s.rows - len(st.ids) for s, st in zip(plan.shards, states, strict=True)
+                    if not st.done and s.name in commits.committed_now)
+    print_summary(cfg, report, len(plan.shards), failed, documents)
     return 1 if failed else 0
+
+
+MODEL_CARD = "README.md"  # in a model directory: its card (training, evaluation, recipes)
+
+
+def model_entry(cfg: TranslateConfig, plan: Plan) -> dict:
+    """The report's `model`: what decoded, and where its card is. The card itself (training history,
+    evaluations, recipes: most of the checkpoint's metadata) stays with the model, referenced, not copied."""
+    from model.storage import resolve
+
+    fs, root = resolve(cfg.model, cfg.storage_options)
+    card = f"{cfg.model.rstrip('/')}/{MODEL_CARD}" if fs.exists(f"{root}/{MODEL_CARD}") else None
+    return {"uri": cfg.model, "name": plan.model.metadata.get("name") or os.path.basename(cfg.model.rstrip("/")),
+            "card": card, "format": plan.model.format, "arch": plan.model.arch, "config": plan.model.config,
+            "weights_sha256": plan.model.weights_sha256, "ensemble": cfg.ensemble}
+
+
+def fitted_to_input(cfg: TranslateConfig, plan: Plan, states) -> TranslateConfig:
+    """`cfg` with the model actors' pool and calls sized to the sentences this run translates
+    (pipeline/settings.py fit_to_input); documents keep theirs (their segments are not counted yet)."""
+    from pipeline.settings import fit_to_input
+
+    if cfg.translation.unit != "sentence":
+        return cfg
+    rows = sum(s.rows - len(st.ids) for s, st in zip(plan.shards, states, strict=True) if not st.done)
+    return replace(cfg, compute=fit_to_input(cfg.compute, rows))
 
 
 def open_memory(cfg: TranslateConfig):
@@ -544,27 +579,33 @@ def shards_not_in_input(cfg: TranslateConfig, plan: Plan) -> list[str]:
     return sorted(committed - {s.name for s in plan.shards})
 
 
-def print_summary(cfg: TranslateConfig, report: dict, shards: int, failed: dict[str, str]) -> None:
-    """The job's last lines: what was done, how fast, the score, what changed in the input, where it went."""
+def print_summary(cfg: TranslateConfig, report: dict, shards: int, failed: dict[str, str], documents: int = 0
+                  ) -> None:
+    """The job's last lines: what was done, how fast, row statuses, the score, what changed in the input, failed
+    shards, and last where it went. In document mode rows are documents, and the model's rows are segments."""
     run, overall, settings = report["run"], report["overall"], cfg.translation
     bleu = overall["scores"].get("bleu")
-    rows = "sentences" if settings.unit == "sentence" else "segments"
-    units = "sentences" if settings.unit == "sentence" else "documents"
-    print(f"translated {run['sentences']:,} {rows} ({run['skipped_sentences']:,} {units} already done) in {shards} "
-          f"shards in {run['seconds']:.1f} s ({run['target_tokens_per_second']:,.0f} target tokens/s, padding "
-          f"efficiency {run['padding_efficiency']:.2f})")
+    sentence_mode = settings.unit == "sentence"
+    rows = "sentences" if sentence_mode else "segments"
+    units = "sentences" if sentence_mode else "documents"
+    done = (f"{run['sentences']:,} sentences" if sentence_mode
+            else f"{documents:,} documents in {run['sentences']:,} segments")
+    print(f"translated {done} ({run['skipped_sentences']:,} {units} already done) in {shards} shards in "
+          f"{run['seconds']:.1f} s ({run['target_tokens_per_second']:,.0f} target tokens/s, padding efficiency "
+          f"{run['padding_efficiency']:.2f})")
     if run["actor_decode_seconds"]:
         # The run's time includes Ray's and the actors' start-up; this is the rate a running actor keeps.
         print(f"decoding: {run['sentences_per_actor_second']:,.1f} {rows} per actor-second "
               f"({run['actor_decode_seconds']:.1f} actor-seconds, {settings.precision}, "
               f"beam {settings.decode.beam_size}, engine {settings.engine})")
+    print(status_line(overall, "sentences" if sentence_mode else "documents"))
     reused = [f"{run['duplicate_segments']:,} {rows} copied from identical ones decoded in this run"]
     if "memory" in run:
         m = run["memory"]
         reused.insert(0, f"memory {m['hits']:,} hits, {m['misses']:,} misses, {m['written']:,} entries written")
     print("reuse: " + "; ".join(reused))
     if bleu:
-        scored = "sentences" if settings.unit == "sentence" else "documents (document-level, whitespace normalised)"
+        scored = "sentences" if sentence_mode else "documents (document-level, whitespace normalised)"
         print(f"BLEU {bleu['score']:.2f} on {overall['sentences']:,} {scored} ({bleu['signature']})")
     decoded_with = overall.get("decoded_with", {})
     if len(decoded_with) > 1:  # --precision auto on other hardware than the run that started the output
@@ -581,11 +622,23 @@ def print_summary(cfg: TranslateConfig, report: dict, shards: int, failed: dict[
         print(f"note: the output holds {len(gone)} committed shard(s) whose input file is gone ({', '.join(gone[:3])}"
               f"{', ...' if len(gone) > 3 else ''}): left as they are and not in this report; delete them from "
               "translations/ and _stats/, or use --overwrite", file=sys.stderr)
-    print(f"output: {cfg.output}/translations/  report: {cfg.output}/report.json")
+    sys.stdout.flush()  # the error lines below go to stderr: keep them after what was printed above
     for name, error in sorted(failed.items()):
         print(f"error: shard {name} was not committed ({error}); re-run the same command to finish it",
               file=sys.stderr)
+    sys.stderr.flush()
+    print(f"output: {cfg.output}/translations/  report: {cfg.output}/report.json (and report.md)")
 
+
+def status_line(overall: dict, rows: str) -> str:
+    """`status: 300 sentences in the output: ok 298, empty 1, split 1, truncated 0, ...`: every status of
+    pipeline/columns.py RowStatus, zeros included, so a reader sees what was checked for."""
+    from pipeline.columns import RowStatus
+
+    counts = overall.get("status", {})
+    known = [f"{s.value} {counts.get(s.value, 0):,}" for s in RowStatus]
+    other = [f"{k} {v:,}" for k, v in sorted(counts.items()) if k not in {s.value for s in RowStatus}]
+    return f"status: {overall['sentences']:,} {rows} in the output: " + ", ".join(known + other)
 
 if __name__ == "__main__":
     sys.exit(main())

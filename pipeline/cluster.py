@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import re
+import warnings
 
 
 def init_ray(min_logical_cpus: float) -> None:
@@ -23,11 +26,78 @@ def init_ray(min_logical_cpus: float) -> None:
 
     if ray.is_initialized():
         return
+    inline_actor_arguments()
+    plain_logs_without_a_terminal()
     address = os.environ.get("RAY_ADDRESS", "")
     if address and address != "local":
         ray.init(address=address)
         return
     ray.init(address="local", num_cpus=int(max(os.cpu_count() or 1, min_logical_cpus + 0.999)))
+
+
+# Ray inlines a task or actor argument up to this size in the task spec (its max_direct_call_object_size,
+# 100 KiB by default); a larger one goes to the object store.
+INLINE_ARGUMENT_BYTES = 100 * 1024
+
+
+def inline_actor_arguments() -> None:
+    """Ray Data's actor pools (Ray 2.60) pass each actor its UDF and DataContext as `ray.put` references, and
+    Ray core logs an error for every such actor with restarts (core_worker.cc, ray#53727: a restart fails
+    once the referenced object is evicted or lost). Our stages' constructors take URIs and small settings
+    (pipeline/plan.py), so both values are a few KiB: passed by value they are inlined in the actor's
+    creation task, which the GCS keeps for restarts, and a restarted actor never needs the object store.
+    A value too large to inline keeps Ray Data's reference (and its warnings)."""
+    from functools import cached_property
+
+    import ray.cloudpickle
+    from ray.data._internal.execution.operators.actor_pool_map_operator import ActorPoolMapOperator
+    from ray.data._internal.execution.operators.map_operator import MapOperator
+
+    if getattr(ActorPoolMapOperator, "_arguments_inlined", False):
+        return
+
+    def by_value(value, by_reference: cached_property):
+        def get(self):
+            cache = self.__dict__.setdefault("_inlined_arguments", {})
+            if by_reference.attrname not in cache:
+                with warnings.catch_warnings():  # DataContext's deprecated fields warn when pickled (Ray's own
+                    warnings.simplefilter("ignore", DeprecationWarning)  # pickling of it says so once already)
+                    small = len(ray.cloudpickle.dumps(value(self))) <= INLINE_ARGUMENT_BYTES
+                cache[by_reference.attrname] = value(self) if small else by_reference.func(self)
+            return cache[by_reference.attrname]
+        return property(get)
+
+    ActorPoolMapOperator._map_transformer_ref = by_value(lambda op: op._map_transformer,
+                                                         MapOperator._map_transformer_ref)
+    ActorPoolMapOperator._data_context_ref = by_value(lambda op: op.data_context, MapOperator._data_context_ref)
+    ActorPoolMapOperator._arguments_inlined = True
+
+
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+class PlainText(logging.Filter):
+    """Strips terminal colour codes from log records (Ray colours its dashboard line with colorama)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "\x1b" in message:
+            record.msg, record.args = ANSI_ESCAPE.sub("", message), ()
+        return True
+
+
+def plain_logs_without_a_terminal() -> None:
+    """Log files get no colour codes: Ray's own log lines go through its "ray" logger's handlers, and the
+    prefixes of its workers' lines are coloured unless RAY_COLOR_PREFIX=0 (set for the workers too)."""
+    import sys
+
+    if not sys.stdout.isatty():  # where the driver prints its workers' lines
+        os.environ.setdefault("RAY_COLOR_PREFIX", "0")
+    if sys.stderr.isatty():  # where Ray's logger writes
+        return
+    for handler in logging.getLogger("ray").handlers:
+        if not any(isinstance(f, PlainText) for f in handler.filters):
+            handler.addFilter(PlainText())
 
 
 def resource_note(waited: float, cpus: float, gpus: float, available: dict, total: dict) -> str:

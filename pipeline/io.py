@@ -11,6 +11,7 @@ import gzip
 import io
 import posixpath
 import uuid
+import warnings
 from collections.abc import Iterator
 from glob import has_magic
 
@@ -68,8 +69,12 @@ def read_parquet_files(files: list[str], fs, rows_per_block: int, num_cpus: floa
     # tasks of their own: Ray fuses a map into the next one when their arguments agree, and the read would
     # run inside the next stage's one actor (tokenize), every file one after the other.
     args = {"num_cpus": num_cpus, "max_retries": -1}
-    ds = ray.data.from_items([{"file": f} for f in files]).map_batches(
-        read, batch_size=1, batch_format="numpy", **args)
+    with warnings.catch_warnings():
+        # Ray 2.60 deprecates passing remote args through **ray_remote_args but has no named parameter for
+        # max_retries yet: the warning would be printed by every run, with nothing the operator can do.
+        warnings.filterwarnings("ignore", message=".*ray_remote_args. is deprecated")
+        ds = ray.data.from_items([{"file": f} for f in files]).map_batches(
+            read, batch_size=1, batch_format="numpy", **args)
     return blocks_of_rows(ds, rows_per_block, args)
 
 

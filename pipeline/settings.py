@@ -69,7 +69,8 @@ class TranslationSettings:
 
     decode: DecodeConfig = arg(DecodeConfig())
     precision: str = arg("auto", help="auto: bf16 on GPU, fp32 on CPU; int8 (CPU actors only): int8 linear "
-                         "layers, 1.5-1.7x faster than fp32", choices=PRECISIONS)
+                         "layers (their speed-up over fp32 and BLEU: README, Performance and quality)",
+                         choices=PRECISIONS)
     engine: str = arg("ours", help="the model actors' decoder: ours, or ctranslate2 (opt-in: single Transformer "
                       "models converted once per actor; needs the ctranslate2 and transformers packages, "
                       "pip install -e '.[ctranslate2]')", choices=ENGINES)
@@ -245,6 +246,8 @@ def resolve_hardware(settings: TranslationSettings, compute: ComputeConfig, clus
             min_actors = max(compute.min_actors, min(fit, max_actors))
             if min_actors == max_actors:  # nothing to grow to: a fixed pool
                 actors = max_actors
+    if actors:  # a fixed pool: its minimum and maximum are its size (the report shows all three)
+        min_actors = max_actors = actors
     precision = settings.precision if settings.precision != "auto" else ("bf16" if gpus_per_actor else "fp32")
     check_precision(precision, on_gpu=bool(gpus_per_actor))
     threads = compute.torch_threads or max(1, int(compute.cpus_per_actor))
@@ -254,3 +257,21 @@ def resolve_hardware(settings: TranslationSettings, compute: ComputeConfig, clus
                     batch_rows=compute.batch_rows or (GPU_BATCH_ROWS if gpus_per_actor else CPU_BATCH_ROWS),
                     # GPU actors keep 0: each sizes its own budget from the memory it finds.
                     max_tokens=compute.max_tokens or (0 if gpus_per_actor else CPU_MAX_TOKENS)))
+
+
+def fit_to_input(compute: ComputeConfig, rows: int) -> ComputeConfig:
+    """`compute` (resolved) with its model-actor calls and pool sized to the `rows` this run translates, known
+    once the run is planned: calls of at most rows / actors rows, so that every model actor the pool starts
+    gets one, and no more actors than calls. Without it the 300-row sample went in one 1,024-row call to one
+    of two actors; the other loaded the model for nothing (and Ray warned that the pool's minimum exceeded its
+    inputs). Sentence rows only: a document's segment count is not known before it is cut."""
+    if rows <= 0:
+        return compute
+    pool = max(1, compute.actors or compute.min_actors)
+    batch_rows = max(1, min(compute.batch_rows, -(-rows // pool)))
+    calls = -(-rows // batch_rows)
+    if compute.actors:
+        n = min(compute.actors, calls)
+        return replace(compute, batch_rows=batch_rows, actors=n, min_actors=n, max_actors=n)
+    low = min(compute.min_actors, calls)
+    return replace(compute, batch_rows=batch_rows, min_actors=low, max_actors=max(low, min(compute.max_actors, calls)))

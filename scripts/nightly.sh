@@ -8,7 +8,10 @@
 #   INPUT_PREFIX     e.g. s3://my-bucket/docs          -> reads  $INPUT_PREFIX/date=YYYY-MM-DD/
 #   OUTPUT_PREFIX    e.g. s3://my-bucket/translations  -> writes $OUTPUT_PREFIX/date=YYYY-MM-DD/
 #   EXTRA_ARGS       more flags for jobs/translate_corpus.py (e.g. "--max-actors 8")
-#   RAY_AUTH_MODE=token and the token in ~/.ray/auth_token (or RAY_AUTH_TOKEN_PATH / RAY_AUTH_TOKEN)
+#   RAY_AUTH_MODE    token unless set: Ray 2.60 clusters require a token (docs/operations.md), and
+#                    `ray job submit` sends it only in this mode; the token comes from RAY_AUTH_TOKEN,
+#                    RAY_AUTH_TOKEN_PATH or ~/.ray/auth_token (checked before submitting; never printed)
+#   DRY_RUN=1        print what would be submitted, and the authentication it would send, and exit
 #
 # A failed night is finished by running the same command again (the job resumes into the same
 # output). Example crontab line (01:30 UTC every day), from the repository root:
@@ -27,12 +30,33 @@ fi
 : "${OUTPUT_PREFIX:?set OUTPUT_PREFIX (e.g. s3://my-bucket/translations)}"
 input="${INPUT_PREFIX%/}/date=$day/"
 output="${OUTPUT_PREFIX%/}/date=$day/"
-echo "nightly $day: $input -> $output ($(date -u +%FT%TZ))"
+# Exported: `ray job submit` below is the process that must send the token.
+export RAY_AUTH_MODE=${RAY_AUTH_MODE:-token}
+auth="RAY_AUTH_MODE=$RAY_AUTH_MODE"
+if [[ $RAY_AUTH_MODE == token ]]; then
+  token_file=${RAY_AUTH_TOKEN_PATH:-$HOME/.ray/auth_token}
+  if [[ -n ${RAY_AUTH_TOKEN:-} ]]; then
+    auth+=", token from RAY_AUTH_TOKEN (${#RAY_AUTH_TOKEN} characters)"
+  elif [[ -s $token_file ]]; then
+    auth+=", token from $token_file"
+  else
+    echo "nightly: RAY_AUTH_MODE=token but no token: set RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH, or put the" \
+      "cluster's token in ~/.ray/auth_token (docs/operations.md)" >&2
+    exit 2
+  fi
+fi
+echo "nightly $day: $input -> $output ($(date -u +%FT%TZ); $auth)"
+submit=(ray job submit --address "$RAY_ADDRESS" --submission-id "nightly-$day-$(date -u +%H%M%S)"
+        --working-dir . --runtime-env deploy/runtime_env.yaml
+        -- python jobs/translate_corpus.py --input "$input" --output "$output")
+# shellcheck disable=SC2206
+submit+=(${EXTRA_ARGS:-})
+if [[ ${DRY_RUN:-} == 1 ]]; then
+  echo "nightly $day: dry run: ${submit[*]}"
+  exit 0
+fi
 # `ray job submit` waits for the job and exits non-zero when it fails.
-# shellcheck disable=SC2086
-if ! ray job submit --address "$RAY_ADDRESS" --submission-id "nightly-$day-$(date -u +%H%M%S)" \
-    --working-dir . --runtime-env deploy/runtime_env.yaml \
-    -- python jobs/translate_corpus.py --input "$input" --output "$output" ${EXTRA_ARGS:-}; then
+if ! "${submit[@]}"; then
   echo "nightly $day: FAILED; re-run 'scripts/nightly.sh $day' to finish it" >&2
   exit 1
 fi

@@ -3,7 +3,7 @@
 Beam search on CPU spends most of its time in linear layers (measured: ~57% in `linear` for the
 shipped Transformer, the rest in attention, top-k and row selection). Storing their weights as
 int8, one scale per output channel, and quantizing activations on the fly per batch is what
-CTranslate2 and Marian call int8 decoding. On the shipped model it decodes 1.5-1.7x faster per actor
+CTranslate2 and Marian call int8 decoding. On the shipped model it decodes faster per actor than fp32
 on x86 CPUs, and BLEU moves by about a tenth of a point either way (figures in docs/performance.md).
 Embeddings, layer norms and attention stay in fp32.
 """

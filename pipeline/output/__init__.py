@@ -18,6 +18,8 @@ _HOMES = {
     "LeaseHeld": "pipeline.output.lease",
     "clear_output": "pipeline.output.lease",
     "lease_store": "pipeline.output.lease",
+    "Progress": "pipeline.output.progress",
+    "progress_line": "pipeline.output.progress",
     "ResumeContext": "pipeline.output.resume",
     "shard_state": "pipeline.output.resume",
     "RunStats": "pipeline.output.run_stats",

@@ -90,16 +90,41 @@ def _fmt(x) -> str:
     return f"{x:,.2f}" if isinstance(x, float) else f"{x:,}" if isinstance(x, int) else str(x)
 
 
+def header_lines(report: dict) -> list[str]:
+    """What a reader needs first: the model, how it decoded, what was read and written, and when."""
+    config, model, decode = report.get("config", {}), report.get("model"), report.get("decode")
+    lines = []
+    if model:
+        card = f", card `{model['card']}`" if model.get("card") else ""
+        ensemble = f", ensemble with {', '.join(f'`{u}`' for u in model['ensemble'])}" if model.get("ensemble") else ""
+        lines.append(f"- Model: **{model.get('name') or model['uri']}** ({model.get('arch', '')}, "
+                     f"`{model['uri']}`{card}{ensemble})")
+    if decode:
+        ngram = decode.get("no_repeat_ngram_size") or "off"
+        lines.append(f"- Decoding: beam {decode['beam_size']}, {decode['precision']}, engine {decode['engine']}, "
+                     f"n-best {decode['nbest']}, length penalty {decode['length_penalty']} (alpha "
+                     f"{decode['alpha']:g}), max length {decode['max_len_a']:g} x source + {decode['max_len_b']}, "
+                     f"no-repeat n-gram {ngram}, sources over {decode['max_source_tokens']} tokens "
+                     f"{decode['long_policy']}, unit {decode['unit']}")
+    for key in ("input", "output"):
+        if config.get(key):
+            lines.append(f"- {key.capitalize()}: `{config[key]}`")
+    if report.get("created"):
+        lines.append(f"- Made: {report['created']}")
+    return lines + [""] if lines else []
+
+
 def report_markdown(report: dict, title: str) -> str:
-    lines = [f"# {title}", ""]
+    lines = [f"# {title}", ""] + header_lines(report)
     overall = report["overall"]
-    lines.append(f"**{overall['sentences']:,} sentences.**")
+    rows = "documents" if report.get("decode", {}).get("unit") == "document" else "sentences"
+    lines.append(f"**{overall['sentences']:,} {rows}.**")
     if overall.get("status"):
         lines.append("Status: " + ", ".join(f"{k} {v:,}" for k, v in overall["status"].items()) + ".")
     lines.append("")
     names = list(overall["scores"])
     if names:
-        lines += ["| | sentences | " + " | ".join(n.upper() for n in names) + " |",
+        lines += [f"| | {rows} | " + " | ".join(n.upper() for n in names) + " |",
                   "|---|---:|" + "---:|" * len(names)]
         rows = [("**overall**", overall)] + list(report["groups"].items())
         rows += list(report.get("language_pairs", {}).items())

@@ -17,7 +17,7 @@ def run_job(model, input_uri, output, *extra):
 
 
 
-def test_a_multi_paragraph_document_through_the_shipped_model(local_ray, tmp_path):
+def test_a_multi_paragraph_document_through_the_shipped_model(local_ray, tmp_path, capsys):
     doc = ("A man in a blue shirt is standing on a ladder. He is cleaning a window.\n\n"
            "Two dogs run across the grass.\n"
            "- A girl is laughing.\n"
@@ -37,6 +37,10 @@ def test_a_multi_paragraph_document_through_the_shipped_model(local_ray, tmp_pat
     assert len(row["target_segments"]) == len(row["source_segments"]) == 7
     report = json.load(open(tmp_path / "out" / "report.json"))
     assert report["decode"]["unit"] == "document" and report["run"]["sentences"] == 8  # segments decoded
+    out = capsys.readouterr().out  # documents and segments counted apart (issue 37)
+    assert "translated 2 documents in 8 segments (0 documents already done) in 1 shards" in out
+    assert "progress: 2/2 documents (100%)" in out and "status: 2 documents in the output: ok 2," in out
+    assert "**2 documents.**" in open(tmp_path / "out" / "report.md").read()
 
 
 def test_bad_documents_and_a_1mb_document_finish_with_a_status(local_ray, tiny_checkpoint, tmp_path):

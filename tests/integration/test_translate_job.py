@@ -260,7 +260,7 @@ def test_a_run_waits_for_the_lease_when_asked_and_releases_it_when_done(tiny_che
     from pipeline.output import Lease, lease_store
 
     seen = []
-    monkeypatch.setattr(job, "translate_and_report", lambda cfg, plan: seen.append(
+    monkeypatch.setattr(job, "translate_and_report", lambda cfg, plan, started: seen.append(
         json.load(open(os.path.join(cfg.output, "_lease.json")))["pid"]) or 0)
     out = str(tmp_path / "out")
     holder = Lease(lease_store(*resolve(out)), out, timeout=60)
@@ -272,7 +272,7 @@ def test_a_run_waits_for_the_lease_when_asked_and_releases_it_when_done(tiny_che
     assert seen == [os.getpid()] and "waiting up to 60 s for the run holding" in capsys.readouterr().out
     assert not os.path.exists(os.path.join(out, "_lease.json"))  # released on the way out
     # ... on failure too
-    monkeypatch.setattr(job, "translate_and_report", lambda cfg, plan: 1 / 0)
+    monkeypatch.setattr(job, "translate_and_report", lambda cfg, plan, started: 1 / 0)
     with pytest.raises(ZeroDivisionError):
         translate(["--input", sample_corpus, "--output", out, "--model", tiny_checkpoint])
     assert not os.path.exists(os.path.join(out, "_lease.json"))

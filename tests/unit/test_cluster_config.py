@@ -130,6 +130,10 @@ def test_kuberay_rayjob_manifest():
         "nvidia.com/gpu"] == "1"
     env = {e["name"]: e for e in head["env"]}
     assert env["RAY_AUTH_MODE"]["value"] == "token" and "secretKeyRef" in env["RAY_AUTH_TOKEN"]["valueFrom"]
+    # The submitter pod runs `ray job submit` (KubeRay fills in its command): the token must reach it too.
+    submitter = job["spec"]["submitterPodTemplate"]["spec"]["containers"][0]
+    assert "command" not in submitter and submitter["image"] == head["image"]
+    assert submitter["env"] == head["env"] and all(w["env"] == head["env"] for w in workers)
 
 
 def test_nightly_script_checks_its_arguments():
@@ -169,3 +173,62 @@ def test_a_run_with_nothing_written_says_what_it_waits_for():
     assert "waiting for resources: 3 of 8 CPUs and 0 of 2 GPUs free, a model actor needs 1 CPU and 1 GPU" in note
     assert "other jobs" in note and "\n" not in note
     assert "starting or loading" in resource_note(120, 1.0, 0.0, {"CPU": 3.0}, {"CPU": 8.0})
+
+
+def fake_ray(tmp_path):
+    """A `ray` on PATH that records its arguments and the authentication it was given, as the real
+    `ray job submit` would read it."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    ray = bin_dir / "ray"
+    ray.write_text("#!/usr/bin/env bash\n"
+                   f"{{ echo \"args: $*\"; echo \"mode: ${{RAY_AUTH_MODE:-}}\"; "
+                   f"echo \"token: ${{RAY_AUTH_TOKEN:-}}\"; }} > {tmp_path}/ray-called\n")
+    ray.chmod(0o755)
+    return bin_dir
+
+
+def test_nightly_script_gives_the_token_to_the_process_that_submits(tmp_path):
+    """operations.md: without RAY_AUTH_MODE=token, `ray job submit` to a 2.60 cluster fails with "Missing
+    authentication token". The script sets it and checks that a token is there before submitting."""
+    script = os.path.join(ROOT, "scripts", "nightly.sh")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env.update(PATH=f"{fake_ray(tmp_path)}:{env['PATH']}", HOME=str(tmp_path), RAY_ADDRESS="http://127.0.0.1:8265",
+               INPUT_PREFIX="s3://b/docs", OUTPUT_PREFIX="s3://b/out", EXTRA_ARGS="--max-actors 8")
+    res = subprocess.run(["bash", script, "2026-11-20"], capture_output=True, text=True, env=env)
+    assert res.returncode == 2 and "no token" in res.stderr and not (tmp_path / "ray-called").exists()
+
+    res = subprocess.run(["bash", script, "2026-11-20"], capture_output=True, text=True,
+                         env={**env, "RAY_AUTH_TOKEN": "s3cr3t-token"})
+    assert res.returncode == 0, res.stderr
+    called = (tmp_path / "ray-called").read_text().splitlines()
+    assert called[1:] == ["mode: token", "token: s3cr3t-token"]
+    assert called[0].startswith("args: job submit --address http://127.0.0.1:8265 --submission-id nightly-2026-11-20-")
+    assert called[0].endswith("-- python jobs/translate_corpus.py --input s3://b/docs/date=2026-11-20/ --output "
+                              "s3://b/out/date=2026-11-20/ --max-actors 8")
+    assert "s3cr3t" not in res.stdout + res.stderr and "token from RAY_AUTH_TOKEN" in res.stdout
+
+    (tmp_path / "ray-called").unlink()
+    (tmp_path / ".ray").mkdir()
+    (tmp_path / ".ray" / "auth_token").write_text("from-file")
+    res = subprocess.run(["bash", script, "2026-11-20"], capture_output=True, text=True,
+                         env={**env, "DRY_RUN": "1"})
+    assert res.returncode == 0 and not (tmp_path / "ray-called").exists()
+    assert "RAY_AUTH_MODE=token, token from " + str(tmp_path / ".ray" / "auth_token") in res.stdout
+    assert "dry run: ray job submit --address http://127.0.0.1:8265" in res.stdout
+
+
+def test_ray_data_actors_get_their_small_constructor_arguments_inline():
+    """ray#53727: Ray logs an error for every actor with restarts whose constructor arguments are in the object
+    store, and Ray Data 2.60 passes each actor its UDF and DataContext as `ray.put` references. Small ones
+    now travel by value, inside the actor's creation task, which Ray keeps for restarts."""
+    from ray.data import DataContext
+    from ray.data._internal.execution.operators.actor_pool_map_operator import ActorPoolMapOperator
+
+    from pipeline.cluster import inline_actor_arguments
+
+    inline_actor_arguments()
+    inline_actor_arguments()  # idempotent
+    op = ActorPoolMapOperator.__new__(ActorPoolMapOperator)
+    op._map_transformer, op._data_context = ("a small UDF",), DataContext.get_current()
+    assert op._map_transformer_ref == ("a small UDF",) and op._data_context_ref is op.data_context

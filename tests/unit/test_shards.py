@@ -244,3 +244,22 @@ def test_length_limit_rows_are_counted_per_shard_and_overall(tmp_path):
     assert report["groups"]["s2.parquet"]["status"] == {"ok": 4}
     assert report["overall"]["status"] == {"length_limit": 2, "ok": 6}
     assert "Status: length_limit 2, ok 6." in report_markdown(report, "Translation report")
+
+
+def test_report_md_opens_with_the_model_the_decoding_the_input_the_output_and_the_time():
+    from pipeline.scoring.report import report_markdown
+
+    decode = {"beam_size": 5, "precision": "fp32", "engine": "ours", "nbest": 1, "length_penalty": "average",
+              "alpha": 1.0, "max_len_a": 1.5, "max_len_b": 10, "no_repeat_ngram_size": 0, "max_source_tokens": 256,
+              "long_policy": "split", "unit": "document"}
+    report = {"overall": {"sentences": 12, "scores": {}}, "groups": {}, "decode": decode,
+              "model": {"uri": "s3://m/multi30k-en-de", "name": "multi30k-en-de", "card": "s3://m/multi30k-en-de/README.md",
+                        "arch": "transformer", "ensemble": []},
+              "config": {"input": "s3://in/", "output": "s3://out/"}, "created": "2026-12-05T04:00:00+00:00"}
+    lines = report_markdown(report, "Translation report").splitlines()
+    assert lines[2:8] == [
+        "- Model: **multi30k-en-de** (transformer, `s3://m/multi30k-en-de`, card `s3://m/multi30k-en-de/README.md`)",
+        "- Decoding: beam 5, fp32, engine ours, n-best 1, length penalty average (alpha 1), max length 1.5 x source "
+        "+ 10, no-repeat n-gram off, sources over 256 tokens split, unit document",
+        "- Input: `s3://in/`", "- Output: `s3://out/`", "- Made: 2026-12-05T04:00:00+00:00", ""]
+    assert "**12 documents.**" in lines

@@ -456,3 +456,27 @@ def test_the_stages_declare_their_columns_and_the_plan_checks_the_chain_once():
         check_stage_chain([PATH, "id", "text"], [s for s in stage_columns(plan()) if s.stage != "translate"])
     with pytest.raises(KeyError, match="input has no column 'b'"):
         StageColumns("x", ("a", "b")).check(pa.table({"a": [1]}))
+
+
+def test_the_pool_and_its_calls_are_sized_to_the_input():
+    """Every model actor the pool starts gets a call: the 300-row sample on two actors goes in two calls of
+    150, not one of 1,024 for one actor while the other loads the model for nothing; a fixed pool reports
+    its size as its minimum and maximum too."""
+    from jobs.cli import parse_config
+    from jobs.translate_corpus import TranslateConfig, hardware_for
+    from pipeline.settings import ClusterView, fit_to_input
+
+    def sized(argv, rows, cluster=None):
+        cluster = cluster or ClusterView.of(0, 4)
+        c = fit_to_input(hardware_for(parse_config(TranslateConfig, argv), cluster=cluster).compute, rows)
+        return c.actors, c.min_actors, c.max_actors, c.batch_rows
+
+    assert sized([], 300) == (2, 2, 2, 150)
+    assert sized([], 1) == (1, 1, 1, 1)
+    assert sized([], 1_000_000) == (2, 2, 2, 1024)
+    assert sized(["--actors", "3"], 300) == (3, 3, 3, 100)
+    assert sized(["--actors", "2", "--max-actors", "1"], 10_000) == (2, 2, 2, 1024)
+    assert sized([], 0) == (2, 2, 2, 1024)  # nothing to translate: left as it is
+    gpus = ClusterView(node_cpus=(8,), gpus=0, max_gpus=8, source="autoscaler")
+    assert sized([], 20_000, gpus) == (0, 1, 3, 8192)  # an autoscaled pool grows to no more actors than calls
+    assert sized([], 5_000_000, gpus) == (0, 1, 8, 8192)
