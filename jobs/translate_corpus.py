@@ -157,25 +157,33 @@ def inspect_inputs(cfg: TranslateConfig) -> Plan:
         required=tuple(cfg.translation.languages.columns), rename_prefix=cfg.rename_colliding_columns)
     check_unique_ids(in_fs, shards, cfg.id_column)
     model = model_info(cfg.model, cfg.storage_options)
-    check_languages(cfg.translation, load_tokenizer(cfg.model, cfg.storage_options), cfg.model)
+    check_languages(cfg.translation, load_tokenizer(cfg.model, cfg.storage_options), cfg.model, model.languages)
     members = [model_info(uri, cfg.storage_options) for uri in cfg.ensemble]
     return Plan(in_fs, shards, columns, model, members)
 
 
-def check_languages(settings: TranslationSettings, tokenizer, uri: str) -> None:
-    """A multilingual model needs target languages, a bilingual one refuses them; a run-wide language the
-    model lacks is an error now, while a row's unknown language only marks that row (unsupported_language)."""
+def check_languages(settings: TranslationSettings, tokenizer, uri: str, declared: dict | None = None) -> None:
+    """A multilingual model needs target languages; a bilingual one has one, which --target-lang may name (rows
+    identified in it are then same_language) but not contradict. A run-wide language the model lacks is an
+    error now, while a row's unknown language only marks that row (unsupported_language)."""
     from pipeline.io import InputError
+    from pipeline.languages import ModelLanguages, normalise_code
 
     if settings.multilingual and not tokenizer.multilingual:
-        raise InputError(f"model {uri} has no language tokens: --target-lang/--target-lang-column need a multilingual "
-                         "model (M2M100, NLLB-200 or a multilingual OPUS-MT model)")
+        model_target = ModelLanguages.declared(None, (declared or {}).get("target")).target
+        if settings.target_lang_column:
+            raise InputError(f"model {uri} translates into one language: --target-lang-column needs a multilingual "
+                             "model (M2M100, NLLB-200 or a multilingual OPUS-MT model)")
+        if model_target and normalise_code(settings.target_lang) != model_target:
+            raise InputError(f"model {uri} translates into {model_target!r} (its files say so), not --target-lang "
+                             f"{settings.target_lang!r}")
     if getattr(tokenizer, "needs_languages", False):
         if not settings.multilingual:
             raise InputError(f"model {uri} is multilingual: give the target language with --target-lang or "
                              "--target-lang-column")
         known = ", ".join(tokenizer.languages[:8]) + ", ..."
-        if not settings.source_lang_column and tokenizer.language_token(settings.source_lang) is None:
+        source = settings.languages.fallback  # with --source-lang auto: the language of rows not identified
+        if not settings.source_lang_column and source and tokenizer.language_token(source) is None:
             raise InputError(f"model {uri} has no source language {settings.source_lang!r} (--source-lang; it knows "
                              f"{len(tokenizer.languages)} languages: {known})")
         if not settings.target_lang_column and tokenizer.language_token(settings.target_lang) is None:
@@ -183,11 +191,19 @@ def check_languages(settings: TranslationSettings, tokenizer, uri: str) -> None:
                              f"{len(tokenizer.languages)} languages: {known})")
 
 
+def model_languages(info):
+    """The language pair a model's files declare (pipeline/languages/decide.py ModelLanguages)."""
+    from pipeline.languages import ModelLanguages
+
+    return ModelLanguages.declared(info.languages.get("source"), info.languages.get("target"))
+
+
 def added_columns(settings: TranslationSettings) -> list:
     """The columns the job adds to the input's (pyarrow fields)."""
     from pipeline.columns import output_fields
 
-    return output_fields(settings.decode.nbest, settings.write_scores, settings.write_segments)
+    return output_fields(settings.decode.nbest, settings.write_scores, settings.write_segments,
+                         detect=settings.languages.detect, flags=settings.quality_flags)
 
 
 def claim(asked: TranslateConfig, cfg: TranslateConfig, plan: Plan):
@@ -242,7 +258,7 @@ def run_pipeline(cfg: TranslateConfig, plan: Plan, states, commits: Commits):
             output_uri=cfg.output, columns=plan.columns, shard_names={s.path: s.name for s in todo},
             done_ids={s.path: state.ids for s, state in zip(shards, states, strict=True) if state.ids},
             input_versions={s.path: s.version.key() for s in todo if s.version is not None},
-            model=ModelSpec(cfg.model, tuple(cfg.ensemble), cfg.storage_options),
+            model=ModelSpec(cfg.model, tuple(cfg.ensemble), cfg.storage_options, model_languages(plan.model)),
             translation=cfg.translation, compute=cfg.compute, reuse=commits.reuse)
         ds = read_shards([s.path for s in todo], plan.in_fs, cfg.compute, dict(plan.columns.renamed))
         written = watch_resources(cfg.compute)
@@ -300,16 +316,18 @@ class Commits:
         import ray
 
         from pipeline.documents import unit_for
-        from pipeline.output import commit_shard
+        from pipeline.output import FlagSpec, commit_shard
 
         settings = cfg.translation
         added = added_columns(settings)
         commit = ray.remote(num_cpus=cfg.compute.cpus_per_stage)(commit_shard)
-        languages = settings.languages if settings.multilingual else None
+        languages = settings.languages if settings.multilingual or settings.languages.detect else None
         memory = (reuse, settings.languages) if reuse is not None and reuse.memory_uri else None
+        flags = (FlagSpec(settings.languages, model_languages(plan.model).target, settings.lang_confidence)
+                 if settings.quality_flags else None)
         self._launch = lambda shard: commit.remote(
             shard, cfg.input, cfg.output, plan.columns, added, cfg.metric_names, cfg.metric_options,
-            cfg.storage_options, unit_for(settings), languages, cfg.bleu_tokenize, memory)
+            cfg.storage_options, unit_for(settings), languages, cfg.bleu_tokenize, memory, flags)
         self.cfg, self.plan, self.reuse = cfg, plan, reuse
         self.committed_now: set[str] = set()  # shards this run committed (their stats say what it wrote)
         self.unfinished = {s.name: s for s, state in zip(plan.shards, states, strict=True) if not state.done}
@@ -479,7 +497,8 @@ def translate_and_report(cfg: TranslateConfig, plan: Plan) -> int:
     if failed:
         run["failed_shards"] = failed
     settings = cfg.translation
-    pairs = {"language_pairs": language_pair_entries(shard_stats, cfg.metric_options)} if settings.multilingual else {}
+    pairs = ({"language_pairs": language_pair_entries(shard_stats, cfg.metric_options)}
+             if settings.multilingual or settings.languages.detect else {})
     report = build_report(
         shard_stats, cfg.metric_options, **pairs, run=run,
         model={"uri": cfg.model, "format": plan.model.format, "arch": plan.model.arch, "config": plan.model.config,

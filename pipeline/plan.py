@@ -1,7 +1,8 @@
 """The translation pipeline, assembled in one place.
 
     read each shard (+ path) -> [drop rows done by an earlier run] -> [--unit document: cut into segments]
-      -> tokenize (CPU actors) -> translate (model actors, GPU or CPU) -> detokenize (CPU actors)
+      -> [--source-lang auto: identify each row's language (CPU tasks)] -> tokenize (CPU actors)
+      -> translate (model actors, GPU or CPU) -> detokenize (CPU actors)
       -> write part files (CPU tasks)
 
 This is the only place where batch sizes, actor counts, CPUs and GPUs are set. Every stage but the
@@ -28,6 +29,7 @@ class ModelSpec:
     uri: str
     ensemble: tuple[str, ...] = ()
     storage_options: dict | None = None
+    languages: object = None  # pipeline/languages ModelLanguages: the language pair its files declare (None: none)
 
 
 @dataclass(frozen=True)
@@ -66,18 +68,34 @@ def model_actor_pool(compute: ComputeConfig):
 
 def stage_columns(plan: PipelinePlan) -> list:
     """Each stage's declared columns, in pipeline order (pipeline/columns.py StageColumns)."""
-    from pipeline.columns import NSEG, PATH, SEG, StageColumns
+    from pipeline.columns import DETECTED, NSEG, PATH, SEG, StageColumns
 
     settings, columns = plan.translation, plan.columns
     languages = tuple(settings.languages.columns)
+    detect = settings.languages.detect
     stages = [Tokenize.declare(columns.source, settings.languages),
               Translator.declare(plan.reuse is not None),
-              Detokenize.declare(settings.decode.nbest, settings.write_scores),
+              Detokenize.declare(settings.decode.nbest, settings.write_scores, columns.source if detect else ""),
               StageColumns("write", (PATH, columns.id))]
+    if detect:
+        stages.insert(0, StageColumns("detect languages", (columns.source,), writes=(DETECTED,)))
     if settings.unit == "document":
         stages.insert(0, StageColumns("split documents", (PATH, columns.id, columns.source, *languages),
                                       writes=(SEG, NSEG)))
     return stages
+
+
+def detect_stage(plan: PipelinePlan, by_document: bool):
+    """--source-lang auto: the function that adds each row's `detected_lang` (None without it); by document:
+    a segment not identified takes its document's language (pipeline/languages/stage.py)."""
+    if not plan.translation.languages.detect:
+        return None
+    from functools import partial
+
+    from pipeline.languages import detect_languages
+
+    return partial(detect_languages, source_column=plan.columns.source,
+                   min_confidence=plan.translation.lang_confidence, group_column=plan.columns.id if by_document else "")
 
 
 def build_pipeline(ds, plan: PipelinePlan):
@@ -96,17 +114,24 @@ def build_pipeline(ds, plan: PipelinePlan):
                             num_cpus=compute.cpus_per_stage)
     unit = unit_for(settings)
     explode = unit.explode(plan.columns.id, plan.columns.source, settings.languages)
+    detect = detect_stage(plan, by_document=explode is not None)
     if explode is not None:  # documents: segments of many documents share the model actors' batches
-        # A block of documents is many times as many segments: cut again into model-actor calls.
-        ds = blocks_of_rows(ds.map_batches(explode, batch_format="pyarrow", num_cpus=compute.cpus_per_stage),
+        # Languages are identified on whole documents' segments (pipeline/languages/stage.py), so in the
+        # same task that cuts them; a block of documents is many times as many segments: cut again into
+        # model-actor calls.
+        cut = explode if detect is None else (lambda table: detect(explode(table)))
+        ds = blocks_of_rows(ds.map_batches(cut, batch_format="pyarrow", num_cpus=compute.cpus_per_stage),
                             compute.batch_rows, {"num_cpus": compute.cpus_per_stage})
+    elif detect is not None:
+        ds = ds.map_batches(detect, batch_format="pyarrow", num_cpus=compute.cpus_per_stage)
     # The reader's blocks are of one actor call each (`read_shards`): results leave a stage block by
     # block, so small blocks keep translations streaming to storage and bound what a killed run loses.
     ds = ds.map_batches(
         Tokenize,
         fn_constructor_kwargs=dict(model_uri=model.uri, source_column=plan.columns.source,
                                    max_source_tokens=settings.max_source_tokens, long_policy=settings.long_policy,
-                                   storage_options=so, languages=settings.languages),
+                                   storage_options=so, languages=settings.languages,
+                                   model_languages=model.languages),
         batch_format="pyarrow", compute=cpu_pool, num_cpus=compute.cpus_per_stage,
     )
     ds = ds.map_batches(
@@ -123,7 +148,8 @@ def build_pipeline(ds, plan: PipelinePlan):
     ds = ds.map_batches(
         Detokenize,
         fn_constructor_kwargs=dict(model_uri=model.uri, nbest=settings.decode.nbest,
-                                   write_scores=settings.write_scores, storage_options=so),
+                                   write_scores=settings.write_scores, storage_options=so,
+                                   source_column=plan.columns.source if settings.languages.detect else ""),
         batch_format="pyarrow", compute=cpu_pool, num_cpus=compute.cpus_per_stage,
     )
     return ds.map_batches(
