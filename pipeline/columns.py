@@ -39,7 +39,8 @@ PIECES = "__pieces"  # list<list<int32>>: source ids per piece, each ending in E
 HYP_IDS = "__hyp_ids"  # list<list<int32>>: n-best target ids
 TARGET_PREFIX = "__target_prefix"  # list<int32>: tokens forced after the decoder's start (target language)
 ROW_STATS = "__row_stats"  # the per-row struct column the model actor adds
-INTERNAL = (PIECES, HYP_IDS, TARGET_PREFIX, ROW_STATS)
+ROUTE = "__route"  # int32, --model-for: the model route of the row (pipeline/languages/routing.py; 0: --model)
+INTERNAL = (PIECES, HYP_IDS, TARGET_PREFIX, ROW_STATS, ROUTE)
 # The model actor's record of how each row's translation was had and what it was (pipeline/memory/keys.py
 # MEMORY_TYPE); unlike INTERNAL columns it stays in part files, for the shard's commit to write the memory.
 MEMORY = "__memory"

@@ -19,7 +19,15 @@ from pipeline.documents import unit_for
 from pipeline.inputs import Columns
 from pipeline.io import blocks_of_rows
 from pipeline.settings import ComputeConfig, TranslationSettings
-from pipeline.stages import Detokenize, Tokenize, Translator, make_drop_done, write_parts
+from pipeline.stages import (
+    Detokenize,
+    RoutedDetokenize,
+    RoutedTokenize,
+    Tokenize,
+    Translator,
+    make_drop_done,
+    write_parts,
+)
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,18 @@ class PipelinePlan:
     translation: TranslationSettings  # resolved: no "auto" values
     compute: ComputeConfig  # resolved
     reuse: object = None  # pipeline/memory/reuse.py ReuseSpec: the memory and the run's board (None: decode all)
+    # --model-for: route k >= 1's language and model (route 0 is `model`), each model's actors and ReuseSpec
+    routes: tuple[RouteSpec, ...] = ()
+    pool_sizes: tuple[int, ...] = ()  # actors per route, route 0 first (pipeline/languages/routing.py pool_sizes)
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """One `--model-for LANG=URI`: the rows of LANG go to this model's own actor pool."""
+
+    language: str
+    model: ModelSpec
+    reuse: object = None  # a ReuseSpec keyed by this model's files (None: decode all)
 
 
 def read_shards(paths: list[str], fs, compute: ComputeConfig, rename: dict[str, str] | None = None):
@@ -58,11 +78,15 @@ def read_shards(paths: list[str], fs, compute: ComputeConfig, rename: dict[str, 
                               rename=rename)
 
 
-def model_actor_pool(compute: ComputeConfig):
+def model_actor_pool(compute: ComputeConfig, size: int = 0):
+    """The model actors' pool; `size`: a routed pool's share of them (fixed, or at most that many when the
+    pool autoscales)."""
     import ray.data
 
     if compute.actors:
-        return ray.data.ActorPoolStrategy(size=compute.actors)
+        return ray.data.ActorPoolStrategy(size=size or compute.actors)
+    if size:
+        return ray.data.ActorPoolStrategy(min_size=1, max_size=size)
     return ray.data.ActorPoolStrategy(min_size=compute.min_actors, max_size=compute.max_actors)
 
 
@@ -73,10 +97,15 @@ def stage_columns(plan: PipelinePlan) -> list:
     settings, columns = plan.translation, plan.columns
     languages = tuple(settings.languages.columns)
     detect = settings.languages.detect
-    stages = [Tokenize.declare(columns.source, settings.languages),
-              Translator.declare(plan.reuse is not None),
-              Detokenize.declare(settings.decode.nbest, settings.write_scores, columns.source if detect else ""),
-              StageColumns("write", (PATH, columns.id))]
+    same = columns.source if detect else ""
+    if plan.routes:
+        stages = [RoutedTokenize.declare(columns.source, settings.languages),
+                  *(Translator.declare(reuse is not None, r) for r, reuse in enumerate(route_reuse(plan))),
+                  RoutedDetokenize.declare(settings.decode.nbest, settings.write_scores, same)]
+    else:
+        stages = [Tokenize.declare(columns.source, settings.languages), Translator.declare(plan.reuse is not None),
+                  Detokenize.declare(settings.decode.nbest, settings.write_scores, same)]
+    stages.append(StageColumns("write", (PATH, columns.id)))
     if detect:
         stages.insert(0, StageColumns("detect languages", (columns.source,), writes=(DETECTED,)))
     if settings.unit == "document":
@@ -126,6 +155,36 @@ def build_pipeline(ds, plan: PipelinePlan):
         ds = ds.map_batches(detect, batch_format="pyarrow", num_cpus=compute.cpus_per_stage)
     # The reader's blocks are of one actor call each (`read_shards`): results leave a stage block by
     # block, so small blocks keep translations streaming to storage and bound what a killed run loses.
+    ds = translate_stages(ds, plan, cpu_pool) if not plan.routes else routed_stages(ds, plan, cpu_pool)
+    return ds.map_batches(
+        write_parts,
+        fn_kwargs=dict(output_uri=plan.output_uri, shard_names=plan.shard_names, id_column=plan.columns.id,
+                       storage_options=so, unit=unit, decoded_with=settings.precision,
+                       input_versions=plan.input_versions),
+        batch_format="pyarrow", num_cpus=compute.cpus_per_stage,
+    )
+
+
+def _translator(ds, plan: PipelinePlan, model: ModelSpec, reuse, pool, route: int = -1):
+    """One pool of model actors (of `model`): on CPUs or GPUs, each call a large batch that the actor sorts by
+    length and cuts into token-budget sub-batches."""
+    settings, compute = plan.translation, plan.compute
+    return ds.map_batches(
+        Translator,
+        fn_constructor_kwargs=dict(model_uri=model.uri, decode=settings.decode, precision=settings.precision,
+                                   max_tokens=compute.max_tokens, torch_threads=compute.torch_threads,
+                                   storage_options=model.storage_options or {}, ensemble_uris=model.ensemble,
+                                   cpu_blas=compute.cpu_blas, engine=settings.engine, cpu_streams=compute.cpu_streams,
+                                   gpus_per_actor=compute.gpus_per_actor, reuse=reuse, route=route),
+        batch_size=compute.batch_rows, batch_format="pyarrow", compute=pool,
+        num_gpus=compute.gpus_per_actor or None, num_cpus=compute.cpus_per_actor,
+    )
+
+
+def translate_stages(ds, plan: PipelinePlan, cpu_pool):
+    """tokenize -> one pool of model actors -> detokenize."""
+    model, settings, compute = plan.model, plan.translation, plan.compute
+    so = model.storage_options or {}
     ds = ds.map_batches(
         Tokenize,
         fn_constructor_kwargs=dict(model_uri=model.uri, source_column=plan.columns.source,
@@ -134,28 +193,42 @@ def build_pipeline(ds, plan: PipelinePlan):
                                    model_languages=model.languages),
         batch_format="pyarrow", compute=cpu_pool, num_cpus=compute.cpus_per_stage,
     )
-    ds = ds.map_batches(
-        Translator,
-        fn_constructor_kwargs=dict(model_uri=model.uri, decode=settings.decode, precision=settings.precision,
-                                   max_tokens=compute.max_tokens, torch_threads=compute.torch_threads,
-                                   storage_options=so, ensemble_uris=model.ensemble, cpu_blas=compute.cpu_blas,
-                                   engine=settings.engine, cpu_streams=compute.cpu_streams,
-                                   gpus_per_actor=compute.gpus_per_actor, reuse=plan.reuse),
-        # Each call gets a large batch; the actor sorts it by length and cuts token-budget sub-batches.
-        batch_size=compute.batch_rows, batch_format="pyarrow", compute=model_actor_pool(compute),
-        num_gpus=compute.gpus_per_actor or None, num_cpus=compute.cpus_per_actor,
-    )
-    ds = ds.map_batches(
+    ds = _translator(ds, plan, model, plan.reuse, model_actor_pool(compute))
+    return ds.map_batches(
         Detokenize,
         fn_constructor_kwargs=dict(model_uri=model.uri, nbest=settings.decode.nbest,
                                    write_scores=settings.write_scores, storage_options=so,
                                    source_column=plan.columns.source if settings.languages.detect else ""),
         batch_format="pyarrow", compute=cpu_pool, num_cpus=compute.cpus_per_stage,
     )
+
+
+def route_reuse(plan: PipelinePlan) -> list:
+    return [plan.reuse, *(r.reuse for r in plan.routes)]
+
+
+def routed_stages(ds, plan: PipelinePlan, cpu_pool):
+    """--model-for: tokenize with each row's route's model -> one pool per route, in a chain, each decoding its
+    route's rows and passing the others on (pipeline/languages/routing.py) -> detokenize per route."""
+    from pipeline.languages import Routes
+
+    settings, compute = plan.translation, plan.compute
+    models = [plan.model, *(r.model for r in plan.routes)]
+    so = plan.model.storage_options or {}
+    ds = ds.map_batches(
+        RoutedTokenize,
+        fn_constructor_kwargs=dict(routes=Routes(tuple(r.language for r in plan.routes)),
+                                   models=[(m.uri, m.languages) for m in models], source_column=plan.columns.source,
+                                   max_source_tokens=settings.max_source_tokens, long_policy=settings.long_policy,
+                                   storage_options=so, languages=settings.languages),
+        batch_format="pyarrow", compute=cpu_pool, num_cpus=compute.cpus_per_stage,
+    )
+    for r, (model, reuse) in enumerate(zip(models, route_reuse(plan), strict=True)):
+        ds = _translator(ds, plan, model, reuse, model_actor_pool(compute, plan.pool_sizes[r]), route=r)
     return ds.map_batches(
-        write_parts,
-        fn_kwargs=dict(output_uri=plan.output_uri, shard_names=plan.shard_names, id_column=plan.columns.id,
-                       storage_options=so, unit=unit, decoded_with=settings.precision,
-                       input_versions=plan.input_versions),
-        batch_format="pyarrow", num_cpus=compute.cpus_per_stage,
+        RoutedDetokenize,
+        fn_constructor_kwargs=dict(model_uris=[m.uri for m in models], nbest=settings.decode.nbest,
+                                   write_scores=settings.write_scores, storage_options=so,
+                                   source_column=plan.columns.source if settings.languages.detect else ""),
+        batch_format="pyarrow", compute=cpu_pool, num_cpus=compute.cpus_per_stage,
     )

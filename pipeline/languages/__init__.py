@@ -5,6 +5,7 @@ language as the target, no model for it), and cheap flags on doubtful translatio
     decide.py   a row's language -> its status before decoding (unknown, same as the target, unsupported)
     flags.py    per-row quality flags on finished translations, and their counts
     stage.py    the detect stage of the pipeline (a function over pyarrow tables)
+    routing.py  rows routed to models by language (--model-for), pools sized by share
 """
 
 from importlib import import_module
@@ -18,6 +19,13 @@ _HOMES = {
     "FlagRules": "pipeline.languages.flags",
     "flag_rows": "pipeline.languages.flags",
     "flag_counts": "pipeline.languages.flags",
+    "ROUTE": "pipeline.languages.routing",
+    "Routes": "pipeline.languages.routing",
+    "by_route": "pipeline.languages.routing",
+    "merge_rows": "pipeline.languages.routing",
+    "parse_model_for": "pipeline.languages.routing",
+    "pool_sizes": "pipeline.languages.routing",
+    "route_indices": "pipeline.languages.routing",
     "detect_languages": "pipeline.languages.stage",
     "majority_language": "pipeline.languages.stage",
 }
