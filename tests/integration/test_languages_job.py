@@ -74,3 +74,38 @@ def test_a_document_with_paragraphs_in_two_languages(local_ray, tmp_path):
     english, german = row["translation"].split("\n\n")
     assert "Mann" in english and german == "Ein Hund rennt über eine grüne Wiese. Die Sonne scheint.\n"
     assert row["status"] == "ok" and row["detected_lang"] == "en"
+
+
+def test_one_run_routes_rows_to_two_models_by_detected_language(local_ray, tmp_path):
+    """--model A --model-for fr=B --source-lang auto: one output, each row translated by its language's model
+    (as transformers translates it with that model), a pool per model, pairs in the report."""
+    import torch
+
+    from jobs.translate_corpus import main as translate
+    from tests.marian_helpers import build_marian_dir, hf_model_and_tokenizer
+
+    en_de = build_marian_dir(str(tmp_path / "en-de"), seed=0)
+    fr_de = build_marian_dir(str(tmp_path / "fr-de"), activation="gelu", seed=2, eos_bias=2.0, source_lang="fr")
+    english = read_table(SAMPLE).column("source").to_pylist()[:10]
+    french = [line.strip() for line in open(FRENCH, encoding="utf-8")][:10]
+    texts = english + french
+    (tmp_path / "in").mkdir()
+    pq.write_table(pa.table({"id": list(range(20)), "source": texts}), tmp_path / "in" / "a.parquet")
+    assert translate(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--model", en_de,
+                      "--model-for", f"fr={fr_de}", "--source-lang", "auto", "--target-lang", "de", "--beam-size", "1", "--max-len-a", "0",
+                      "--max-len-b", "20", "--batch-rows", "8", "--cpus-per-actor", "1"]) == 0
+
+    def generate(path, sources):
+        hf, tok = hf_model_and_tokenizer(path)
+        with torch.no_grad():
+            out = hf.generate(**tok(sources, return_tensors="pt", padding=True), num_beams=1, max_new_tokens=21,
+                              min_new_tokens=1)
+        return tok.batch_decode(out, skip_special_tokens=True)
+
+    rows = read_table(str(tmp_path / "out" / "translations")).to_pylist()
+    assert [r["id"] for r in rows] == list(range(20))
+    got = [r["translation"] for r in rows]
+    assert got[:10] == generate(en_de, english) and got[10:] == generate(fr_de, french)
+    report = json.load(open(tmp_path / "out" / "report.json"))
+    assert report["model"]["model_for"] == {"fr": fr_de}
+    assert {p: e["sentences"] for p, e in report["language_pairs"].items()} == {"en-de": 10, "fr-de": 10}
