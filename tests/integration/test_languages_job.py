@@ -92,8 +92,8 @@ def test_one_run_routes_rows_to_two_models_by_detected_language(local_ray, tmp_p
     (tmp_path / "in").mkdir()
     pq.write_table(pa.table({"id": list(range(20)), "source": texts}), tmp_path / "in" / "a.parquet")
     assert translate(["--input", str(tmp_path / "in"), "--output", str(tmp_path / "out"), "--model", en_de,
-                      "--model-for", f"fr={fr_de}", "--source-lang", "auto", "--target-lang", "de", "--beam-size", "1", "--max-len-a", "0",
-                      "--max-len-b", "20", "--batch-rows", "8", "--cpus-per-actor", "1"]) == 0
+                      "--model-for", f"fr={fr_de}", "--source-lang", "auto", "--target-lang", "de", "--beam-size", "1",
+                      "--max-len-a", "0", "--max-len-b", "20", "--batch-rows", "8", "--cpus-per-actor", "1"]) == 0
 
     def generate(path, sources):
         hf, tok = hf_model_and_tokenizer(path)
