@@ -129,14 +129,14 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "mixed_store_cpu.json"))
     args = p.parse_args(argv)
     result = json.load(open(args.out)) if os.path.exists(args.out) else {}
-    result.update(machine=f"{platform.machine()}, {os.cpu_count()} CPUs",
-                  command="python bench/mixed_store.py " + " ".join(argv if argv is not None else sys.argv[1:]))
+    command = "python bench/mixed_store.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    result.update(machine=f"{platform.machine()}, {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory() as work:
         if not args.skip_held_out:
-            result["held_out"] = held_out(args.data, args.split, work, args.examples)
+            result["held_out"] = {**held_out(args.data, args.split, work, args.examples), "command": command}
             print(json.dumps({k: v for k, v in result["held_out"].items() if k != "flag_examples"}), flush=True)
         if args.cost_sentences:
-            result["cost"] = cost(work, args.cost_sentences)
+            result["cost"] = {**cost(work, args.cost_sentences), "command": command}
             print(json.dumps(result["cost"]), flush=True)
     with open(args.out, "w") as f:
         json.dump(result, f, indent=2, ensure_ascii=False)

@@ -108,7 +108,7 @@ class TranslationSettings:
                            "source language token of multilingual models (M2M100: en, NLLB: eng_Latn); auto: each "
                            "row's (segment's) language identified from its text (a `detected_lang` column; rows "
                            "not identified get status unknown_language); auto:xx: the same, xx where not identified")
-    lang_confidence: float = arg(0.5, help="--source-lang auto: the least probability the language identifier "
+    lang_confidence: float = arg(0.3, help="--source-lang auto: the least probability the language identifier "
                                  "must give a row's language to call it")
     quality_flags: bool = arg(False, help="add a `flags` column (repeated_ngrams, copied_source, "
                               "wrong_target_language, length_ratio; pipeline/languages/flags.py) and count them in "

@@ -46,7 +46,7 @@ class FlagSpec:
 
     languages: LanguageChoice
     model_target: str = ""
-    min_confidence: float = 0.5
+    min_confidence: float = 0.3
 
     def of_rows(self, table: pa.Table, source_column: str) -> list[list[str]]:
         from pipeline.languages import flag_rows
