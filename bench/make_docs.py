@@ -406,7 +406,17 @@ def languages_section() -> tuple[list[str], list[str]]:
                       f"{r['machine']}. Command: `{c['command']}`.", "",
                       f"- plain {c['plain_seconds']:.1f} s, `--source-lang auto` {c['auto_seconds']:.1f} s: "
                       f"**{c['auto_over_plain']:.3f}x** (statuses with auto: "
-                      + ", ".join(f"{k} {v:,}" for k, v in sorted(c["auto_status"].items())) + ")", ""]
+                      + ", ".join(f"{k} {v:,}" for k, v in sorted(c["auto_status"].items())) + ")"]
+            if "runs" in c:
+                lines += [f"- load average (1 min) after each run, on a machine shared with other jobs: plain "
+                          f"{c['runs']['plain']['load_average_1min_after']:.2f}, auto "
+                          f"{c['runs']['auto']['load_average_1min_after']:.2f} ({c['cpus']} CPUs); actor-seconds "
+                          f"decoding: plain {c['runs']['plain']['actor_decode_seconds']:.1f}, auto "
+                          f"{c['runs']['auto']['actor_decode_seconds']:.1f}",
+                          f"- identifying all {c['sentences']:,} rows alone, one thread: "
+                          f"{c['detect_seconds_one_thread']:.2f} s, {c['detect_share_of_plain_run']:.2%} of the plain "
+                          "run's wall time"]
+            lines.append("")
             summary.append(f"- `--source-lang auto` on the whole job ({c['sentences']:,} sample rows): "
                            f"{c['auto_over_plain']:.3f}x the plain run's time (`{c['command']}`)")
     return lines, summary

@@ -47,6 +47,7 @@ def lines(data: str, split: str, lang: str) -> list[str]:
 
 
 def run_job(inp: str, out: str, *extra: str) -> float:
+    """The job's wall seconds, in its own process."""
     argv = [sys.executable, os.path.join(ROOT, "jobs", "translate_corpus.py"), "--input", inp, "--output", out,
             "--model", MODEL, *extra]
     t0 = time.time()
@@ -110,13 +111,29 @@ def held_out(data: str, split: str, work: str, examples: int) -> dict:
 
 
 def cost(work: str, sentences: int) -> dict:
+    """Wall time of the job with and without --source-lang auto (the machine's load average over each run is
+    recorded: on a machine shared with other jobs it says whether a difference is the flag's), and the
+    identification of every row alone, in this process on one thread (what the flag adds to the CPU work)."""
+    from pipeline.languages.stage import detect_languages
+
     corpus = os.path.join(work, "cost-in")
     make_corpus(corpus, sentences, 6, seed=0)
-    plain = run_job(corpus, os.path.join(work, "cost-plain"), "--metrics", "")
-    auto = run_job(corpus, os.path.join(work, "cost-auto"), "--metrics", "", "--source-lang", "auto")
-    status = json.load(open(os.path.join(work, "cost-auto", "report.json")))["overall"]["status"]
+    table = read_table(corpus)
+    t0 = time.perf_counter()
+    detect_languages(table, "source", 0.3)
+    detect_s = time.perf_counter() - t0
+    runs = {}
+    for name, extra in (("plain", ()), ("auto", ("--source-lang", "auto"))):
+        seconds = run_job(corpus, os.path.join(work, f"cost-{name}"), "--metrics", "", *extra)
+        report = json.load(open(os.path.join(work, f"cost-{name}", "report.json")))
+        runs[name] = {"seconds": seconds, "load_average_1min_after": round(os.getloadavg()[0], 2),
+                      "actor_decode_seconds": report["run"]["actor_decode_seconds"],
+                      "status": report["overall"]["status"]}
+    plain, auto = runs["plain"]["seconds"], runs["auto"]["seconds"]
     return {"sentences": sentences, "plain_seconds": plain, "auto_seconds": auto,
-            "auto_over_plain": round(auto / plain, 4), "auto_status": status}
+            "auto_over_plain": round(auto / plain, 4), "auto_status": runs["auto"]["status"], "runs": runs,
+            "detect_seconds_one_thread": round(detect_s, 2),
+            "detect_share_of_plain_run": round(detect_s / plain, 4), "cpus": os.cpu_count()}
 
 
 def main(argv=None) -> int:
