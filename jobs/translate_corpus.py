@@ -18,7 +18,7 @@ import sys
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -47,6 +47,9 @@ class TranslateConfig:
                      "Marian/OPUS-MT directory (recognised from its config.json); defaults to the shipped model")
     ensemble: list[str] = arg([], help="more model directories (same vocabularies) to decode with --model as an "
                               "ensemble that averages their log-probabilities (repeatable)")
+    model_for: list[str] = arg([], help="LANG=URI (repeatable): rows identified (--source-lang auto) or declared "
+                               "(--source-lang-column) in LANG go to this model, in its own pool of model actors "
+                               "sized by its share of the rows; --model takes the others")
     id_column: str = arg("id", help="unique row id column (string or integer)")
     source_column: str = arg("source", help="text to translate")
     reference_column: str = arg("reference", help="reference translations; scored when present")
@@ -79,6 +82,15 @@ class TranslateConfig:
 
     def __post_init__(self):
         parse_metrics(self.metrics)
+        if self.model_for:
+            from pipeline.languages import parse_model_for
+
+            parse_model_for(self.model_for)
+            if not (self.translation.languages.detect or self.translation.source_lang_column):
+                raise ValueError("--model-for routes rows by their language: add --source-lang auto or "
+                                 "--source-lang-column")
+            if self.memory:
+                raise ValueError("--model-for and --memory: not together yet (the memory is keyed by one model)")
         if self.translation.engine == "ctranslate2":  # fail here, not in every actor after Ray starts
             from pipeline.runtime import missing_packages
 
@@ -123,15 +135,16 @@ def describe_plan(asked: TranslateConfig, cfg: TranslateConfig, cluster) -> str:
             f"{', '.join(f'{n:g}' for n in cluster.node_cpus)} CPUs{grows}")
 
 
-def fingerprint(cfg: TranslateConfig, models: list, columns) -> dict:
+def fingerprint(cfg: TranslateConfig, models: list, columns, routes: list | None = None) -> dict:
     """What a resumed run must share with the run that started the output: every file of every model that
     decides a translation (weights and weight shards, configs, vocabularies, SentencePiece models), the
     columns, the metrics and every `TranslationSettings` value as the user gave it (hardware settings,
     and what --precision auto resolves to on them, may change)."""
     # Only when some are: outputs started before --rename-colliding-columns existed resume as they were.
     renamed = {"renamed_columns": dict(columns.renamed)} if columns.renamed else {}
+    routed = {"model_for": {lang: info.files_sha256 for lang, info in routes}} if routes else {}
     return {"model_weights": [m.weights_sha256 for m in models], "model_files": [m.files_sha256 for m in models],
-            "columns": [columns.id, columns.source, columns.reference], **renamed,
+            "columns": [columns.id, columns.source, columns.reference], **renamed, **routed,
             "metrics": cfg.metrics, "bleu_tokenize": cfg.bleu_tokenize, **cfg.translation.fingerprint()}
 
 
@@ -144,6 +157,7 @@ class Plan:
     columns: object
     model: object  # model.formats.registry.ModelInfo
     members: list  # ModelInfo of --ensemble members
+    routes: list = field(default_factory=list)  # --model-for: (language, ModelInfo), in the order given
 
 
 def inspect_inputs(cfg: TranslateConfig) -> Plan:
@@ -159,25 +173,51 @@ def inspect_inputs(cfg: TranslateConfig) -> Plan:
         required=tuple(cfg.translation.languages.columns), rename_prefix=cfg.rename_colliding_columns)
     check_unique_ids(in_fs, shards, cfg.id_column)
     model = model_info(cfg.model, cfg.storage_options)
-    check_languages(cfg.translation, load_tokenizer(cfg.model, cfg.storage_options), cfg.model)
+    check_languages(cfg.translation, load_tokenizer(cfg.model, cfg.storage_options), cfg.model, model.languages)
     members = [model_info(uri, cfg.storage_options) for uri in cfg.ensemble]
-    return Plan(in_fs, shards, columns, model, members)
+    return Plan(in_fs, shards, columns, model, members, route_models(cfg))
 
 
-def check_languages(settings: TranslationSettings, tokenizer, uri: str) -> None:
-    """A multilingual model needs target languages, a bilingual one refuses them; a run-wide language the
-    model lacks is an error now, while a row's unknown language only marks that row (unsupported_language)."""
+def route_models(cfg: TranslateConfig) -> list:
+    """--model-for: (language, ModelInfo) per route, each model checked as --model is; a model whose files
+    declare another source language than the one it is given for is refused."""
+    from model.formats import load_tokenizer, model_info
     from pipeline.io import InputError
+    from pipeline.languages import parse_model_for
+
+    routes = []
+    for lang, uri in parse_model_for(cfg.model_for):
+        info = model_info(uri, cfg.storage_options)
+        declared = model_languages(info).source
+        if declared and declared != lang:
+            raise InputError(f"--model-for {lang}={uri}: the model's files say it translates from {declared!r}")
+        check_languages(cfg.translation, load_tokenizer(uri, cfg.storage_options), uri, info.languages)
+        routes.append((lang, info))
+    return routes
+
+
+def check_languages(settings: TranslationSettings, tokenizer, uri: str, declared: dict | None = None) -> None:
+    """A multilingual model needs target languages; a bilingual one has one, which --target-lang may name (rows
+    identified in it are then same_language) but not contradict. A run-wide language the model lacks is an
+    error now, while a row's unknown language only marks that row (unsupported_language)."""
+    from pipeline.io import InputError
+    from pipeline.languages import ModelLanguages, normalise_code
 
     if settings.multilingual and not tokenizer.multilingual:
-        raise InputError(f"model {uri} has no language tokens: --target-lang/--target-lang-column need a multilingual "
-                         "model (M2M100, NLLB-200 or a multilingual OPUS-MT model)")
+        model_target = ModelLanguages.declared(None, (declared or {}).get("target")).target
+        if settings.target_lang_column:
+            raise InputError(f"model {uri} translates into one language: --target-lang-column needs a multilingual "
+                             "model (M2M100, NLLB-200 or a multilingual OPUS-MT model)")
+        if model_target and normalise_code(settings.target_lang) != model_target:
+            raise InputError(f"model {uri} translates into {model_target!r} (its files say so), not --target-lang "
+                             f"{settings.target_lang!r}")
     if tokenizer.needs_languages:
         if not settings.multilingual:
             raise InputError(f"model {uri} is multilingual: give the target language with --target-lang or "
                              "--target-lang-column")
         known = ", ".join(tokenizer.languages[:8]) + ", ..."
-        if not settings.source_lang_column and tokenizer.language_token(settings.source_lang) is None:
+        source = settings.languages.fallback  # with --source-lang auto: the language of rows not identified
+        if not settings.source_lang_column and source and tokenizer.language_token(source) is None:
             raise InputError(f"model {uri} has no source language {settings.source_lang!r} (--source-lang; it knows "
                              f"{len(tokenizer.languages)} languages: {known})")
         if not settings.target_lang_column and tokenizer.language_token(settings.target_lang) is None:
@@ -185,11 +225,19 @@ def check_languages(settings: TranslationSettings, tokenizer, uri: str) -> None:
                              f"{len(tokenizer.languages)} languages: {known})")
 
 
+def model_languages(info):
+    """The language pair a model's files declare (pipeline/languages/decide.py ModelLanguages)."""
+    from pipeline.languages import ModelLanguages
+
+    return ModelLanguages.declared(info.languages.get("source"), info.languages.get("target"))
+
+
 def added_columns(settings: TranslationSettings) -> list:
     """The columns the job adds to the input's (pyarrow fields)."""
     from pipeline.columns import output_fields
 
-    return output_fields(settings.decode.nbest, settings.write_scores, settings.write_segments)
+    return output_fields(settings.decode.nbest, settings.write_scores, settings.write_segments,
+                         detect=settings.languages.detect, flags=settings.quality_flags)
 
 
 def claim(asked: TranslateConfig, cfg: TranslateConfig, plan: Plan):
@@ -205,7 +253,7 @@ def claim(asked: TranslateConfig, cfg: TranslateConfig, plan: Plan):
     if cfg.overwrite:
         clear_output(out_fs, out_root)
     layout = OutputLayout(out_root)
-    claim_output(out_fs, layout, fingerprint(asked, [plan.model, *plan.members], plan.columns))
+    claim_output(out_fs, layout, fingerprint(asked, [plan.model, *plan.members], plan.columns, plan.routes))
     ctx = ResumeContext(plan.in_fs, out_fs, layout, plan.columns, tuple(added_columns(settings)), unit_for(settings),
                         tuple(settings.languages.columns))
     with ThreadPoolExecutor(16) as pool:
@@ -224,7 +272,7 @@ def reuse_spec(cfg: TranslateConfig, plan: Plan, board: str):
                      ray.get_runtime_context().namespace)
 
 
-def run_pipeline(cfg: TranslateConfig, plan: Plan, states, commits: Commits):
+def run_pipeline(cfg: TranslateConfig, plan: Plan, states, commits: Commits, pools: tuple[int, ...] = ()):
     """Translate what is missing, starting each shard's commit as soon as its last row is written;
     returns this run's statistics (a RunStats)."""
 
@@ -244,8 +292,9 @@ def run_pipeline(cfg: TranslateConfig, plan: Plan, states, commits: Commits):
             output_uri=cfg.output, columns=plan.columns, shard_names={s.path: s.name for s in todo},
             done_ids={s.path: state.ids for s, state in zip(shards, states, strict=True) if state.ids},
             input_versions={s.path: s.version.key() for s in todo if s.version is not None},
-            model=ModelSpec(cfg.model, tuple(cfg.ensemble), cfg.storage_options),
-            translation=cfg.translation, compute=cfg.compute, reuse=commits.reuse)
+            model=ModelSpec(cfg.model, tuple(cfg.ensemble), cfg.storage_options, model_languages(plan.model)),
+            translation=cfg.translation, compute=cfg.compute, reuse=commits.reuse,
+            routes=route_specs(cfg, plan, commits.reuse), pool_sizes=pools)
         ds = read_shards([s.path for s in todo], plan.in_fs, cfg.compute, dict(plan.columns.renamed))
         written = watch_resources(cfg.compute)
         rows = "rows" if cfg.translation.unit == "sentence" else "documents"
@@ -263,6 +312,71 @@ def run_pipeline(cfg: TranslateConfig, plan: Plan, states, commits: Commits):
             written.set()
             shown.stop()
     return stats, len(todo)
+
+
+def route_specs(cfg: TranslateConfig, plan: Plan, reuse) -> tuple:
+    """--model-for: each route's model, with the run's board keyed by that model's files (identical segments
+    of two models are not the same translation)."""
+    from pipeline.languages import ModelLanguages
+    from pipeline.memory import memory_fingerprint
+    from pipeline.plan import ModelSpec, RouteSpec
+
+    specs = []
+    for lang, info in plan.routes:
+        own = replace(reuse, fingerprint=memory_fingerprint([info.files_sha256], cfg.translation)) if reuse else None
+        target = model_languages(info).target
+        model = ModelSpec(absolute_uri(uri_for(cfg, lang)), (), cfg.storage_options, ModelLanguages(lang, target))
+        specs.append(RouteSpec(lang, model, own))
+    return tuple(specs)
+
+
+def uri_for(cfg: TranslateConfig, lang: str) -> str:
+    from pipeline.languages import parse_model_for
+
+    return dict(parse_model_for(cfg.model_for))[lang]
+
+
+def route_pools(cfg: TranslateConfig, plan: Plan) -> tuple[int, ...]:
+    """--model-for: model actors per route (route 0 first), split by each route's share of a sample of rows;
+    () without routes."""
+    if not plan.routes:
+        return ()
+    from pipeline.languages import pool_sizes
+
+    shares = route_shares(cfg, plan)
+    sizes = tuple(pool_sizes(shares, cfg.compute.actors or cfg.compute.max_actors))
+    names = ["--model", *(lang for lang, _ in plan.routes)]
+    print("model actors by route: " + ", ".join(f"{n} {k} ({s:.0%} of sampled rows)"
+                                                 for n, k, s in zip(names, sizes, shares, strict=True)), flush=True)
+    return sizes
+
+
+def route_shares(cfg: TranslateConfig, plan: Plan, sample_rows: int = 2000) -> list[float]:
+    """Each route's share of the rows (route 0 first), from up to `sample_rows` rows read from the first
+    shards' heads and their languages (declared, else identified as the pipeline does)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.languages import Routes, detect_languages
+
+    settings, columns = cfg.translation, plan.columns
+    tables, left = [], sample_rows
+    for shard in plan.shards[:8]:
+        if left <= 0:
+            break
+        names = [c for c in (columns.source, *settings.languages.columns) if c]
+        with plan.in_fs.open(shard.path, "rb") as fh:
+            for batch in pq.ParquetFile(fh).iter_batches(batch_size=min(left, 1000), columns=names):
+                tables.append(pa.Table.from_batches([batch]))
+                left -= batch.num_rows
+                break
+    if not tables:
+        return [1.0] * (1 + len(plan.routes))
+    table = pa.concat_tables(tables, promote_options="permissive")
+    if settings.languages.detect:
+        table = detect_languages(table, columns.source, settings.lang_confidence)
+    routes = Routes(tuple(lang for lang, _ in plan.routes)).of(settings.languages.of_rows(table)[0])
+    return [routes.count(r) / len(routes) for r in range(1 + len(plan.routes))]
 
 
 def watch_resources(compute, every: float = 120.0):
@@ -306,16 +420,18 @@ class Commits:
         import ray
 
         from pipeline.documents import unit_for
-        from pipeline.output import commit_shard
+        from pipeline.output import FlagSpec, commit_shard
 
         settings = cfg.translation
         added = added_columns(settings)
         commit = ray.remote(num_cpus=cfg.compute.cpus_per_stage)(commit_shard)
-        languages = settings.languages if settings.multilingual else None
+        languages = settings.languages if settings.multilingual or settings.languages.detect else None
         memory = (reuse, settings.languages) if reuse is not None and reuse.memory_uri else None
+        flags = (FlagSpec(settings.languages, model_languages(plan.model).target, settings.lang_confidence)
+                 if settings.quality_flags else None)
         self._launch = lambda shard: commit.remote(
             shard, cfg.input, cfg.output, plan.columns, added, cfg.metric_names, cfg.metric_options,
-            cfg.storage_options, unit_for(settings), languages, cfg.bleu_tokenize, memory)
+            cfg.storage_options, unit_for(settings), languages, cfg.bleu_tokenize, memory, flags)
         self.cfg, self.plan, self.reuse = cfg, plan, reuse
         self.committed_now: set[str] = set()  # shards this run committed (their stats say what it wrote)
         self.unfinished = {s.name: s for s, state in zip(plan.shards, states, strict=True) if not state.done}
@@ -447,7 +563,9 @@ def translate_and_report(cfg: TranslateConfig, plan: Plan, started: float | None
     # A local instance: every core for model actors (CPU actors default to one per core) plus the
     # other stages' slots; logical CPUs are scheduling slots, not threads.
     compute = cfg.compute
-    init_ray(max(compute.model_actors * compute.cpus_per_actor, os.cpu_count() or 1) + compute.stage_cpus)
+    routes = 1 + len(plan.routes)  # --model-for: at least one actor per route
+    init_ray(max(max(compute.model_actors, routes) * compute.cpus_per_actor, os.cpu_count() or 1)
+             + compute.stage_cpus)
     try:
         # What the cluster has and can grow to decides the actors: GPU node types that scale from zero
         # are not up when a nightly run starts.
@@ -471,7 +589,8 @@ def translate_and_report(cfg: TranslateConfig, plan: Plan, started: float | None
     board = f"segment-board-{uuid.uuid4().hex[:12]}"
     board_actor = start_board(board)  # noqa: F841  (held: an actor lives while a handle to it does)
     commits = Commits(cfg, plan, states, reuse_spec(cfg, plan, board))
-    stats, translated_shards = run_pipeline(cfg, plan, states, commits)
+    pools = route_pools(cfg, plan)
+    stats, translated_shards = run_pipeline(cfg, plan, states, commits, pools)
     shard_stats, failed = commits.finish()
     seconds = time.time() - t0
     run = stats.summary(seconds)
@@ -488,7 +607,8 @@ def translate_and_report(cfg: TranslateConfig, plan: Plan, started: float | None
     if failed:
         run["failed_shards"] = failed
     settings = cfg.translation
-    pairs = {"language_pairs": language_pair_entries(shard_stats, cfg.metric_options)} if settings.multilingual else {}
+    pairs = ({"language_pairs": language_pair_entries(shard_stats, cfg.metric_options)}
+             if settings.multilingual or settings.languages.detect else {})
     report = build_report(
         shard_stats, cfg.metric_options, **pairs, run=run,
         model=model_entry(cfg, plan), decode=settings.fingerprint(),
@@ -508,12 +628,14 @@ def model_entry(cfg: TranslateConfig, plan: Plan) -> dict:
     """The report's `model`: what decoded, and where its card is. The card itself (training history,
     evaluations, recipes: most of the checkpoint's metadata) stays with the model, referenced, not copied."""
     from model.storage import resolve
+    from pipeline.languages import parse_model_for
 
     fs, root = resolve(cfg.model, cfg.storage_options)
     card = f"{cfg.model.rstrip('/')}/{MODEL_CARD}" if fs.exists(f"{root}/{MODEL_CARD}") else None
     return {"uri": cfg.model, "name": plan.model.metadata.get("name") or os.path.basename(cfg.model.rstrip("/")),
             "card": card, "format": plan.model.format, "arch": plan.model.arch, "config": plan.model.config,
-            "weights_sha256": plan.model.weights_sha256, "ensemble": cfg.ensemble}
+            "weights_sha256": plan.model.weights_sha256, "ensemble": cfg.ensemble,
+            **({"model_for": dict(parse_model_for(cfg.model_for))} if cfg.model_for else {})}
 
 
 def fitted_to_input(cfg: TranslateConfig, plan: Plan, states) -> TranslateConfig:

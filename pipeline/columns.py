@@ -31,11 +31,19 @@ class RowStatus(StrEnum):
     # --format html|markdown: a document the reader refused (over its size limit, or the reader failed on it):
     # nothing translated, the translation is the document unchanged.
     UNPARSABLE = "unparsable"
+    # --source-lang auto (pipeline/languages/): no language given and none identified (too short, too unsure)
+    UNKNOWN_LANGUAGE = "unknown_language"
+    SAME_LANGUAGE = "same_language"  # identified in the target language: its source is its translation, not decoded
+
+
+DETECTED = "detected_lang"  # --source-lang auto: the language identified from the source (null: not called)
+FLAGS = "flags"  # --quality-flags: list of the row's quality flags (pipeline/languages/flags.py)
 PIECES = "__pieces"  # list<list<int32>>: source ids per piece, each ending in EOS
 HYP_IDS = "__hyp_ids"  # list<list<int32>>: n-best target ids
 TARGET_PREFIX = "__target_prefix"  # list<int32>: tokens forced after the decoder's start (target language)
 ROW_STATS = "__row_stats"  # the per-row struct column the model actor adds
-INTERNAL = (PIECES, HYP_IDS, TARGET_PREFIX, ROW_STATS)
+ROUTE = "__route"  # int32, --model-for: the model route of the row (pipeline/languages/routing.py; 0: --model)
+INTERNAL = (PIECES, HYP_IDS, TARGET_PREFIX, ROW_STATS, ROUTE)
 # The model actor's record of how each row's translation was had and what it was (pipeline/memory/keys.py
 # MEMORY_TYPE); unlike INTERNAL columns it stays in part files, for the shard's commit to write the memory.
 MEMORY = "__memory"
@@ -77,9 +85,14 @@ def require_columns(table: pa.Table, stage: str, columns) -> None:
             raise KeyError(f"{stage} stage: input has no column {col!r} (columns: {table.column_names})")
 
 
-def output_fields(nbest: int, write_scores: bool, write_segments: bool = False) -> list[pa.Field]:
+def output_fields(nbest: int, write_scores: bool, write_segments: bool = False, detect: bool = False,
+                  flags: bool = False) -> list[pa.Field]:
     """Columns the translation job adds to the input's."""
     fields = [pa.field("translation", pa.string()), pa.field(STATUS, pa.string())]
+    if detect:
+        fields.append(pa.field(DETECTED, pa.string()))
+    if flags:
+        fields.append(pa.field(FLAGS, pa.list_(pa.string())))
     if write_scores or nbest > 1:
         fields.append(pa.field("score", pa.float64()))
     if nbest > 1:
@@ -93,5 +106,5 @@ def output_fields(nbest: int, write_scores: bool, write_segments: bool = False) 
 def reserved_columns() -> frozenset[str]:
     """Every column the job adds to an input row at some stage: Ray's `path`, the stages' internal columns and
     the output columns with every option on (the model actors add `score` and `nbest_scores` to every row)."""
-    every = output_fields(nbest=2, write_scores=True, write_segments=True)
+    every = output_fields(nbest=2, write_scores=True, write_segments=True, detect=True, flags=True)
     return frozenset([PATH, SEG, NSEG, MEMORY, *INTERNAL, *(f.name for f in every)])

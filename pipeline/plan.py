@@ -1,7 +1,8 @@
 """The translation pipeline, assembled in one place.
 
     read each shard (+ path) -> [drop rows done by an earlier run] -> [--unit document: cut into segments]
-      -> tokenize (CPU actors) -> translate (model actors, GPU or CPU) -> detokenize (CPU actors)
+      -> [--source-lang auto: identify each row's language (CPU tasks)] -> tokenize (CPU actors)
+      -> translate (model actors, GPU or CPU) -> detokenize (CPU actors)
       -> write part files (CPU tasks)
 
 This is the only place where batch sizes, actor counts, CPUs and GPUs are set. Every stage but the
@@ -18,7 +19,15 @@ from pipeline.documents import unit_for
 from pipeline.inputs import Columns
 from pipeline.io import blocks_of_rows
 from pipeline.settings import ComputeConfig, TranslationSettings
-from pipeline.stages import Detokenize, Tokenize, Translator, make_drop_done, write_parts
+from pipeline.stages import (
+    Detokenize,
+    RoutedDetokenize,
+    RoutedTokenize,
+    Tokenize,
+    Translator,
+    make_drop_done,
+    write_parts,
+)
 
 
 @dataclass(frozen=True)
@@ -28,6 +37,7 @@ class ModelSpec:
     uri: str
     ensemble: tuple[str, ...] = ()
     storage_options: dict | None = None
+    languages: object = None  # pipeline/languages ModelLanguages: the language pair its files declare (None: none)
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,18 @@ class PipelinePlan:
     translation: TranslationSettings  # resolved: no "auto" values
     compute: ComputeConfig  # resolved
     reuse: object = None  # pipeline/memory/reuse.py ReuseSpec: the memory and the run's board (None: decode all)
+    # --model-for: route k >= 1's language and model (route 0 is `model`), each model's actors and ReuseSpec
+    routes: tuple[RouteSpec, ...] = ()
+    pool_sizes: tuple[int, ...] = ()  # actors per route, route 0 first (pipeline/languages/routing.py pool_sizes)
+
+
+@dataclass(frozen=True)
+class RouteSpec:
+    """One `--model-for LANG=URI`: the rows of LANG go to this model's own actor pool."""
+
+    language: str
+    model: ModelSpec
+    reuse: object = None  # a ReuseSpec keyed by this model's files (None: decode all)
 
 
 def read_shards(paths: list[str], fs, compute: ComputeConfig, rename: dict[str, str] | None = None):
@@ -56,33 +78,59 @@ def read_shards(paths: list[str], fs, compute: ComputeConfig, rename: dict[str, 
                               rename=rename)
 
 
-def model_actor_pool(compute: ComputeConfig):
-    """One call in flight per model actor: Ray Data's default (4) queued every call of a small run on the
-    first actor to finish loading the model while the others, a moment behind, got none (the 300-row sample:
+def model_actor_pool(compute: ComputeConfig, size: int = 0):
+    """The model actors' pool; `size`: a routed pool's share of them (fixed, or at most that many when the
+    pool autoscales).
+
+    One call in flight per model actor: Ray Data's default (4) queued every call of a small run on the first
+    actor to finish loading the model while the others, a moment behind, got none (the 300-row sample:
     actor_rows [300] on two actors). A call lasts seconds to minutes, so the next block's short wait for a free
     actor costs nothing measurable."""
     import ray.data
 
     if compute.actors:
-        return ray.data.ActorPoolStrategy(size=compute.actors, max_tasks_in_flight_per_actor=1)
+        return ray.data.ActorPoolStrategy(size=size or compute.actors, max_tasks_in_flight_per_actor=1)
+    if size:
+        return ray.data.ActorPoolStrategy(min_size=1, max_size=size, max_tasks_in_flight_per_actor=1)
     return ray.data.ActorPoolStrategy(min_size=compute.min_actors, max_size=compute.max_actors,
                                       max_tasks_in_flight_per_actor=1)
 
 
 def stage_columns(plan: PipelinePlan) -> list:
     """Each stage's declared columns, in pipeline order (pipeline/columns.py StageColumns)."""
-    from pipeline.columns import NSEG, PATH, SEG, StageColumns
+    from pipeline.columns import DETECTED, NSEG, PATH, SEG, StageColumns
 
     settings, columns = plan.translation, plan.columns
     languages = tuple(settings.languages.columns)
-    stages = [Tokenize.declare(columns.source, settings.languages),
-              Translator.declare(plan.reuse is not None),
-              Detokenize.declare(settings.decode.nbest, settings.write_scores),
-              StageColumns("write", (PATH, columns.id))]
+    detect = settings.languages.detect
+    same = columns.source if detect else ""
+    if plan.routes:
+        stages = [RoutedTokenize.declare(columns.source, settings.languages),
+                  *(Translator.declare(reuse is not None, r) for r, reuse in enumerate(route_reuse(plan))),
+                  RoutedDetokenize.declare(settings.decode.nbest, settings.write_scores, same)]
+    else:
+        stages = [Tokenize.declare(columns.source, settings.languages), Translator.declare(plan.reuse is not None),
+                  Detokenize.declare(settings.decode.nbest, settings.write_scores, same)]
+    stages.append(StageColumns("write", (PATH, columns.id)))
+    if detect:
+        stages.insert(0, StageColumns("detect languages", (columns.source,), writes=(DETECTED,)))
     if settings.unit == "document":
         stages.insert(0, StageColumns("split documents", (PATH, columns.id, columns.source, *languages),
                                       writes=(SEG, NSEG)))
     return stages
+
+
+def detect_stage(plan: PipelinePlan, by_document: bool):
+    """--source-lang auto: the function that adds each row's `detected_lang` (None without it); by document:
+    a segment not identified takes its document's language (pipeline/languages/stage.py)."""
+    if not plan.translation.languages.detect:
+        return None
+    from functools import partial
+
+    from pipeline.languages import detect_languages
+
+    return partial(detect_languages, source_column=plan.columns.source,
+                   min_confidence=plan.translation.lang_confidence, group_column=plan.columns.id if by_document else "")
 
 
 def build_pipeline(ds, plan: PipelinePlan):
@@ -101,40 +149,92 @@ def build_pipeline(ds, plan: PipelinePlan):
                             num_cpus=compute.cpus_per_stage)
     unit = unit_for(settings)
     explode = unit.explode(plan.columns.id, plan.columns.source, settings.languages)
+    detect = detect_stage(plan, by_document=explode is not None)
     if explode is not None:  # documents: segments of many documents share the model actors' batches
-        # A block of documents is many times as many segments: cut again into model-actor calls.
-        ds = blocks_of_rows(ds.map_batches(explode, batch_format="pyarrow", num_cpus=compute.cpus_per_stage),
+        # Languages are identified on whole documents' segments (pipeline/languages/stage.py), so in the
+        # same task that cuts them; a block of documents is many times as many segments: cut again into
+        # model-actor calls.
+        cut = explode if detect is None else (lambda table: detect(explode(table)))
+        ds = blocks_of_rows(ds.map_batches(cut, batch_format="pyarrow", num_cpus=compute.cpus_per_stage),
                             compute.batch_rows, {"num_cpus": compute.cpus_per_stage})
+    elif detect is not None:
+        ds = ds.map_batches(detect, batch_format="pyarrow", num_cpus=compute.cpus_per_stage)
     # The reader's blocks are of one actor call each (`read_shards`): results leave a stage block by
     # block, so small blocks keep translations streaming to storage and bound what a killed run loses.
-    ds = ds.map_batches(
-        Tokenize,
-        fn_constructor_kwargs=dict(model_uri=model.uri, source_column=plan.columns.source,
-                                   max_source_tokens=settings.max_source_tokens, long_policy=settings.long_policy,
-                                   storage_options=so, languages=settings.languages),
-        batch_format="pyarrow", compute=cpu_pool, num_cpus=compute.cpus_per_stage,
-    )
-    ds = ds.map_batches(
-        Translator,
-        fn_constructor_kwargs=dict(model_uri=model.uri, decode=settings.decode, precision=settings.precision,
-                                   max_tokens=compute.max_tokens, torch_threads=compute.torch_threads,
-                                   storage_options=so, ensemble_uris=model.ensemble, cpu_blas=compute.cpu_blas,
-                                   engine=settings.engine, cpu_streams=compute.cpu_streams,
-                                   gpus_per_actor=compute.gpus_per_actor, reuse=plan.reuse),
-        # Each call gets a large batch; the actor sorts it by length and cuts token-budget sub-batches.
-        batch_size=compute.batch_rows, batch_format="pyarrow", compute=model_actor_pool(compute),
-        num_gpus=compute.gpus_per_actor or None, num_cpus=compute.cpus_per_actor,
-    )
-    ds = ds.map_batches(
-        Detokenize,
-        fn_constructor_kwargs=dict(model_uri=model.uri, nbest=settings.decode.nbest,
-                                   write_scores=settings.write_scores, storage_options=so),
-        batch_format="pyarrow", compute=cpu_pool, num_cpus=compute.cpus_per_stage,
-    )
+    ds = translate_stages(ds, plan, cpu_pool) if not plan.routes else routed_stages(ds, plan, cpu_pool)
     return ds.map_batches(
         write_parts,
         fn_kwargs=dict(output_uri=plan.output_uri, shard_names=plan.shard_names, id_column=plan.columns.id,
                        storage_options=so, unit=unit, decoded_with=settings.precision,
                        input_versions=plan.input_versions),
         batch_format="pyarrow", num_cpus=compute.cpus_per_stage,
+    )
+
+
+def _translator(ds, plan: PipelinePlan, model: ModelSpec, reuse, pool, route: int = -1):
+    """One pool of model actors (of `model`): on CPUs or GPUs, each call a large batch that the actor sorts by
+    length and cuts into token-budget sub-batches."""
+    settings, compute = plan.translation, plan.compute
+    return ds.map_batches(
+        Translator,
+        fn_constructor_kwargs=dict(model_uri=model.uri, decode=settings.decode, precision=settings.precision,
+                                   max_tokens=compute.max_tokens, torch_threads=compute.torch_threads,
+                                   storage_options=model.storage_options or {}, ensemble_uris=model.ensemble,
+                                   cpu_blas=compute.cpu_blas, engine=settings.engine, cpu_streams=compute.cpu_streams,
+                                   gpus_per_actor=compute.gpus_per_actor, reuse=reuse, route=route),
+        batch_size=compute.batch_rows, batch_format="pyarrow", compute=pool,
+        num_gpus=compute.gpus_per_actor or None, num_cpus=compute.cpus_per_actor,
+    )
+
+
+def translate_stages(ds, plan: PipelinePlan, cpu_pool):
+    """tokenize -> one pool of model actors -> detokenize."""
+    model, settings, compute = plan.model, plan.translation, plan.compute
+    so = model.storage_options or {}
+    ds = ds.map_batches(
+        Tokenize,
+        fn_constructor_kwargs=dict(model_uri=model.uri, source_column=plan.columns.source,
+                                   max_source_tokens=settings.max_source_tokens, long_policy=settings.long_policy,
+                                   storage_options=so, languages=settings.languages,
+                                   model_languages=model.languages),
+        batch_format="pyarrow", compute=cpu_pool, num_cpus=compute.cpus_per_stage,
+    )
+    ds = _translator(ds, plan, model, plan.reuse, model_actor_pool(compute))
+    return ds.map_batches(
+        Detokenize,
+        fn_constructor_kwargs=dict(model_uri=model.uri, nbest=settings.decode.nbest,
+                                   write_scores=settings.write_scores, storage_options=so,
+                                   source_column=plan.columns.source if settings.languages.detect else ""),
+        batch_format="pyarrow", compute=cpu_pool, num_cpus=compute.cpus_per_stage,
+    )
+
+
+def route_reuse(plan: PipelinePlan) -> list:
+    return [plan.reuse, *(r.reuse for r in plan.routes)]
+
+
+def routed_stages(ds, plan: PipelinePlan, cpu_pool):
+    """--model-for: tokenize with each row's route's model -> one pool per route, in a chain, each decoding its
+    route's rows and passing the others on (pipeline/languages/routing.py) -> detokenize per route."""
+    from pipeline.languages import Routes
+
+    settings, compute = plan.translation, plan.compute
+    models = [plan.model, *(r.model for r in plan.routes)]
+    so = plan.model.storage_options or {}
+    ds = ds.map_batches(
+        RoutedTokenize,
+        fn_constructor_kwargs=dict(routes=Routes(tuple(r.language for r in plan.routes)),
+                                   models=[(m.uri, m.languages) for m in models], source_column=plan.columns.source,
+                                   max_source_tokens=settings.max_source_tokens, long_policy=settings.long_policy,
+                                   storage_options=so, languages=settings.languages),
+        batch_format="pyarrow", compute=cpu_pool, num_cpus=compute.cpus_per_stage,
+    )
+    for r, (model, reuse) in enumerate(zip(models, route_reuse(plan), strict=True)):
+        ds = _translator(ds, plan, model, reuse, model_actor_pool(compute, plan.pool_sizes[r]), route=r)
+    return ds.map_batches(
+        RoutedDetokenize,
+        fn_constructor_kwargs=dict(model_uris=[m.uri for m in models], nbest=settings.decode.nbest,
+                                   write_scores=settings.write_scores, storage_options=so,
+                                   source_column=plan.columns.source if settings.languages.detect else ""),
+        batch_format="pyarrow", compute=cpu_pool, num_cpus=compute.cpus_per_stage,
     )

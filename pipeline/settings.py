@@ -38,9 +38,15 @@ FORMATS = ("text", "html", "markdown")  # what a document is, with --unit docume
 ENGINES = ("ours", "ctranslate2")
 
 
+AUTO = "auto"  # --source-lang auto: each row's language identified from its text (pipeline/languages/)
+DETECTED_COLUMN = "detected_lang"  # pipeline/columns.py DETECTED (settings sit below columns in the layers)
+
+
 @dataclass(frozen=True)
 class LanguageChoice:
-    """Where each row's language pair comes from: its own columns where set, else the run's flags."""
+    """Where each row's language pair comes from: its own columns where set, else (source `auto`) the language
+    identified from its text, else the run's flags. `source` is a code, `auto` (no fallback: a row not
+    identified has no language) or `auto:xx` (xx where a row is not identified)."""
 
     source: str = "en"
     target: str = ""
@@ -48,19 +54,39 @@ class LanguageChoice:
     target_column: str = ""
 
     @property
+    def detect(self) -> bool:
+        return self.source == AUTO or self.source.startswith(AUTO + ":")
+
+    @property
+    def fallback(self) -> str:
+        """The source language of a row with none given or identified ("" none)."""
+        if self.detect:
+            return self.source[len(AUTO) + 1:]
+        return self.source
+
+    @property
     def columns(self) -> list[str]:
         return [c for c in (self.source_column, self.target_column) if c]
 
     def of_rows(self, table) -> tuple[list[str], list[str]]:
-        """(source languages, target languages) of a pyarrow table's rows ("" where unknown)."""
+        """(source languages, target languages) of a pyarrow table's rows ("" where unknown). With `auto`,
+        a row's source is its own column's value, else its `detected_lang` (when the table has it), else
+        the fallback."""
         n = table.num_rows
 
-        def column(name: str, default: str) -> list[str]:
+        def column(name: str, default) -> list[str]:
             if not name:
-                return [default] * n
+                return list(default) if isinstance(default, list) else [default] * n
+            if isinstance(default, list):
+                return [v or d for v, d in zip(table.column(name).to_pylist(), default, strict=True)]
             return [v or default for v in table.column(name).to_pylist()]
 
-        return column(self.source_column, self.source), column(self.target_column, self.target)
+        source = self.source
+        if self.detect:
+            detected = (table.column(DETECTED_COLUMN).to_pylist() if DETECTED_COLUMN in table.column_names
+                        else [None] * n)
+            source = [d or self.fallback for d in detected]
+        return column(self.source_column, source), column(self.target_column, self.target)
 
 
 @dataclass(frozen=True)
@@ -83,9 +109,17 @@ class TranslationSettings:
     format: str = arg("text", help="--unit document: what a document is: text (its layout kept byte for byte), html "
                       "or markdown (the text translated, the markup kept byte for byte)", choices=FORMATS)
     source_lang: str = arg("en", help="source language code: sentence splitting with --unit document, and the "
-                           "source language token of multilingual models (M2M100: en, NLLB: eng_Latn)")
-    target_lang: str = arg("", help="multilingual models: the target language of every row (M2M100: de, NLLB: "
-                           "deu_Latn, multilingual OPUS-MT: the xx of its >>xx<< tokens)")
+                           "source language token of multilingual models (M2M100: en, NLLB: eng_Latn); auto: each "
+                           "row's (segment's) language identified from its text (a `detected_lang` column; rows "
+                           "not identified get status unknown_language); auto:xx: the same, xx where not identified")
+    lang_confidence: float = arg(0.3, help="--source-lang auto: the least probability the language identifier "
+                                 "must give a row's language to call it")
+    quality_flags: bool = arg(False, help="add a `flags` column (repeated_ngrams, copied_source, "
+                              "wrong_target_language, length_ratio; pipeline/languages/flags.py) and count them in "
+                              "the report")
+    target_lang: str = arg("", help="the target language of every row: multilingual models' (M2M100: de, NLLB: "
+                           "deu_Latn, multilingual OPUS-MT: the xx of its >>xx<< tokens); for a bilingual model, "
+                           "its output language (rows identified in it are same_language)")
     source_lang_column: str = arg("", help="column with each row's source language (where null: --source-lang)")
     target_lang_column: str = arg("", help="column with each row's target language (where null: --target-lang); "
                                   "rows of all target languages share the same batches")
@@ -101,6 +135,11 @@ class TranslationSettings:
             raise ValueError("--write-segments needs --unit document")
         if self.format != "text" and self.unit != "document":
             raise ValueError("--format html|markdown needs --unit document")
+        if self.source_lang.startswith(AUTO) and not self.languages.detect:
+            raise ValueError(f"--source-lang {self.source_lang!r}: auto, or auto:xx with xx the language of rows "
+                             "not identified")
+        if not 0.0 <= self.lang_confidence <= 1.0:
+            raise ValueError("--lang-confidence is a probability, between 0 and 1")
 
     @property
     def languages(self) -> LanguageChoice:

@@ -166,6 +166,9 @@ def main() -> int:
     recipes = [parse_recipe(spec) for spec in args.recipe or [os.path.join(ROOT, "scripts", "train_default_model.sh")]]
     meta = {
         "name": "multi30k-en-de",
+        # The pair the model translates: --source-lang auto marks rows in other languages unsupported_language
+        # (pipeline/languages/decide.py reads it from here).
+        "languages": {"source": "en", "target": "de"},
         "model_config": ckpt.config["model"],
         "chosen": chosen,
         "candidates": ", ".join(f"{k} {v['bleu']['score']:.2f}" for k, v in scores.items()),

@@ -44,7 +44,7 @@ def sample_text() -> tuple[list[str], list[str]]:
 def build_marian_dir(path: str, *, shared: bool = True, activation: str = "swish", scale_embedding: bool = True,
                      d_model: int = 32, layers: int = 2, heads: int = 4, ffn: int = 64, max_positions: int = 128,
                      seed: int = 0, weights: str = "safetensors", init_std: float = 0.25,
-                     eos_bias: float = 4.0) -> str:
+                     eos_bias: float = 4.0, source_lang: str = "en", target_lang: str = "de") -> str:
     """Write a random MarianMTModel directory at `path` (what save_pretrained and the OPUS-MT hub repos hold)."""
     from transformers import MarianConfig, MarianMTModel
 
@@ -73,8 +73,8 @@ def build_marian_dir(path: str, *, shared: bool = True, activation: str = "swish
         with open(os.path.join(path, name), "w") as f:
             json.dump(data, f, ensure_ascii=False)
     with open(os.path.join(path, "tokenizer_config.json"), "w") as f:
-        json.dump({"tokenizer_class": "MarianTokenizer", "separate_vocabs": not shared, "source_lang": "en",
-                   "target_lang": "de", "unk_token": "<unk>", "eos_token": "</s>", "pad_token": "<pad>",
+        json.dump({"tokenizer_class": "MarianTokenizer", "separate_vocabs": not shared, "source_lang": source_lang,
+                   "target_lang": target_lang, "unk_token": "<unk>", "eos_token": "</s>", "pad_token": "<pad>",
                    "model_max_length": max_positions}, f)
     config = MarianConfig(
         vocab_size=src_size, decoder_vocab_size=tgt_size, d_model=d_model, encoder_layers=layers,

@@ -35,6 +35,9 @@ class ModelInfo:
     # sha256 of every file that decides a translation (weights, every weight shard, configs, vocabularies,
     # SentencePiece models): the resume fingerprint
     files_sha256: dict = field(default_factory=dict)
+    # The one language pair a bilingual model declares in its files ({"source": "en", "target": "de"}; {} none):
+    # our checkpoints' config.json metadata.languages, Marian's tokenizer_config.json source_lang/target_lang
+    languages: dict = field(default_factory=dict)
 
 
 def _read_json_config(uri: str, storage_options: dict | None) -> dict:
@@ -48,8 +51,9 @@ def _read_json_config(uri: str, storage_options: dict | None) -> dict:
 # --- native ---------------------------------------------------------------------------------------
 def _native_info(uri, storage_options) -> ModelInfo:
     config = read_native_config(uri, storage_options)
+    metadata = config.get("metadata", {})
     return ModelInfo("native", config["arch"], config["model"], config["files"]["model.safetensors"],
-                     config.get("metadata", {}), _native_files(config))
+                     metadata, _native_files(config), dict(metadata.get("languages") or {}))
 
 
 def _native_files(config: dict) -> dict[str, str]:
@@ -120,7 +124,22 @@ def _marian_info(uri, storage_options) -> ModelInfo:
     digests, head, name = _hf_files_digest(uri, storage_options, MARIAN_FILES)
     cfg = transformer_config(hf, has_stored_positions=_stores_positions(head, name), where=f"model {uri}")
     return ModelInfo("marian", "transformer", asdict(cfg), digests[name],
-                     {"hf_config": {k: hf[k] for k in sorted(hf) if not isinstance(hf[k], (dict, list))}}, digests)
+                     {"hf_config": {k: hf[k] for k in sorted(hf) if not isinstance(hf[k], (dict, list))}}, digests,
+                     _marian_languages(uri, storage_options))
+
+
+def _marian_languages(uri, storage_options) -> dict:
+    """OPUS-MT's tokenizer_config.json names its pair (source_lang, target_lang); {} when it does not."""
+    fs, root = resolve(uri, storage_options)
+    path = f"{root}/tokenizer_config.json"
+    if not fs.exists(path):
+        return {}
+    try:
+        conf = json.loads(fs.cat_file(path))
+    except ValueError:
+        return {}
+    pair = {"source": conf.get("source_lang"), "target": conf.get("target_lang")}
+    return {k: v for k, v in pair.items() if isinstance(v, str) and v}
 
 
 def _stores_positions(head: bytes, name: str) -> bool:

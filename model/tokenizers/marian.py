@@ -117,8 +117,9 @@ class MarianTokenizer:
         return bool(self.languages)
 
     def language_prefixes(self, source_lang: str | None, target_lang: str | None):
-        """([>>target<<], []) for a multilingual model; the source language is not marked. None: unknown target."""
-        if not target_lang:
+        """([>>target<<], []) for a multilingual model; the source language is not marked. None: unknown target.
+        A bilingual model has one target language: `target_lang` names it and changes nothing."""
+        if not target_lang or not self.multilingual:
             return [], []
         token = self.source_vocab.get(target_lang if target_lang.startswith(">>") else f">>{target_lang}<<")
         return None if token is None else ([token], [])

@@ -21,9 +21,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.columns import NSEG, SEG, STATUS, RowStatus
+from pipeline.columns import DETECTED, NSEG, SEG, STATUS, RowStatus
 from pipeline.documents.splitting import split_document
 from pipeline.inputs import compare_rows, decode_texts, same_values
+from pipeline.languages import majority_language
 from pipeline.settings import LanguageChoice
 
 
@@ -98,8 +99,10 @@ class DocumentUnit:
         return _READERS[self.format](text, lang)
 
     def _split_languages(self, table: pa.Table) -> list[str]:
-        """Each document's language for sentence splitting (sentencex takes the code before any "_")."""
-        return [code.strip("_").split("_")[0] for code in self.languages.of_rows(table)[0]]
+        """Each document's language for sentence splitting (sentencex takes the code before any "_"). With
+        --source-lang auto and no language column, the fallback language, else English rules: documents are
+        cut before their segments' languages are identified (the cut must be the same at the commit)."""
+        return [code.strip("_").split("_")[0] or "en" for code in self.languages.of_rows(table)[0]]
 
     def explode(self, id_column: str, source_column: str, languages=None):
         carried = self.languages.columns  # each segment keeps its document's language pair
@@ -187,6 +190,11 @@ class DocumentUnit:
         bounds = np.searchsorted(doc_of, np.arange(inputs.num_rows + 1))
         translated = merged.column("translation").to_pylist()
         seg_status = merged.column(STATUS).to_pylist()
+        seg_langs = None
+        if self.languages.detect:  # (no part file at all: no segment identified)
+            seg_langs = (merged.column(DETECTED).to_pylist() if DETECTED in merged.column_names
+                         else [None] * merged.num_rows)
+        doc_langs = []
         texts, invalid = decode_texts(inputs.column(source_column))  # a document that is not UTF-8 has no segments
         out_text, out_status, src_segs, tgt_segs = [], [], [], []
         missing = 0
@@ -200,7 +208,10 @@ class DocumentUnit:
             shown = [st for st, kept in zip(seg_status[lo:hi], layout.shown, strict=True) if kept]
             status = (RowStatus.INVALID_UTF8 if bad else RowStatus.UNPARSABLE if layout.unparsable
                       else document_status(text, shown, layout.cut))
-            untranslated = status in (RowStatus.EMPTY, RowStatus.UNSUPPORTED_LANGUAGE)
+            untranslated = status in (RowStatus.EMPTY, RowStatus.UNSUPPORTED_LANGUAGE, RowStatus.UNKNOWN_LANGUAGE)
+            if seg_langs is not None:  # the document's: the language of most of its identified characters
+                doc_langs.append(majority_language([x or "" for x in seg_langs[lo:hi]],
+                                                   [len(x) for x in layout.segments]) or None)
             out_text.append(None if bad else "" if untranslated else layout.fill([s or "" for s in segments]))
             out_status.append(status)
             src_segs.append(layout.segments)
@@ -210,6 +221,8 @@ class DocumentUnit:
                                "after translation; a re-run translates them")
         out = inputs.append_column("translation", pa.array(out_text, pa.string()))
         out = out.append_column(STATUS, pa.array(out_status, pa.string()))
+        if seg_langs is not None:
+            out = out.append_column(DETECTED, pa.array(doc_langs, pa.string()))
         if self.write_segments:
             out = out.append_column("source_segments", pa.array(src_segs, pa.list_(pa.string())))
             out = out.append_column("target_segments", pa.array(tgt_segs, pa.list_(pa.string())))
@@ -230,13 +243,18 @@ def document_status(text: str | None, segment_status: list[str], cut: bool = Fal
 
     One segment at the length limit makes the document length_limit: the document's translation holds that
     segment's cut translation (mostly a loop, issue 31) and nothing else in the output shows it, while
-    that a segment was split or truncated follows from the source's length. (unsupported_language and
-    empty come first: those documents have no translation at all.)
+    that a segment was split or truncated follows from the source's length. (unsupported_language,
+    unknown_language and empty come first: those documents have no translation at all. A document whose
+    every segment is in the target language is same_language; one with some segments in it is translated
+    around them, those copied.)
     """
     if not text or not text.strip():
         return RowStatus.EMPTY
-    if RowStatus.UNSUPPORTED_LANGUAGE in segment_status:
-        return RowStatus.UNSUPPORTED_LANGUAGE
+    for status in (RowStatus.UNSUPPORTED_LANGUAGE, RowStatus.UNKNOWN_LANGUAGE):
+        if status in segment_status:
+            return status
+    if segment_status and all(s in (RowStatus.SAME_LANGUAGE, RowStatus.EMPTY) for s in segment_status):
+        return RowStatus.SAME_LANGUAGE  # nothing in it needed translating (segments in the target language: copied)
     if RowStatus.LENGTH_LIMIT in segment_status:
         return RowStatus.LENGTH_LIMIT
     if RowStatus.TRUNCATED in segment_status:

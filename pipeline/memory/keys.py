@@ -28,8 +28,10 @@ MEMORY_TYPE = pa.struct([
 # translation of a segment the model sees: a sentence run and a document run share translations, and so do
 # runs with and without --write-scores. The row's languages are in its ids (multilingual models' language
 # tokens) and, for bilingual models, do not change the translation at all.
+# Language identification decides which rows are decoded, not what a decoded segment becomes; flags are read
+# off finished translations.
 NOT_IN_FINGERPRINT = ("unit", "format", "write_scores", "write_segments", "source_lang", "target_lang",
-                      "source_lang_column", "target_lang_column")
+                      "source_lang_column", "target_lang_column", "lang_confidence", "quality_flags")
 
 
 def memory_fingerprint(model_files: list, settings) -> str:

@@ -10,6 +10,7 @@ _HOMES = {
     "OutputLayout": "pipeline.output.layout",
     "claim_output": "pipeline.output.layout",
     "read_shard_stats": "pipeline.output.layout",
+    "FlagSpec": "pipeline.output.commit",
     "ShardProgress": "pipeline.output.commit",
     "commit_shard": "pipeline.output.commit",
     "HELD_EXIT_STATUS": "pipeline.output.lease",

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import posixpath
 from collections import Counter
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from fractions import Fraction
 
 import pyarrow as pa
@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.columns import (
+    FLAGS,
     SEG,
     STATUS,
 )
@@ -22,6 +23,7 @@ from pipeline.inputs import (
     KEPT_FILE,
     Columns,
     Shard,
+    decode_texts,
     input_version,
 )
 from pipeline.io import (
@@ -30,8 +32,30 @@ from pipeline.io import (
     table_to_parquet_bytes,
     write_bytes_atomic,
 )
+from pipeline.languages import flag_counts
 from pipeline.output.layout import DECODED_WITH, OutputLayout, part_files, read_shard_stats
 from pipeline.scoring import MetricOptions, bleu_tokenize_for, make_metrics, sentence_stats
+from pipeline.settings import LanguageChoice
+
+
+@dataclass(frozen=True)
+class FlagSpec:
+    """What the commit needs to flag rows (--quality-flags): the run's LanguageChoice (each row's target
+    language: --target-lang / --target-lang-column, else the model's declared one) and the identifier's
+    confidence threshold."""
+
+    languages: LanguageChoice
+    model_target: str = ""
+    min_confidence: float = 0.3
+
+    def of_rows(self, table: pa.Table, source_column: str) -> list[list[str]]:
+        from pipeline.languages import flag_rows
+        from pipeline.languages.stage import detector
+
+        targets = [t or self.model_target for t in self.languages.of_rows(table)[1]]
+        sources = decode_texts(table.column(source_column))[0]
+        return flag_rows(sources, table.column("translation").to_pylist(), table.column(STATUS).to_pylist(),
+                         targets, detector(self.min_confidence))
 
 
 class ShardProgress:
@@ -65,7 +89,8 @@ def status_counts(table: pa.Table) -> dict[str, int]:
 
 def commit_shard(shard: Shard, input_uri: str, output_uri: str, columns: Columns, added: list[pa.Field],
                  metrics: tuple[str, ...], metric_options: MetricOptions, storage_options: dict,
-                 unit=SENTENCES, languages=None, pair_bleu_tokenize: str = "auto", memory=None) -> dict:
+                 unit=SENTENCES, languages=None, pair_bleu_tokenize: str = "auto", memory=None,
+                 flags: FlagSpec | None = None) -> dict:
     """Merge a shard's kept rows and parts into translations/<shard> in input order, score it, write its stats.
 
     Checks that every input row is there exactly once (in document mode: every segment of every
@@ -74,6 +99,9 @@ def commit_shard(shard: Shard, input_uri: str, output_uri: str, columns: Columns
 
     `memory` (a ReuseSpec with a memory, and the run's LanguageChoice): the shard's new translations are
     written to the translation memory, and its reused ones refreshed, before the stats mark it committed.
+
+    `flags` (--quality-flags): each row's quality flags, computed here, on the whole shard, because the
+    length_ratio rule measures the usual ratio on the shard's own rows (pipeline/languages/flags.py).
     """
     in_fs, _ = resolve(input_uri, storage_options)
     out_fs, root = resolve(output_uri, storage_options)
@@ -92,10 +120,13 @@ def commit_shard(shard: Shard, input_uri: str, output_uri: str, columns: Columns
         input_schema = columns.rename(pq.read_schema(fh))
         fh.seek(0)
         inputs = columns.rename(pq.read_table(fh, columns=columns.in_input(unit.input_columns(columns))))
-    schema = pa.schema(list(input_schema) + added)
+    schema = pa.schema([*input_schema, *(f for f in added if f.name != FLAGS)])
     merged, decoded_with = _merge(shard.name, out_fs, parts_dir, inputs, schema, columns, unit)
     stats = {"shard": shard.name, "sentences": merged.num_rows, "status": status_counts(merged),
              "decoded_with": dict(decoded_with)}
+    if flags is not None:
+        merged = merged.append_column(FLAGS, pa.array(flags.of_rows(merged, columns.source), pa.list_(pa.string())))
+        stats["flags"] = flag_counts(merged.column(FLAGS).to_pylist())
     if shard.version is not None:
         stats["input"] = shard.version.as_dict()
     if columns.reference and metrics:
@@ -229,6 +260,8 @@ def pair_stats(merged: pa.Table, languages, reference: str | None, metrics: tupl
         tokenize = bleu_tokenize_for(targets[idx[0]], metric_options.bleu_tokenize)
         entry = {"sentences": len(idx), "status": status_counts(part), "target": targets[idx[0]],
                  "bleu_tokenize": tokenize}
+        if FLAGS in part.column_names:
+            entry["flags"] = flag_counts(part.column(FLAGS).to_pylist())
         if scored is not None:
             options = replace(metric_options, bleu_tokenize=tokenize)
             objs = make_metrics(options)

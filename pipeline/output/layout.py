@@ -62,7 +62,8 @@ class OutputLayout:
 ANY_VALUE = object()
 
 
-ADDED_LATER = {"no_repeat_ngram_size": 0, "model_files": ANY_VALUE, "format": "text"}
+ADDED_LATER = {"no_repeat_ngram_size": 0, "model_files": ANY_VALUE, "format": "text", "lang_confidence": 0.3,
+               "quality_flags": False}
 
 
 _MISSING = object()

@@ -21,9 +21,11 @@ from pipeline.scoring.metrics import MetricOptions, make_metrics, score_block
 def sum_stats(items: list[dict]) -> dict:
     """Sum per-group statistics dicts: sentences, status counts, null counts, metric sufficient statistics."""
     total = {"sentences": 0, "status": Counter(), "decoded_with": Counter(), "null_references": 0, "metrics": {}}
+    flags: Counter = Counter()
     for s in items:
         total["sentences"] += s["sentences"]
         total["status"].update(s.get("status", {}))
+        flags.update(s.get("flags", {}))
         total["decoded_with"].update(s.get("decoded_with", {}))
         total["null_references"] += s.get("null_references", 0)
         for name, vec in s.get("metrics", {}).items():
@@ -31,6 +33,8 @@ def sum_stats(items: list[dict]) -> dict:
             total["metrics"][name] = np.asarray(vec, dtype=np.float64) + (acc if acc is not None else 0)
     total["status"] = dict(total["status"])
     total["decoded_with"] = dict(total["decoded_with"])
+    if any("flags" in s for s in items):  # --quality-flags: rows per flag (pipeline/languages/flags.py)
+        total["flags"] = dict(flags)
     return total
 
 
@@ -42,6 +46,8 @@ def group_entry(stats: dict, metrics: dict) -> dict:
         entry["decoded_with"] = dict(sorted(stats["decoded_with"].items()))
     if "null_references" in stats and stats.get("metrics"):
         entry["null_references"] = stats["null_references"]
+    if "flags" in stats:
+        entry["flags"] = dict(stats["flags"])
     for reuse in ("duplicate_segments", "memory"):  # a shard's rows reused instead of decoded (pipeline/memory/)
         if reuse in stats:
             entry[reuse] = stats[reuse]
@@ -121,6 +127,8 @@ def report_markdown(report: dict, title: str) -> str:
     lines.append(f"**{overall['sentences']:,} {rows}.**")
     if overall.get("status"):
         lines.append("Status: " + ", ".join(f"{k} {v:,}" for k, v in overall["status"].items()) + ".")
+    if "flags" in overall:
+        lines.append("Quality flags (rows): " + ", ".join(f"{k} {v:,}" for k, v in overall["flags"].items()) + ".")
     lines.append("")
     names = list(overall["scores"])
     if names:

@@ -15,6 +15,8 @@ _HOMES = {
     "Tokenize": "pipeline.stages.tokenize",
     "Translator": "pipeline.stages.translate",
     "Detokenize": "pipeline.stages.detokenize",
+    "RoutedTokenize": "pipeline.stages.routed",
+    "RoutedDetokenize": "pipeline.stages.routed",
     "make_drop_done": "pipeline.stages.write",
     "write_parts": "pipeline.stages.write",
 }

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from pipeline.columns import PIECES, STATUS, TARGET_PREFIX, RowStatus, StageColumns
+from pipeline.columns import DETECTED, PIECES, STATUS, TARGET_PREFIX, RowStatus, StageColumns
 from pipeline.inputs import decode_texts
 
 
@@ -41,7 +41,7 @@ class Tokenize:
     """
 
     def __init__(self, model_uri: str, source_column: str, max_source_tokens: int, long_policy: str,
-                 storage_options: dict, languages=None):
+                 storage_options: dict, languages=None, model_languages=None):
         from model.formats import load_tokenizer
 
         self.tokenizer = load_tokenizer(model_uri, storage_options)
@@ -53,22 +53,31 @@ class Tokenize:
         self.eos = self.tokenizer.eos_id
         self.boundaries = self.tokenizer.sentence_end_ids()
         self.languages = languages
+        # --source-lang auto: rows not to decode (pipeline/languages/decide.py), against the model's language pair
+        self.model_languages = model_languages
         self.columns = self.declare(source_column, languages)
 
     @staticmethod
     def declare(source_column: str, languages=None) -> StageColumns:
-        return StageColumns("tokenize", (source_column, *(languages.columns if languages else ())),
+        detected = (DETECTED,) if languages is not None and languages.detect else ()
+        return StageColumns("tokenize", (source_column, *(languages.columns if languages else ()), *detected),
                             writes=(PIECES, TARGET_PREFIX, STATUS))
 
     def _prefixes(self, table: pa.Table) -> list:
-        """Per row (source prefix, target prefix), or None for a language the model lacks."""
+        """Per row (source prefix, target prefix), or a status for a row not to decode: unsupported_language
+        for a language the model lacks; with --source-lang auto, also unknown_language and same_language."""
         if self.languages is None:
             return [([], [])] * table.num_rows
+        from pipeline.languages import ModelLanguages, language_status
+
+        model = self.model_languages or ModelLanguages()
         cache: dict = {}
         out = []
         for pair in zip(*self.languages.of_rows(table), strict=True):
             if pair not in cache:
-                cache[pair] = self.tokenizer.language_prefixes(*pair)
+                status = language_status(*pair, model) if self.languages.detect else None
+                prefixes = self.tokenizer.language_prefixes(*pair) if status is None else status
+                cache[pair] = RowStatus.UNSUPPORTED_LANGUAGE if prefixes is None else prefixes
             out.append(cache[pair])
         return out
 
@@ -79,9 +88,11 @@ class Tokenize:
         encoded = self.tokenizer.source_ids(clean)
         pieces, status, targets = [], [], []
         for text, bad, ids, prefixes in zip(clean, invalid, encoded, self._prefixes(table), strict=True):
-            if bad or prefixes is None:
+            if bad or isinstance(prefixes, RowStatus):
                 pieces.append([])
-                status.append(RowStatus.INVALID_UTF8 if bad else RowStatus.UNSUPPORTED_LANGUAGE)
+                # An empty source is empty, whatever its (undetectable) language; unsupported as it always was.
+                empty = not text and prefixes != RowStatus.UNSUPPORTED_LANGUAGE
+                status.append(RowStatus.INVALID_UTF8 if bad else RowStatus.EMPTY if empty else prefixes)
                 targets.append([])
                 continue
             head, target = prefixes

@@ -13,7 +13,17 @@ from functools import partial
 import pyarrow as pa
 
 from model.decoding import DecodeConfig
-from pipeline.columns import HYP_IDS, MEMORY, PIECES, ROW_STATS, STATUS, TARGET_PREFIX, RowStatus, StageColumns
+from pipeline.columns import (
+    HYP_IDS,
+    MEMORY,
+    PIECES,
+    ROUTE,
+    ROW_STATS,
+    STATUS,
+    TARGET_PREFIX,
+    RowStatus,
+    StageColumns,
+)
 from pipeline.memory import MEMORY_COLUMN, MEMORY_TYPE, segment_keys
 from pipeline.output import row_stats_array
 from pipeline.runtime import peak_rss_mb
@@ -25,7 +35,8 @@ class Translator:
 
     def __init__(self, model_uri: str, decode: DecodeConfig, precision: str, max_tokens: int, torch_threads: int,
                  storage_options: dict, ensemble_uris: tuple[str, ...] = (), cpu_blas: str = "auto",
-                 engine: str = "ours", cpu_streams: int = 0, gpus_per_actor: float = 0.0, reuse=None):
+                 engine: str = "ours", cpu_streams: int = 0, gpus_per_actor: float = 0.0, reuse=None,
+                 route: int = -1):
         self.device = actor_device(gpus_per_actor)
         check_precision(precision, on_gpu=self.device.type != "cpu")
         self.streams = setup_threads(self.device, engine, torch_threads, cpu_streams)
@@ -46,13 +57,33 @@ class Translator:
             from pipeline.memory import Reuse
 
             self.reuse = Reuse(reuse)
-        self.columns = self.declare(reuse is not None)
+        # --model-for: this pool decodes the rows of its route and passes the others on (pipeline/languages/
+        # routing.py); -1: every row
+        self.route = route
+        self.columns = self.declare(reuse is not None, route)
 
     @staticmethod
-    def declare(reuse: bool) -> StageColumns:
-        """Reads the pieces (and TARGET_PREFIX, when there); with reuse it also records MEMORY."""
-        return StageColumns("translate", (PIECES, STATUS), drops=(PIECES, TARGET_PREFIX),
-                            writes=(HYP_IDS, "score", "nbest_scores", ROW_STATS, *((MEMORY,) if reuse else ())))
+    def declare(reuse: bool, route: int = -1) -> StageColumns:
+        """Reads the pieces (and TARGET_PREFIX, when there); with reuse it also records MEMORY. A routed pool
+        also reads the route and keeps the pieces for the pools after it."""
+        writes = (HYP_IDS, "score", "nbest_scores", ROW_STATS, *((MEMORY,) if reuse else ()))
+        if route >= 0:
+            return StageColumns(f"translate (route {route})", (PIECES, STATUS, ROUTE), writes=writes)
+        return StageColumns("translate", (PIECES, STATUS), drops=(PIECES, TARGET_PREFIX), writes=writes)
+
+    def __call__(self, table: pa.Table) -> pa.Table:
+        if self.route < 0:
+            return self._translate(table)
+        from pipeline.languages import merge_rows, route_indices
+
+        self.columns.check(table)
+        rows = route_indices(table, self.route)
+        if not rows:
+            return table
+        written = [STATUS, HYP_IDS, "score", "nbest_scores", ROW_STATS, *((MEMORY,) if self.reuse else ())]
+        mine = table.take(pa.array(rows, pa.int64()))  # without what the pools before this one wrote
+        part = self._translate(mine.drop_columns([c for c in written[1:] if c in mine.column_names]))
+        return merge_rows(table, rows, part, written)
 
     def _size_budget(self, gpus_per_actor: float) -> None:
         """A GPU actor without a set budget measures one from its share of the GPU (pipeline/runtime/gpu_budget.py)."""
@@ -70,7 +101,7 @@ class Translator:
               f"({self.budget.bytes_per_token / 1024:.1f} KiB per token measured, "
               f"{self.budget.available / 2**30:.1f} GiB of its {gpus_per_actor:g} GPU usable)", flush=True)
 
-    def __call__(self, table: pa.Table) -> pa.Table:
+    def _translate(self, table: pa.Table) -> pa.Table:
         self.columns.check(table)
         started = time.perf_counter()
         rows = table.column(PIECES).to_pylist()
