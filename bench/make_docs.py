@@ -362,6 +362,24 @@ GPU_ENGINES_CMD = ("python bench/engines.py --device cuda --precisions fp16,bf16
 PREEMPTION = "bench/results/preemption_cpu.json"
 
 
+def streams() -> list[str]:
+    """The job's one actor of several CPUs, at the default --cpu-streams (bench/translate_throughput.py): the
+    largest corpus of each translate_*.json on a machine without a GPU."""
+    out = []
+    for path, r in load("translate_*.json"):
+        cfg = r["config"]
+        if r["machine"].get("gpu") or cfg["cpus_per_actor"] < 2:
+            continue
+        runs = [r[k] for k in r if k.startswith("token_budget_sorted_x")] or [r["token_budget_sorted"]]
+        x = max(runs, key=lambda x: x["sentences"])
+        out.append(f"one actor of {cfg['cpus_per_actor']:g} CPUs ({machine(r)}) decoded "
+                   f"{x['target_tokens_per_actor_second']:.0f} target tokens per actor-second on "
+                   f"{x['sentences']:,} sentences, beam {cfg['beam_size']}, peaking at {x['actor_peak_rss_mb']:.0f} MB "
+                   f"(`{command(TRANSLATE_CMD, cfg, TRANSLATE_KEYS)}`, `{path}`; the same run without streams is "
+                   "not in bench/results/).")
+    return out or [f"not measured yet: `{TRANSLATE_CMD} --actors 1 --cpus-per-actor 2`."]
+
+
 def preemption() -> list[str]:
     """A worker node lost mid-run against an uninterrupted run (bench/preemption.py)."""
     path = os.path.join(ROOT, PREEMPTION)
@@ -915,7 +933,8 @@ def render() -> dict[str, str]:
     out = {"docs/performance.md": "\n".join(perf).rstrip() + "\n",
            "docs/results.md": "\n".join(a_lines).rstrip() + "\n"}
     blocks = {"README.md": [("figures", figures), ("memory", memory_formats()), ("ct2", ct2_sentence())],
-              "docs/operations.md": [("sizing", sizing()), ("preemption", preemption()), ("int8-help", int8_help())]}
+              "docs/operations.md": [("sizing", sizing()), ("preemption", preemption()), ("int8-help", int8_help()),
+                                     ("streams", streams())]}
     for path, named in blocks.items():
         with open(os.path.join(ROOT, path)) as f:
             text = f.read()
