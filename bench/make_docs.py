@@ -380,6 +380,28 @@ def streams() -> list[str]:
     return out or [f"not measured yet: `{TRANSLATE_CMD} --actors 1 --cpus-per-actor 2`."]
 
 
+TEST_SUITE_CMD = "python bench/test_suite.py"
+
+
+def test_suite() -> list[str]:
+    """How long `python -m pytest` took, per folder (bench/test_suite.py), for the README's Quickstart."""
+    found = load("test_suite.json")
+    if not found:
+        return [f"not measured yet (`{TEST_SUITE_CMD}` times it and writes `bench/results/test_suite.json`; "
+                "installation not included)."]
+    path, r = found[0]
+    args = " ".join(r["pytest_args"])
+    counts = f"{r['passed']:,} passed, {r['skipped']:,} skipped, {r['failed']:,} failed"
+    unit = "process-minutes" if r.get("xdist", True) else "minutes"
+    folders = ", ".join(f"{name} {f['test_seconds'] / 60:.0f}" for name, f in r["folders"].items())
+    return [f"on {machine(r)}, on {r['date']}, `{r['command']}` took {r['wall_seconds'] / 60:.0f} minutes "
+            f"({r['wall_seconds']:,.0f} s, {counts}, exit status {r['exit_status']}; installation not included). "
+            f"Summed test times per folder, in {unit}"
+            + (" (pytest-xdist runs tests in several processes at once, so these add up to more than the wall "
+               "time)" if r.get("xdist", True) else "")
+            + f": {folders} (`{TEST_SUITE_CMD}{' ' + args if args else ''}`, `{path}`)."]
+
+
 def preemption() -> list[str]:
     """A worker node lost mid-run against an uninterrupted run (bench/preemption.py)."""
     path = os.path.join(ROOT, PREEMPTION)
@@ -932,7 +954,8 @@ def render() -> dict[str, str]:
                 "[docs/operations.md](docs/operations.md#5-sizing-and-cost)."]
     out = {"docs/performance.md": "\n".join(perf).rstrip() + "\n",
            "docs/results.md": "\n".join(a_lines).rstrip() + "\n"}
-    blocks = {"README.md": [("figures", figures), ("memory", memory_formats()), ("ct2", ct2_sentence())],
+    blocks = {"README.md": [("figures", figures), ("memory", memory_formats()), ("ct2", ct2_sentence()),
+                             ("test-suite", test_suite())],
               "docs/operations.md": [("sizing", sizing()), ("preemption", preemption()), ("int8-help", int8_help()),
                                      ("streams", streams())]}
     for path, named in blocks.items():
