@@ -402,6 +402,61 @@ def test_suite() -> list[str]:
             + f": {folders} (`{TEST_SUITE_CMD}{' ' + args if args else ''}`, `{path}`)."]
 
 
+MARKUP = "bench/results/markup_cpu.json"
+PLACEMENT_ROWS = (("word", "one dictionary word (`dog` -> `Hund`)"), ("phrase", "an adjective and noun pair"),
+                  ("clause", "a \"while ...\" clause to the end of the sentence"), ("all", "all"))
+
+
+def markup() -> list[str]:
+    """HTML and Markdown documents against the same segments as rows (bench/markup.py), for the README."""
+    found = load(os.path.basename(MARKUP))
+    if not found:
+        return ["Not measured yet: `python bench/markup.py`."]
+    path, r = found[0]
+    cfg, html, md = r["config"], r["html"], r["markdown"]
+    cmd = "python bench/markup.py" + "".join(
+        f" --{k.replace('_', '-')} {cfg[k]}" for k in ("docs", "placement", "actors", "beam_size")
+        if k in cfg and cfg[k] != {"docs": 40, "placement": 300, "actors": 2, "beam_size": 5}[k])
+
+    def per_second(x: dict) -> str:
+        d, s = x["document_mode"], x["same_segments_as_rows"]
+        return (f"{d['segments_per_actor_second']:.1f} / {s['segments_per_actor_second']:.1f} "
+                f"({x['segments_per_actor_second_vs_rows']:.2f}x)")
+
+    rows = [("documents per second", *(f"{x['document_mode']['rows_per_second']:.2f}" for x in (html, md))),
+            ("segments per actor-second, document mode / the same segments as sentence rows",
+             per_second(html), per_second(md)),
+            (f"segments per document ({html['captions'] // html['documents']} captions; the rest: marks' extra "
+             "segments, attributes, headers)", *(f"{x['segments'] / x['documents']:.1f}" for x in (html, md))),
+            ("kept regions byte for byte / elements or structure kept",
+             *(f"{x['kept_regions_byte_for_byte']} / {x['structure_kept']}" for x in (html, md))),
+            ("BLEU of the documents' text / of their captions translated as rows",
+             *(f"{x['bleu_document_text']:.2f} / {x['bleu_captions_as_rows']:.2f}" for x in (html, md)))]
+    return ([f"Measured with the shipped model on {machine(r)}, {cfg['actors']} actors, beam {cfg['beam_size']} "
+             f"(`{cmd}`, [{path}]({path})), on {html['documents']} HTML pages and {md['documents']} Markdown files "
+             f"built from held-out captions (test_2016_flickr; {html['captions'] // html['documents']} captions "
+             "each, with inline tags, links, lists, a table, code, a script, a style, a comment and "
+             "`translate=\"no\"` text):", "", "| | HTML | Markdown |", "| --- | --- | --- |"]
+            + [f"| {' | '.join(row)} |" for row in rows])
+
+
+def markup_placement() -> list[str]:
+    """Tag placement on validation captions: the job's way, proportional position, cross-attention."""
+    found = load(os.path.basename(MARKUP))
+    if not found:
+        return ["Not measured yet: `python bench/markup.py`."]
+    p = found[0][1]["placement"]
+
+    def pct(way: str, kind: str) -> str:
+        return f"{p[way][kind]['accuracy']:.1%}"
+
+    return (["| tag around | cases | as the job places it | proportional position alone | cross-attention, last "
+             "decoder layer (measured only) |", "| --- | --- | --- | --- | --- |"]
+            + [f"| {label} | {p['alone'][kind]['known']} | {pct('alone', kind)} | "
+               f"{pct('proportional_only', kind)} | {pct('attention_layer-1', kind)} |"
+               for kind, label in PLACEMENT_ROWS])
+
+
 def preemption() -> list[str]:
     """A worker node lost mid-run against an uninterrupted run (bench/preemption.py)."""
     path = os.path.join(ROOT, PREEMPTION)
@@ -955,7 +1010,8 @@ def render() -> dict[str, str]:
     out = {"docs/performance.md": "\n".join(perf).rstrip() + "\n",
            "docs/results.md": "\n".join(a_lines).rstrip() + "\n"}
     blocks = {"README.md": [("figures", figures), ("memory", memory_formats()), ("ct2", ct2_sentence()),
-                             ("test-suite", test_suite())],
+                             ("test-suite", test_suite()),
+                             ("markup", markup()), ("markup-placement", markup_placement())],
               "docs/operations.md": [("sizing", sizing()), ("preemption", preemption()), ("int8-help", int8_help()),
                                      ("streams", streams())]}
     for path, named in blocks.items():
