@@ -362,6 +362,101 @@ GPU_ENGINES_CMD = ("python bench/engines.py --device cuda --precisions fp16,bf16
 PREEMPTION = "bench/results/preemption_cpu.json"
 
 
+def streams() -> list[str]:
+    """The job's one actor of several CPUs, at the default --cpu-streams (bench/translate_throughput.py): the
+    largest corpus of each translate_*.json on a machine without a GPU."""
+    out = []
+    for path, r in load("translate_*.json"):
+        cfg = r["config"]
+        if r["machine"].get("gpu") or cfg["cpus_per_actor"] < 2:
+            continue
+        runs = [r[k] for k in r if k.startswith("token_budget_sorted_x")] or [r["token_budget_sorted"]]
+        x = max(runs, key=lambda x: x["sentences"])
+        out.append(f"one actor of {cfg['cpus_per_actor']:g} CPUs ({machine(r)}) decoded "
+                   f"{x['target_tokens_per_actor_second']:.0f} target tokens per actor-second on "
+                   f"{x['sentences']:,} sentences, beam {cfg['beam_size']}, peaking at {x['actor_peak_rss_mb']:.0f} MB "
+                   f"(`{command(TRANSLATE_CMD, cfg, TRANSLATE_KEYS)}`, `{path}`; the same run without streams is "
+                   "not in bench/results/).")
+    return out or [f"not measured yet: `{TRANSLATE_CMD} --actors 1 --cpus-per-actor 2`."]
+
+
+TEST_SUITE_CMD = "python bench/test_suite.py"
+
+
+def test_suite() -> list[str]:
+    """How long `python -m pytest` took, per folder (bench/test_suite.py), for the README's Quickstart."""
+    found = load("test_suite.json")
+    if not found:
+        return [f"not measured yet (`{TEST_SUITE_CMD}` times it and writes `bench/results/test_suite.json`; "
+                "installation not included)."]
+    path, r = found[0]
+    args = " ".join(r["pytest_args"])
+    counts = f"{r['passed']:,} passed, {r['skipped']:,} skipped, {r['failed']:,} failed"
+    unit = "process-minutes" if r.get("xdist", True) else "minutes"
+    folders = ", ".join(f"{name} {f['test_seconds'] / 60:.0f}" for name, f in r["folders"].items())
+    return [f"on {machine(r)}, on {r['date']}, `{r['command']}` took {r['wall_seconds'] / 60:.0f} minutes "
+            f"({r['wall_seconds']:,.0f} s, {counts}, exit status {r['exit_status']}; installation not included). "
+            f"Summed test times per folder, in {unit}"
+            + (" (pytest-xdist runs tests in several processes at once, so these add up to more than the wall "
+               "time)" if r.get("xdist", True) else "")
+            + f": {folders} (`{TEST_SUITE_CMD}{' ' + args if args else ''}`, `{path}`)."]
+
+
+MARKUP = "bench/results/markup_cpu.json"
+PLACEMENT_ROWS = (("word", "one dictionary word (`dog` -> `Hund`)"), ("phrase", "an adjective and noun pair"),
+                  ("clause", "a \"while ...\" clause to the end of the sentence"), ("all", "all"))
+
+
+def markup() -> list[str]:
+    """HTML and Markdown documents against the same segments as rows (bench/markup.py), for the README."""
+    found = load(os.path.basename(MARKUP))
+    if not found:
+        return ["Not measured yet: `python bench/markup.py`."]
+    path, r = found[0]
+    cfg, html, md = r["config"], r["html"], r["markdown"]
+    cmd = "python bench/markup.py" + "".join(
+        f" --{k.replace('_', '-')} {cfg[k]}" for k in ("docs", "placement", "actors", "beam_size")
+        if k in cfg and cfg[k] != {"docs": 40, "placement": 300, "actors": 2, "beam_size": 5}[k])
+
+    def per_second(x: dict) -> str:
+        d, s = x["document_mode"], x["same_segments_as_rows"]
+        return (f"{d['segments_per_actor_second']:.1f} / {s['segments_per_actor_second']:.1f} "
+                f"({x['segments_per_actor_second_vs_rows']:.2f}x)")
+
+    rows = [("documents per second", *(f"{x['document_mode']['rows_per_second']:.2f}" for x in (html, md))),
+            ("segments per actor-second, document mode / the same segments as sentence rows",
+             per_second(html), per_second(md)),
+            (f"segments per document ({html['captions'] // html['documents']} captions; the rest: marks' extra "
+             "segments, attributes, headers)", *(f"{x['segments'] / x['documents']:.1f}" for x in (html, md))),
+            ("kept regions byte for byte / elements or structure kept",
+             *(f"{x['kept_regions_byte_for_byte']} / {x['structure_kept']}" for x in (html, md))),
+            ("BLEU of the documents' text / of their captions translated as rows",
+             *(f"{x['bleu_document_text']:.2f} / {x['bleu_captions_as_rows']:.2f}" for x in (html, md)))]
+    return ([f"Measured with the shipped model on {machine(r)}, {cfg['actors']} actors, beam {cfg['beam_size']} "
+             f"(`{cmd}`, [{path}]({path})), on {html['documents']} HTML pages and {md['documents']} Markdown files "
+             f"built from held-out captions (test_2016_flickr; {html['captions'] // html['documents']} captions "
+             "each, with inline tags, links, lists, a table, code, a script, a style, a comment and "
+             "`translate=\"no\"` text):", "", "| | HTML | Markdown |", "| --- | --- | --- |"]
+            + [f"| {' | '.join(row)} |" for row in rows])
+
+
+def markup_placement() -> list[str]:
+    """Tag placement on validation captions: the job's way, proportional position, cross-attention."""
+    found = load(os.path.basename(MARKUP))
+    if not found:
+        return ["Not measured yet: `python bench/markup.py`."]
+    p = found[0][1]["placement"]
+
+    def pct(way: str, kind: str) -> str:
+        return f"{p[way][kind]['accuracy']:.1%}"
+
+    return (["| tag around | cases | as the job places it | proportional position alone | cross-attention, last "
+             "decoder layer (measured only) |", "| --- | --- | --- | --- | --- |"]
+            + [f"| {label} | {p['alone'][kind]['known']} | {pct('alone', kind)} | "
+               f"{pct('proportional_only', kind)} | {pct('attention_layer-1', kind)} |"
+               for kind, label in PLACEMENT_ROWS])
+
+
 def preemption() -> list[str]:
     """A worker node lost mid-run against an uninterrupted run (bench/preemption.py)."""
     path = os.path.join(ROOT, PREEMPTION)
@@ -1003,8 +1098,11 @@ def render() -> dict[str, str]:
                 "[docs/operations.md](docs/operations.md#5-sizing-and-cost)."]
     out = {"docs/performance.md": "\n".join(perf).rstrip() + "\n",
            "docs/results.md": "\n".join(a_lines).rstrip() + "\n"}
-    blocks = {"README.md": [("figures", figures), ("memory", memory_formats()), ("ct2", ct2_sentence())],
-              "docs/operations.md": [("sizing", sizing()), ("preemption", preemption()), ("int8-help", int8_help())]}
+    blocks = {"README.md": [("figures", figures), ("memory", memory_formats()), ("ct2", ct2_sentence()),
+                             ("test-suite", test_suite()),
+                             ("markup", markup()), ("markup-placement", markup_placement())],
+              "docs/operations.md": [("sizing", sizing()), ("preemption", preemption()), ("int8-help", int8_help()),
+                                     ("streams", streams())]}
     for path, named in blocks.items():
         with open(os.path.join(ROOT, path)) as f:
             text = f.read()

@@ -183,10 +183,9 @@ class ComputeConfig:
                            "threads, sharing the actor's one copy of the model (0: one per torch thread; 1: one "
                            "batch at a time on every thread)")
     cpu_blas: str = arg("auto", help="library of CPU actors' fp32 products: openblas (the vocabulary projection "
-                        "and the encoder's products in numpy's OpenBLAS, ~1.5-2x MKL's speed on AMD CPUs at one "
-                        "thread), onednn (every linear "
-                        "layer in torch's oneDNN; ~1.15x at 2+ threads on AMD), torch (MKL on x86), auto (on AMD: "
-                        "onednn, except openblas for 1-thread actors on CPUs without AVX-512; elsewhere torch)",
+                        "and the encoder's products in numpy's OpenBLAS), onednn (every linear layer in torch's "
+                        "oneDNN), torch (MKL on x86), auto (on AMD: onednn, except openblas for 1-thread actors "
+                        "on CPUs without AVX-512; elsewhere torch; why, and how to measure it: README, The jobs)",
                         choices=CPU_BLAS)
     batch_rows: int = arg(0, help="rows per model-actor call, sorted by length inside the actor (0: 1,024 for CPU "
                           "actors, 8,192 for GPU actors, whose token budget holds many more rows at once)")
