@@ -66,17 +66,18 @@ def model_actor_pool(compute: ComputeConfig):
 
 def stage_columns(plan: PipelinePlan) -> list:
     """Each stage's declared columns, in pipeline order (pipeline/columns.py StageColumns)."""
-    from pipeline.columns import NSEG, PATH, SEG, StageColumns
+    from pipeline.columns import MARKED, NSEG, PATH, SEG, StageColumns
 
     settings, columns = plan.translation, plan.columns
     languages = tuple(settings.languages.columns)
+    marked = settings.unit == "document" and settings.format != "text"  # inline markup: placed by alignment
     stages = [Tokenize.declare(columns.source, settings.languages),
-              Translator.declare(plan.reuse is not None),
-              Detokenize.declare(settings.decode.nbest, settings.write_scores),
+              Translator.declare(plan.reuse is not None, marked),
+              Detokenize.declare(settings.decode.nbest, settings.write_scores, marked),
               StageColumns("write", (PATH, columns.id))]
     if settings.unit == "document":
         stages.insert(0, StageColumns("split documents", (PATH, columns.id, columns.source, *languages),
-                                      writes=(SEG, NSEG)))
+                                      writes=(SEG, NSEG, *((MARKED,) if marked else ()))))
     return stages
 
 
@@ -123,7 +124,8 @@ def build_pipeline(ds, plan: PipelinePlan):
     ds = ds.map_batches(
         Detokenize,
         fn_constructor_kwargs=dict(model_uri=model.uri, nbest=settings.decode.nbest,
-                                   write_scores=settings.write_scores, storage_options=so),
+                                   write_scores=settings.write_scores, storage_options=so,
+                                   source_column=plan.columns.source),
         batch_format="pyarrow", compute=cpu_pool, num_cpus=compute.cpus_per_stage,
     )
     return ds.map_batches(
