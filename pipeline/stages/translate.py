@@ -147,6 +147,8 @@ class Translator:
         which = [r for r, m in enumerate(marked) if m and self.aligner is not None and len(rows[r]) == 1
                  and per_row[r]["hyp_ids"] and per_row[r]["hyp_ids"][0]
                  and not (row_prefix is not None and row_prefix[r])]
+        if not which:
+            return out
         which.sort(key=lambda r: len(rows[r][0]) + len(per_row[r]["hyp_ids"][0]))
         cfg = self.aligner.cfg
         for at in range(0, len(which), batch_rows):

@@ -479,6 +479,13 @@ def test_marked_rows_get_the_attention_of_their_translation_and_a_word_alignment
     assert align[1:] == [None, None, None]
     words = out.column("translation").to_pylist()[0].split()
     assert align[0] is None or (len(align[0]) == len(words) and all(0 <= a < 3 for a in align[0]))
+    aligner, tr.aligner = tr.aligner, None  # an ensemble, CTranslate2: no attention, the same translations
+    try:
+        plain = tr(tok(table))
+    finally:
+        tr.aligner = aligner
+    assert plain.column(ATTENTION).to_pylist() == [None] * 4
+    assert plain.column(HYP_IDS).to_pylist() == translated.column(HYP_IDS).to_pylist()
 
 
 def test_word_alignment_sums_the_attention_of_each_words_pieces(tiny_checkpoint):
