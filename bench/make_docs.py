@@ -450,9 +450,16 @@ def markup_placement() -> list[str]:
     def pct(way: str, kind: str) -> str:
         return f"{p[way][kind]['accuracy']:.1%}"
 
-    return (["| tag around | cases | as the job places it | proportional position alone | cross-attention, last "
-             "decoder layer (measured only) |", "| --- | --- | --- | --- | --- |"]
-            + [f"| {label} | {p['alone'][kind]['known']} | {pct('alone', kind)} | "
+    if "job" not in p:  # a run from before the job aligned by attention: the extra segments were its way
+        return (["| tag around | cases | as the job places it | proportional position alone | cross-attention, last "
+                 "decoder layer (measured only) |", "| --- | --- | --- | --- | --- |"]
+                + [f"| {label} | {p['alone'][kind]['known']} | {pct('alone', kind)} | "
+                   f"{pct('proportional_only', kind)} | {pct('attention_layer-1', kind)} |"
+                   for kind, label in PLACEMENT_ROWS])
+    return (["| tag around | cases | as the job places it: alignment where sure, else extra segments | extra "
+             "segments alone (the job before alignment) | proportional position alone | cross-attention alone, "
+             "every tag (offline) |", "| --- | --- | --- | --- | --- | --- |"]
+            + [f"| {label} | {p['job'][kind]['known']} | {pct('job', kind)} | {pct('alone', kind)} | "
                f"{pct('proportional_only', kind)} | {pct('attention_layer-1', kind)} |"
                for kind, label in PLACEMENT_ROWS])
 

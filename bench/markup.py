@@ -15,7 +15,12 @@ dictionary (dog -> Hund, ...) in `<b>`, right if the tag wraps the one word of t
 its German stem (and at most two more); an adjective and noun pair of it in `<a>` (both words, at most two
 more); the clause from "while" to the end of the sentence in `<i>`, right if the tag runs from "während" to
 the last word. A case counts only where the model's translation holds the answer exactly once. Decoded in
-process with the pipeline's stages (no Ray); placed as the job does, and by proportional position alone.
+process with the pipeline's stages (no Ray); placed as the job does ("job": the model actor's cross-attention
+alignment where it is sure, else the marks' extra segments), by the extra segments alone (the job before
+alignment, "alone"), and by proportional position alone; the offline alignment of two decoder layers
+(`attention_spans`, every mark placed by it) for comparison.
+
+    python bench/markup.py --skip documents   # placement only (~5 min on 2 cores); updates "placement" in --out
 """
 
 from __future__ import annotations
@@ -277,7 +282,8 @@ def attention_spans(pairs: list[tuple[str, tuple[int, int], str]], layer: int) -
     """Where Bergamot/Marian-style tag projection would put each mark: (source sentence, the mark's character
     span, translation) -> the translation's word range [first, last] whose words' cross-attention (one decoder
     layer, heads averaged, teacher-forced on the translation) peaks on the mark's source words; None if no
-    word does. A measurement only: the model actors do not return attention (README, HTML and Markdown)."""
+    word does. Offline, to compare decoder layers: the job reads the last layer's through
+    `Transformer.cross_attention` (pipeline/stages/translate.py), and places only where it is sure."""
     import torch
 
     from model.architectures.transformer import MultiHeadAttention
@@ -343,33 +349,43 @@ def placement_bench(args, results: dict) -> None:
     import pyarrow as pa
 
     from model.decoding import DecodeConfig
+    from pipeline.columns import ALIGN, MARKED
     from pipeline.documents.markup import split_html
     from pipeline.stages import Detokenize, Tokenize, Translator
 
     cases = placement_cases(read("val.en.gz", args.data), args.placement)
     layouts = [split_html(doc) for _, doc, _ in cases]
     segments = [s for lay in layouts for s in lay.segments]
+    marked = [m for lay in layouts for m in lay.marked]
     tokenize = Tokenize(MODEL, "source", 256, "split", {})
     translator = Translator(MODEL, DecodeConfig(beam_size=args.beam_size), "fp32", 24000, 1, {})
     detokenize = Detokenize(MODEL, 1, False, {})
     t0 = time.time()
-    table = pa.table({"id": list(range(len(segments))), "source": segments})
-    done = detokenize(translator(tokenize(table))).column("translation").to_pylist()
+    table = pa.table({"id": list(range(len(segments))), "source": segments, MARKED: pa.array(marked, pa.bool_())})
+    out = detokenize(translator(tokenize(table)))
+    done, aligns = out.column("translation").to_pylist(), out.column(ALIGN).to_pylist()
     seconds = time.time() - t0
     scores: dict = {}
+    hows: dict = {}
     pos = 0
     for lay, (kind, _, answer) in zip(layouts, cases, strict=True):
         n = len(lay.segments)
-        got = done[pos:pos + n]
+        got, align = done[pos:pos + n], aligns[pos:pos + n]
         pos += n
-        # The marks' texts translated alone (Argos Translate's way), or not at all (where the words are).
-        for method, alone in (("alone", got), ("proportional_only", got[:1] + [""] * (n - 1))):
-            right = judge(kind, lay.fill(alone), got[0], answer)
+        # The job: alignment where sure, else the marks' texts translated alone (Argos Translate's way); the
+        # extra segments alone; or neither (where the words are).
+        for method, alone, al in (("job", got, align), ("alone", got, None),
+                                  ("proportional_only", got[:1] + [""] * (n - 1), None)):
+            right = judge(kind, lay.fill(alone, al), got[0], answer)
             if right is None:
                 continue
             score = scores.setdefault(method, {}).setdefault(kind, {"known": 0, "right": 0})
             score["known"] += 1
             score["right"] += right
+            if method == "job":
+                how = [m.how for p in lay.parts if hasattr(p, "segs") for m in p.segs[0].marks][0]
+                hows.setdefault(kind, {}).setdefault(how, 0)
+                hows[kind][how] += 1
     # Cross-attention alignment of the same translations (measured, not what the job does).
     known = [(kind, doc, answer, got) for (kind, doc, answer), got in zip(
         cases, _firsts(layouts, done), strict=True)]
@@ -396,7 +412,8 @@ def placement_bench(args, results: dict) -> None:
         known = sum(s["known"] for s in by_kind.values())
         by_kind["all"] = {"known": known, "accuracy": round(sum(s["right"] for s in by_kind.values()) / known, 3)}
     results["placement"] = {"cases": len(cases), "segments": len(segments), "decode_seconds": round(seconds, 1),
-                            **scores}
+                            "aligned_segments": sum(a is not None for a, m in zip(aligns, marked, strict=True) if m),
+                            "marked_segments": sum(marked), "job_placed_by": hows, **scores}
     print("placement", json.dumps(results["placement"], indent=1), flush=True)
 
 
@@ -446,6 +463,10 @@ def main() -> int:
         parsers_bench(os.path.join(ROOT, "bench", "results", "markup_parsers.json"))
         return 0
     results = {"machine": cpu_info(), "config": {k: v for k, v in vars(args).items() if k not in ("data", "out")}}
+    if args.skip == "documents" and os.path.exists(args.out):  # placement only: the documents' figures kept
+        with open(args.out) as f:
+            results = {**json.load(f), "placement_machine": results["machine"],
+                       "placement_config": results["config"]}
     if args.skip != "placement":
         placement_bench(args, results)
     if args.skip != "documents":

@@ -43,7 +43,13 @@ HYP_IDS = "__hyp_ids"  # list<list<int32>>: n-best target ids
 TARGET_PREFIX = "__target_prefix"  # list<int32>: tokens forced after the decoder's start (target language)
 ROW_STATS = "__row_stats"  # the per-row struct column the model actor adds
 ROUTE = "__route"  # int32, --model-for: the model route of the row (pipeline/languages/routing.py; 0: --model)
-INTERNAL = (PIECES, HYP_IDS, TARGET_PREFIX, ROW_STATS, ROUTE)
+# --format html|markdown: segments whose inline markup is placed by alignment (tags.py). MARKED (bool) flags
+# them, from the split stage; the model actor adds ATTENTION (list<float32>, its chosen translation's
+# cross-attention, target pieces x source pieces without EOS, row-major; null: none) and the detokenize stage
+# turns it into ALIGN (list<int32>: per word of the translation, the source word it attends to most; null:
+# no alignment), which stays in part files for the assembly.
+MARKED, ATTENTION, ALIGN = "__marked", "__attention", "__align"
+INTERNAL = (PIECES, HYP_IDS, TARGET_PREFIX, ROW_STATS, ROUTE, MARKED, ATTENTION)
 # The model actor's record of how each row's translation was had and what it was (pipeline/memory/keys.py
 # MEMORY_TYPE); unlike INTERNAL columns it stays in part files, for the shard's commit to write the memory.
 MEMORY = "__memory"
@@ -107,4 +113,4 @@ def reserved_columns() -> frozenset[str]:
     """Every column the job adds to an input row at some stage: Ray's `path`, the stages' internal columns and
     the output columns with every option on (the model actors add `score` and `nbest_scores` to every row)."""
     every = output_fields(nbest=2, write_scores=True, write_segments=True, detect=True, flags=True)
-    return frozenset([PATH, SEG, NSEG, MEMORY, *INTERNAL, *(f.name for f in every)])
+    return frozenset([PATH, SEG, NSEG, MEMORY, ALIGN, *INTERNAL, *(f.name for f in every)])

@@ -98,25 +98,27 @@ def model_actor_pool(compute: ComputeConfig, size: int = 0):
 
 def stage_columns(plan: PipelinePlan) -> list:
     """Each stage's declared columns, in pipeline order (pipeline/columns.py StageColumns)."""
-    from pipeline.columns import DETECTED, NSEG, PATH, SEG, StageColumns
+    from pipeline.columns import DETECTED, MARKED, NSEG, PATH, SEG, StageColumns
 
     settings, columns = plan.translation, plan.columns
     languages = tuple(settings.languages.columns)
     detect = settings.languages.detect
+    marked = marked_segments(settings)  # inline markup: placed by alignment
     same = columns.source if detect else ""
-    if plan.routes:
+    if plan.routes:  # routed pools place tags without attention
         stages = [RoutedTokenize.declare(columns.source, settings.languages),
                   *(Translator.declare(reuse is not None, r) for r, reuse in enumerate(route_reuse(plan))),
                   RoutedDetokenize.declare(settings.decode.nbest, settings.write_scores, same)]
     else:
-        stages = [Tokenize.declare(columns.source, settings.languages), Translator.declare(plan.reuse is not None),
-                  Detokenize.declare(settings.decode.nbest, settings.write_scores, same)]
+        stages = [Tokenize.declare(columns.source, settings.languages),
+                  Translator.declare(plan.reuse is not None, marked=marked),
+                  Detokenize.declare(settings.decode.nbest, settings.write_scores, detokenize_source(plan), marked)]
     stages.append(StageColumns("write", (PATH, columns.id)))
     if detect:
         stages.insert(0, StageColumns("detect languages", (columns.source,), writes=(DETECTED,)))
     if settings.unit == "document":
         stages.insert(0, StageColumns("split documents", (PATH, columns.id, columns.source, *languages),
-                                      writes=(SEG, NSEG)))
+                                      writes=(SEG, NSEG, *((MARKED,) if marked else ()))))
     return stages
 
 
@@ -204,9 +206,21 @@ def translate_stages(ds, plan: PipelinePlan, cpu_pool):
         Detokenize,
         fn_constructor_kwargs=dict(model_uri=model.uri, nbest=settings.decode.nbest,
                                    write_scores=settings.write_scores, storage_options=so,
-                                   source_column=plan.columns.source if settings.languages.detect else ""),
+                                   source_column=detokenize_source(plan), marked=marked_segments(settings)),
         batch_format="pyarrow", compute=cpu_pool, num_cpus=compute.cpus_per_stage,
     )
+
+
+def marked_segments(settings) -> bool:
+    """Whether segments may carry inline markup (MARKED), whose tags the attention places."""
+    return settings.unit == "document" and settings.format != "text"
+
+
+def detokenize_source(plan: PipelinePlan) -> str:
+    """The source column the detokenize stage reads: for same_language rows (--source-lang auto) and for
+    turning ATTENTION into word alignments (inline markup); "" where it needs none."""
+    settings = plan.translation
+    return plan.columns.source if settings.languages.detect or marked_segments(settings) else ""
 
 
 def route_reuse(plan: PipelinePlan) -> list:

@@ -37,5 +37,9 @@ class DecodingModel(Protocol):
     def encoding_products(self) -> list[tuple[torch.nn.Module, str]]:
         """(module, attribute) of the linear layers `encode` runs, which pipeline/runtime/blas.py may move."""
 
+    def cross_attention(self, src: torch.Tensor, tgt_in: torch.Tensor, layer: int = -1) -> torch.Tensor | None:
+        """Teacher forcing, for alignment (inline markup, pipeline/documents/markup/tags.py): the attention
+        (B, T, S) each target position pays the source; None where the architecture has none to give."""
+
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor, mix=None) -> torch.Tensor:
         """Teacher forcing: logits (B, T, V) for target inputs (B, T)."""

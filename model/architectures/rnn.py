@@ -261,6 +261,11 @@ class RNNSeq2Seq(nn.Module):
         return select_rows(state, index)
 
     # --- training -------------------------------------------------------------
+    def cross_attention(self, src: torch.Tensor, tgt_in: torch.Tensor, layer: int = -1) -> None:
+        """No alignment is read from the RNN (its attention is one vector per step, not kept): inline markup
+        is placed without it."""
+        return None
+
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor, mix=None) -> torch.Tensor:
         """Teacher forcing: src (B, S), tgt_in (B, T) starting with BOS -> logits (B, T, V).
 

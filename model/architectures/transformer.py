@@ -206,6 +206,16 @@ class MultiHeadAttention(nn.Module):
         """x (N, Tq, D) attends over k, v (B, H, Tk, d); mask broadcasts to (B, H, Tq, Tk)."""
         return self.attend_queries(self._heads(self.q_proj(x)), k, v, mask)
 
+    def weights(self, x: torch.Tensor, k: torch.Tensor, mask) -> torch.Tensor:
+        """The attention weights (B, H, Tq, Tk) that x (B, Tq, D) gives keys k (B, H, Tk, d) under mask (True
+        where a query may look): what `attend` averages the values with, spelled out (its kernels never
+        materialize them)."""
+        q = self._heads(self.q_proj(x))
+        scores = torch.matmul(q, k.transpose(-1, -2)) * q.size(-1) ** -0.5
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        return scores.float().softmax(-1)
+
     def attend_queries(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask) -> torch.Tensor:
         """Queries q (N, H, Tq, d) attend over k, v (B, H, Tk, d) -> (N, Tq, D), after the output projection.
 
@@ -294,6 +304,13 @@ class DecoderLayer(_Residual):
         x = self.residual(x, cross.attend(self.cross_attn, h), self.cross_norm)
         return self.residual(x, self.ffn(self.sublayer_input(x, self.ffn_norm)), self.ffn_norm), cache
 
+    def cross_weights(self, x, self_mask, cross) -> torch.Tensor:
+        """The cross-attention weights (B, H, Tq, S) this layer gives x (every position at once, under
+        self_mask) over cross (a GatheredCross)."""
+        h = self.sublayer_input(x, self.self_norm)
+        x = self.residual(x, self.self_attn.attend_queries(*self.self_attn.project_qkv(h), self_mask), self.self_norm)
+        return self.cross_attn.weights(self.sublayer_input(x, self.cross_norm), cross.k, cross.mask)
+
 
 class Transformer(nn.Module):
     arch = "transformer"
@@ -355,6 +372,10 @@ class Transformer(nn.Module):
     # --- decoding interface -------------------------------------------------
     def encode(self, src: torch.Tensor) -> TransformerMemory | RowMemory:
         """src (B, S) right-padded token ids ending in EOS."""
+        return encoder_memory(*self._encoded(src), self.cfg.n_heads, self.training)
+
+    def _encoded(self, src: torch.Tensor) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """The source's pad mask (B, S) and each decoder layer's cross-attention keys and values (B, S, D)."""
         pad_mask = src.ne(self.cfg.source_pad_id)  # (B, S)
         attn_mask = pad_mask[:, None, None, :]  # (B, 1, 1, S)
         x = self._embed("src", src)
@@ -362,8 +383,7 @@ class Transformer(nn.Module):
             x = layer(x, attn_mask)
         if self.cfg.pre_norm:
             x = self.enc_norm(x)
-        cross = [(layer.cross_attn.k_proj(x), layer.cross_attn.v_proj(x)) for layer in self.decoder]  # (B, S, D)
-        return encoder_memory(pad_mask, cross, self.cfg.n_heads, self.training)
+        return pad_mask, [(layer.cross_attn.k_proj(x), layer.cross_attn.v_proj(x)) for layer in self.decoder]
 
     def init_state(self, memory: TransformerMemory | RowMemory) -> TransformerState | StepCache:
         """An empty self-attention cache. On CPU, in fp32, with the C kernels built, the StepCache that is
@@ -410,6 +430,22 @@ class Transformer(nn.Module):
     def reorder(self, state: TransformerState | StepCache, index: torch.Tensor) -> TransformerState | StepCache:
         """Rows `index` of the state (lazily, see TransformerState and StepCache)."""
         return state.reordered(index)
+
+    def cross_attention(self, src: torch.Tensor, tgt_in: torch.Tensor, layer: int = -1) -> torch.Tensor:
+        """Teacher forcing, for alignment: src (B, S), tgt_in (B, T) starting with BOS -> the cross-attention
+        weights (B, T, S) of decoder layer `layer`, averaged over its heads (float32). Row t is the attention
+        of the position that predicts tgt_in[t + 1]; padded source positions get 0."""
+        pad_mask, cross = self._encoded(src)
+        memory = encoder_memory(pad_mask, cross, self.cfg.n_heads, training=True)  # the views as projected
+        T = tgt_in.size(1)
+        causal = torch.ones(T, T, dtype=torch.bool, device=tgt_in.device).tril()
+        last = layer % len(self.decoder)
+        x = self._embed("tgt", tgt_in)
+        for i, (dec, part) in enumerate(zip(self.decoder, memory.layers(), strict=True)):
+            if i == last:
+                return dec.cross_weights(x, causal, part).mean(1)
+            x, _ = dec(x, None, causal, part)
+        raise AssertionError("unreachable")
 
     # --- training -----------------------------------------------------------
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor, mix=None) -> torch.Tensor:

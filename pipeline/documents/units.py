@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from pipeline.columns import DETECTED, NSEG, SEG, STATUS, RowStatus
+from pipeline.columns import ALIGN, DETECTED, MARKED, NSEG, SEG, STATUS, RowStatus
 from pipeline.documents.splitting import split_document
 from pipeline.inputs import compare_rows, decode_texts, same_values
 from pipeline.languages import majority_language
@@ -108,21 +108,27 @@ class DocumentUnit:
         carried = self.languages.columns  # each segment keeps its document's language pair
 
         def split_documents(table: pa.Table) -> pa.Table:
-            """Ray Data stage: one row per segment to translate (path, id, __seg, __nseg, source, languages)."""
+            """Ray Data stage: one row per segment to translate (path, id, __seg, __nseg, source, languages;
+            --format html|markdown: __marked, the sentences whose inline tags an alignment places)."""
             rows: list[int] = []
-            segs, nsegs, texts = [], [], []
+            segs, nsegs, texts, marked = [], [], [], []
             for r, (text, lang) in enumerate(zip(decode_texts(table.column(source_column))[0],
                                                  self._split_languages(table), strict=True)):
-                segments = self.layout(text, lang).segments
+                layout = self.layout(text, lang)
+                segments = layout.segments
                 rows += [r] * len(segments)
                 segs += range(len(segments))
                 nsegs += [len(segments)] * len(segments)
                 texts += segments
+                if self.format != "text":
+                    marked += layout.marked
             take = pa.array(rows, pa.int64())
             out = {"path": table.column("path").take(take), id_column: table.column(id_column).take(take),
                    SEG: pa.array(segs, pa.int32()), NSEG: pa.array(nsegs, pa.int32()),
                    source_column: pa.array(texts, pa.string())}
             out.update({c: table.column(c).take(take) for c in carried if c not in out})
+            if self.format != "text":
+                out[MARKED] = pa.array(marked, pa.bool_())
             return pa.table(out)
 
         return split_documents
@@ -189,6 +195,8 @@ class DocumentUnit:
         doc_of = keys >> 32
         bounds = np.searchsorted(doc_of, np.arange(inputs.num_rows + 1))
         translated = merged.column("translation").to_pylist()
+        # Each segment's word alignment (inline markup, tags.py); none in part files written without it.
+        aligned = merged.column(ALIGN).to_pylist() if ALIGN in merged.column_names else None
         seg_status = merged.column(STATUS).to_pylist()
         seg_langs = None
         if self.languages.detect:  # (no part file at all: no segment identified)
@@ -212,7 +220,7 @@ class DocumentUnit:
             if seg_langs is not None:  # the document's: the language of most of its identified characters
                 doc_langs.append(majority_language([x or "" for x in seg_langs[lo:hi]],
                                                    [len(x) for x in layout.segments]) or None)
-            out_text.append(None if bad else "" if untranslated else layout.fill([s or "" for s in segments]))
+            out_text.append(None if bad else "" if untranslated else self._fill(layout, segments, aligned, lo, hi))
             out_status.append(status)
             src_segs.append(layout.segments)
             tgt_segs.append(segments)
@@ -227,6 +235,12 @@ class DocumentUnit:
             out = out.append_column("source_segments", pa.array(src_segs, pa.list_(pa.string())))
             out = out.append_column("target_segments", pa.array(tgt_segs, pa.list_(pa.string())))
         return out
+
+    def _fill(self, layout, segments: list, aligned: list | None, lo: int, hi: int) -> str:
+        texts = [s or "" for s in segments]
+        if aligned is None or self.format == "text":
+            return layout.fill(texts)
+        return layout.fill(texts, aligned[lo:hi])
 
     def scored_texts(self, table: pa.Table, reference_column: str) -> tuple[list[str], list[str]]:
         """Document-level scoring: each document one segment, whitespace normalised (line breaks and

@@ -1,6 +1,12 @@
 """The translate stage (an actor pool): id pieces -> n-best target ids, scores and per-row statistics.
 
 Each actor loads its model (or ensemble) once, on the device the plan gives it (pipeline/plan.py).
+
+Segments flagged MARKED (inline markup, --format html|markdown) also get ATTENTION: one teacher-forced pass
+of the source and the chosen translation reads the last decoder layer's cross-attention, heads averaged
+(`cross_attention`, model/architectures/contract.py), which places their tags (tags.py). An ensemble, an
+RNN, the CTranslate2 engine, a split source or a forced target prefix give none (null): the tags are placed
+without it.
 """
 
 from __future__ import annotations
@@ -14,7 +20,9 @@ import pyarrow as pa
 
 from model.decoding import DecodeConfig
 from pipeline.columns import (
+    ATTENTION,
     HYP_IDS,
+    MARKED,
     MEMORY,
     PIECES,
     ROUTE,
@@ -49,6 +57,10 @@ class Translator:
         else:
             self.model = load_decoder(uris, precision, self.device, cpu_blas, storage_options)
             self.search_batch = None  # model.decoding.beam on self.model
+        from model.decoding import Ensemble
+
+        # What reads the chosen translations' cross-attention (MARKED segments); None: no alignment.
+        self.aligner = None if engine == "ctranslate2" or isinstance(self.model, Ensemble) else self.model
         self._size_budget(gpus_per_actor)
         # Translations taken from the memory or from identical segments of the run (a ReuseSpec; None: decode
         # every row, as benchmarks and direct calls do).
@@ -63,13 +75,16 @@ class Translator:
         self.columns = self.declare(reuse is not None, route)
 
     @staticmethod
-    def declare(reuse: bool, route: int = -1) -> StageColumns:
-        """Reads the pieces (and TARGET_PREFIX, when there); with reuse it also records MEMORY. A routed pool
-        also reads the route and keeps the pieces for the pools after it."""
+    def declare(reuse: bool, route: int = -1, marked: bool = False) -> StageColumns:
+        """Reads the pieces (and TARGET_PREFIX, when there); with reuse it also records MEMORY; with MARKED rows
+        (`marked`) it writes their ATTENTION. A routed pool also reads the route and keeps the pieces for the
+        pools after it; its rows' tags are placed without attention (tags.py's other rules)."""
         writes = (HYP_IDS, "score", "nbest_scores", ROW_STATS, *((MEMORY,) if reuse else ()))
         if route >= 0:
             return StageColumns(f"translate (route {route})", (PIECES, STATUS, ROUTE), writes=writes)
-        return StageColumns("translate", (PIECES, STATUS), drops=(PIECES, TARGET_PREFIX), writes=writes)
+        marks = (MARKED,) if marked else ()
+        return StageColumns("translate", (PIECES, STATUS, *marks), drops=(PIECES, TARGET_PREFIX, *marks),
+                            writes=(*writes, *((ATTENTION,) if marked else ())))
 
     def __call__(self, table: pa.Table) -> pa.Table:
         if self.route < 0:
@@ -82,7 +97,7 @@ class Translator:
             return table
         written = [STATUS, HYP_IDS, "score", "nbest_scores", ROW_STATS, *((MEMORY,) if self.reuse else ())]
         mine = table.take(pa.array(rows, pa.int64()))  # without what the pools before this one wrote
-        part = self._translate(mine.drop_columns([c for c in written[1:] if c in mine.column_names]))
+        part = self._translate(mine.drop_columns([c for c in (*written[1:], MARKED) if c in mine.column_names]))
         return merge_rows(table, rows, part, written)
 
     def _size_budget(self, gpus_per_actor: float) -> None:
@@ -134,11 +149,46 @@ class Translator:
                  .append_column("nbest_scores", pa.array([o["nbest_scores"] for o in per_row],
                                                          pa.list_(pa.float64())))
                  .append_column(ROW_STATS, stats))
+        if MARKED in table.column_names:
+            attention = self._attention(table.column(MARKED).to_pylist(), rows, row_prefix, per_row)
+            table = (table.drop_columns([MARKED])
+                     .append_column(ATTENTION, pa.array(attention, pa.list_(pa.float32()))))
         if self.reuse is not None:
             memo = [None if k is None else {"key": k, "reuse": how, **per_row[r]}
                     for r, (k, how) in enumerate(zip(keys, labels, strict=True))]
             table = table.append_column(MEMORY_COLUMN, pa.array(memo, MEMORY_TYPE))
         return table
+
+    def _attention(self, marked: list, rows: list, row_prefix: list | None, per_row: list[dict],
+                   batch_rows: int = 32) -> list:
+        """Per row: the cross-attention its best translation pays its source, flattened (target pieces x source
+        pieces, EOS left out), for the MARKED rows that have it (one piece, no forced prefix); else None."""
+        import torch
+
+        out: list = [None] * len(rows)
+        which = [r for r, m in enumerate(marked) if m and self.aligner is not None and len(rows[r]) == 1
+                 and per_row[r]["hyp_ids"] and per_row[r]["hyp_ids"][0]
+                 and not (row_prefix is not None and row_prefix[r])]
+        if not which:
+            return out
+        which.sort(key=lambda r: len(rows[r][0]) + len(per_row[r]["hyp_ids"][0]))
+        cfg = self.aligner.cfg
+        for at in range(0, len(which), batch_rows):
+            batch = which[at:at + batch_rows]
+            srcs = [rows[r][0] for r in batch]
+            tgts = [[cfg.bos_id, *per_row[r]["hyp_ids"][0]] for r in batch]
+            src = torch.full((len(batch), max(map(len, srcs))), cfg.source_pad_id, dtype=torch.long)
+            tgt = torch.full((len(batch), max(map(len, tgts))), cfg.pad_id, dtype=torch.long)
+            for i, (s_ids, t_ids) in enumerate(zip(srcs, tgts, strict=True)):
+                src[i, :len(s_ids)], tgt[i, :len(t_ids)] = torch.tensor(s_ids), torch.tensor(t_ids)
+            with torch.inference_mode():
+                weights = self.aligner.cross_attention(src.to(self.device), tgt.to(self.device))
+            if weights is None:
+                return out
+            weights = weights.float().cpu()
+            for i, r in enumerate(batch):  # row t predicts target piece t; the source without its EOS
+                out[r] = weights[i, :len(tgts[i]) - 1, :len(srcs[i]) - 1].reshape(-1).tolist()
+        return out
 
     def _decode(self, rows: list, row_prefix: list | None, cost: dict, which: list[int]) -> dict[int, dict]:
         """Decode rows `which` (each a list of pieces) in token-budget batches: row -> its outcome (n-best ids,

@@ -92,6 +92,8 @@ def translate_parts(tmp_path, path, unit, translate, batch_rows=3, stages=None):
             done = translated.slice(start, batch_rows)
             part = part.append_column("translation", done.column("translation"))
             part = part.append_column("status", done.column("status")).drop_columns(["path"])
+            if "__align" in done.column_names:  # the detokenize stage's word alignment (inline markup)
+                part = part.append_column("__align", done.column("__align"))
         else:
             texts = [translate(s) for s in part.column("source").to_pylist()]
             part = part.append_column("translation", pa.array(texts))
@@ -248,3 +250,26 @@ def test_a_loop_in_a_marks_extra_segment_is_not_the_documents_status(tmp_path):
     commit_shard(shard, str(path), out, columns, output_fields(1, False, False), (), MetricOptions(), {}, unit)
     rows = pq.read_table(tmp_path / "out" / "translations" / "docs.parquet").to_pylist()
     assert rows[0]["status"] == "ok" and rows[0]["translation"] == '<p>A DOG <a href="/d">RUNS</a>.</p>'
+
+
+def test_the_split_stage_flags_tagged_sentences_and_their_alignment_places_the_tags(tmp_path):
+    """Sentences with inline tags are flagged for the model actor (it returns their cross-attention); the word
+    alignment the part files carry places the tags, over what the mark's extra segment would say."""
+    from pipeline.columns import ALIGN, MARKED
+
+    path = write_shard(tmp_path, ['<p>A dog <a href="/d">runs</a>.</p>', "<p>No tags.</p>"])
+    unit = DocumentUnit(format="html")
+    said = {"A dog runs.": "Ein Hund rennt.", "runs": "Hund", "No tags.": "Keine Tags."}
+
+    def stages(segments):
+        assert segments.column(MARKED).to_pylist() == [True, False, False]
+        sources = segments.column("source").to_pylist()
+        return pa.table({"translation": [said[s] for s in sources], "status": ["ok"] * len(sources),
+                         ALIGN: pa.array([[0, 1, 2] if s == "A dog runs." else None for s in sources],
+                                         pa.list_(pa.int32()))})
+
+    out, _ = translate_parts(tmp_path, path, unit, None, stages=stages)
+    _, (shard,), columns, _ = discover_shards(str(path), "id", "source", "reference")
+    commit_shard(shard, str(path), out, columns, output_fields(1, False, False), (), MetricOptions(), {}, unit)
+    rows = pq.read_table(tmp_path / "out" / "translations" / "docs.parquet").to_pylist()
+    assert [r["translation"] for r in rows] == ['<p>Ein Hund <a href="/d">rennt</a>.</p>', "<p>Keine Tags.</p>"]

@@ -152,3 +152,17 @@ def test_a_page_over_the_size_limit_is_unparsable_and_comes_back_unchanged(monke
     page = "<p>" + "A dog runs. " * 20 + "</p>"
     layout = split_html(page)
     assert layout.unparsable and layout.segments == [] and layout.fill([]) == page
+
+
+def test_sentences_with_inline_tags_are_marked_and_their_alignment_places_the_tags():
+    """The split stage flags the sentences whose tags an alignment places (the model actor then reads their
+    cross-attention); `fill` takes one alignment per segment (None: the extra segment's way)."""
+    from pipeline.documents.markup import split_html
+
+    layout = split_html("<p>A man with a <b>red dog</b> runs.</p>\n<p>No tags here.</p>")
+    assert layout.segments == ["A man with a red dog runs.", "red dog", "No tags here."]
+    assert layout.marked == [True, False, False]
+    translations = ["Ein Mann mit einem roten Hund rennt.", "Mann", "Keine Tags hier."]
+    aligned = layout.fill(translations, [[0, 1, 2, 3, 4, 5, 6], None, None])
+    assert aligned == "<p>Ein Mann mit einem <b>roten Hund</b> rennt.</p>\n<p>Keine Tags hier.</p>"
+    assert layout.fill(translations) == "<p>Ein <b>Mann</b> mit einem roten Hund rennt.</p>\n<p>Keine Tags hier.</p>"

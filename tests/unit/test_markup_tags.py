@@ -11,8 +11,8 @@ def wrap(source: str, words: str, name: str = "b", alone: int = -1) -> Mark:
     return Mark(start, start + len(words), f"<{name}>", f"</{name}>", alone=alone)
 
 
-def placed(source, translation, marks, alone=()):
-    place(source, translation, marks, list(alone))
+def placed(source, translation, marks, alone=(), align=None):
+    place(source, translation, marks, list(alone), align)
     return render(translation, marks, str)
 
 
@@ -100,9 +100,46 @@ def test_random_marks_and_translations_are_always_balanced_never_dropped_or_doub
                 stack.append(m)
         translation = " ".join(rng.choice(vocab) for _ in range(rng.randint(0, 12)))
         alone = [" ".join(rng.choice(vocab) for _ in range(rng.randint(0, 3))) for _ in marks]
-        out = placed(source, translation, roots, alone)
+        n_words = len(translation.split()) + rng.choice([0, 0, 0, 1])  # now and then one that does not fit
+        align = rng.choice([None, [rng.randint(-1, len(words)) for _ in range(n_words)]])
+        out = placed(source, translation, roots, alone, align)
         for m in marks:
             name = m.open[1:-1]
             assert out.count(m.open) == 1, (source, translation, out)
             assert out.count(f"</{name}>") == (m.kind == "wrap")
         assert balanced(out, [m.open[1:-1] for m in marks if m.kind == "wrap"]), out
+
+
+def test_a_sure_alignment_places_the_tag_on_the_aligned_words():
+    """Each word of the translation names the source word the model attended to most (the model actor's
+    cross-attention): the mark goes around the translated words aligned to its words, wherever they went."""
+    source = "A man with a red dog runs."
+    translation = "Ein Mann mit einem roten Hund rennt."
+    mark = wrap(source, "red dog", alone=0)
+    out = placed(source, translation, [mark], ["Mann"], align=[0, 1, 2, 3, 4, 5, 6])  # "alone" would say Mann
+    assert out == "Ein Mann mit einem <b>roten Hund</b> rennt." and mark.how == "aligned"
+    source = "He saw the car that was red."
+    mark = wrap(source, "saw", "i", alone=0)
+    out = placed(source, "Er hat das rote Auto gesehen.", [mark], ["sah"], align=[0, 0, 2, 6, 3, 1])
+    assert out == "Er hat das rote Auto <i>gesehen</i>." and mark.how == "aligned"  # the last word, not "hat"
+
+
+def test_an_unsure_alignment_falls_back_to_the_text_translated_alone():
+    source = "A man with a red dog runs."
+    translation = "Ein Mann mit einem roten Hund rennt."
+    for align in ([0, 4, 2, 3, 1, 1, 5], [0, 1, 2], None, [0, 1, 2, 3, 3, 3, 6]):  # scattered, misfit, none, no hit
+        mark = wrap(source, "red dog", alone=0)
+        out = placed(source, translation, [mark], ["roter Hund"], align=align)
+        assert out == "Ein Mann mit einem <b>roten Hund</b> rennt." and mark.how == "alone", align
+
+
+def test_aligned_marks_stay_nested_and_siblings_never_cross():
+    source = "A red dog and a cat play."
+    translation = "Ein roter Hund und eine Katze spielen."
+    inner = wrap(source, "dog", "b")
+    outer = Mark(source.index("red"), source.index("dog") + 3, "<a>", "</a>", children=[inner])
+    cat = wrap(source, "cat", "i")
+    # The alignment puts "Katze" on "dog" too: the sibling placed first keeps it, each tag still written once.
+    out = placed(source, translation, [outer, cat], align=[0, 1, 2, 3, 4, 2, 6])
+    assert out.count("<a>") == out.count("</a>") == out.count("<b>") == out.count("<i>") == 1
+    assert out.startswith("Ein <a>roter <b>Hund</b></a> und") and balanced(out, ["a", "b", "i"]), out

@@ -204,3 +204,41 @@ def test_beams_sharing_one_memory_row_equal_a_copy_per_beam():
     mixed = Ensemble([make(MODELS[0][1]), make(MODELS[1][1])])
     assert not mixed.shares_memory_across_beams
     assert len(beam_search(mixed, src, cfg)) == src.size(0)
+
+
+@pytest.mark.parametrize("layer", [0, -1])
+def test_cross_attention_is_the_layers_own_attention_heads_averaged(monkeypatch, layer):
+    """Transformer.cross_attention (alignment for inline markup) returns what the chosen decoder layer's
+    cross-attention computes in a plain teacher-forced forward, read off its queries and keys there."""
+    from model.architectures.transformer import MultiHeadAttention
+    from model.kernels import cpu_kernels
+
+    model = make(lambda: tiny_transformer(VOCAB))
+    seqs, src = mixed_batch()
+    tgt = torch.tensor([[2] + [5 + (i + j) % 9 for j in range(6)] for i in range(len(seqs))])
+    cross = model.decoder[layer].cross_attn
+    seen = {}
+    original = MultiHeadAttention.attend_queries
+
+    def spy(self, q, k, v, mask):
+        if self is cross:
+            scores = (q @ k.transpose(-1, -2)) / q.size(-1) ** 0.5
+            seen["w"] = scores.masked_fill(~mask, float("-inf")).softmax(-1).mean(1)
+        return original(self, q, k, v, mask)
+
+    monkeypatch.setattr(MultiHeadAttention, "attend_queries", spy)
+    monkeypatch.setattr(cpu_kernels, "apply_to", lambda tensor: False)  # torch's attention, where the spy sees it
+    with torch.no_grad():
+        model(src, tgt)
+        got = model.cross_attention(src, tgt, layer)
+    assert got.shape == (len(seqs), tgt.size(1), src.size(1))
+    torch.testing.assert_close(got, seen["w"])
+    assert torch.equal(got.argmax(-1), seen["w"].argmax(-1))
+    assert torch.all(got.masked_select(~src.ne(PAD_ID)[:, None, :].expand_as(got)) == 0)  # padding: none
+    torch.testing.assert_close(got.sum(-1), torch.ones(got.shape[:2]))
+
+
+def test_an_rnn_gives_no_cross_attention():
+    model = make(MODELS[1][1])
+    _, src = mixed_batch()
+    assert model.cross_attention(src, torch.tensor([[2, 5, 6]] * src.size(0))) is None

@@ -480,3 +480,52 @@ def test_the_pool_and_its_calls_are_sized_to_the_input():
     gpus = ClusterView(node_cpus=(8,), gpus=0, max_gpus=8, source="autoscaler")
     assert sized([], 20_000, gpus) == (0, 1, 3, 8192)  # an autoscaled pool grows to no more actors than calls
     assert sized([], 5_000_000, gpus) == (0, 1, 8, 8192)
+
+
+def test_marked_rows_get_the_attention_of_their_translation_and_a_word_alignment(stages):
+    """--format html|markdown: sentences with inline tags (MARKED) come back with the model's cross-attention
+    (target pieces x source pieces, no EOS), which the detokenize stage turns into one source word per word of
+    the translation (pipeline/documents/markup/tags.py places the tags by it)."""
+    from pipeline.columns import ALIGN, ATTENTION, MARKED
+
+    tok, tr, detok = stages
+    table = pa.table({"id": ["a", "b", "c", "d"], "source": ["A dog runs.", "Two girls.", LONG, "   "],
+                      MARKED: [True, False, True, True]})
+    translated = tr(tok(table))
+    assert MARKED not in translated.column_names
+    attention, hyps = translated.column(ATTENTION).to_pylist(), translated.column(HYP_IDS).to_pylist()
+    pieces = tok(table).column(PIECES).to_pylist()
+    assert attention[1] is None and attention[2] is None and attention[3] is None  # unmarked, split, empty
+    assert len(attention[0]) == len(hyps[0][0]) * (len(pieces[0][0]) - 1)
+    out = detok(translated)
+    assert ATTENTION not in out.column_names
+    align = out.column(ALIGN).to_pylist()
+    assert align[1:] == [None, None, None]
+    words = out.column("translation").to_pylist()[0].split()
+    assert align[0] is None or (len(align[0]) == len(words) and all(0 <= a < 3 for a in align[0]))
+    aligner, tr.aligner = tr.aligner, None  # an ensemble, CTranslate2: no attention, the same translations
+    try:
+        plain = tr(tok(table))
+    finally:
+        tr.aligner = aligner
+    assert plain.column(ATTENTION).to_pylist() == [None] * 4
+    assert plain.column(HYP_IDS).to_pylist() == translated.column(HYP_IDS).to_pylist()
+
+
+def test_word_alignment_sums_the_attention_of_each_words_pieces(tiny_checkpoint):
+    from model.formats import load_tokenizer
+    from pipeline.stages.detokenize import word_alignment
+
+    tokenizer = load_tokenizer(tiny_checkpoint, {})
+    source, translation = "A dog runs quickly.", "Schnell rennt ein Hund."
+    src = [len(p) for p in tokenizer.source_ids(source.split())]
+    tgt = tokenizer.encode_target(translation.split())
+    hyp = [t for w in tgt for t in w]
+    want = [3, 2, 0, 1]
+    rows = []
+    for j, w in enumerate(tgt):
+        for _ in w:  # each piece of target word j attends to the pieces of source word want[j]
+            rows += [1.0 / src[want[j]] if k == want[j] else 0.0 for k, n in enumerate(src) for _ in range(n)]
+    assert word_alignment(tokenizer, source, translation, hyp, rows) == want
+    assert word_alignment(tokenizer, source, translation, hyp[:-1], rows) is None  # not the pieces written
+    assert word_alignment(tokenizer, source + " x", translation, hyp, rows) is None  # not the source read

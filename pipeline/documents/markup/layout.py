@@ -72,7 +72,11 @@ class AttrPart:
     def shown(self) -> list[bool]:
         return [True] * len(self.sources)
 
-    def render(self, translations: list[str]) -> str:
+    @property
+    def marked(self) -> list[bool]:
+        return [False] * len(self.sources)
+
+    def render(self, translations: list[str], alignments=None) -> str:
         return tag_raw(self.piece, iter(translations))
 
 
@@ -112,9 +116,16 @@ class RunPart:
         extra = sum(len(s.alone) for s in self.segs)
         return [True] * len(self.segs) + [False] * extra + [True] * (len(self.sources) - len(self.segs) - extra)
 
-    def render(self, translations: list[str]) -> str:
+    @property
+    def marked(self) -> list[bool]:
+        """Sentences with inline elements that wrap words: their translations' alignment places the tags."""
+        wraps = [any(m.kind == "wrap" for m in _all_marks(s.marks)) for s in self.segs]
+        return wraps + [False] * (len(self.sources) - len(self.segs))
+
+    def render(self, translations: list[str], alignments: list | None = None) -> str:
         n = len(self.segs)
         main, rest = translations[:n], iter(translations[n:])
+        aligns = list(alignments[:n]) if alignments is not None else [None] * n
         alone = [[next(rest) for _ in s.alone] for s in self.segs]
         raws = [tag_raw(p, rest) for p in self.pieces]
         out, done = [], set()
@@ -123,19 +134,25 @@ class RunPart:
                 out.append(raws[i])
             elif owner not in done:
                 done.add(owner)
-                out.append(self._segment(self.segs[owner], main[owner], alone[owner], raws))
+                out.append(self._segment(self.segs[owner], main[owner], alone[owner], raws, aligns[owner]))
         return "".join(out)
 
-    def _segment(self, seg: _Segment, translation: str, alone: list[str], raws: list[str]) -> str:
+    def _segment(self, seg: _Segment, translation: str, alone: list[str], raws: list[str], align=None) -> str:
         if translation == seg.source:  # copied by the model (or an identity translator): the source bytes
             return "".join(raws[i] for i in seg.pieces)
         _set_raws(seg.marks, raws)
-        place(seg.source, translation, seg.marks, alone)
+        place(seg.source, translation, seg.marks, alone, align)
         # Whitespace the segment holds before its first word and after its last stays outside its markup.
         edge = [i for i in seg.pieces if self.pieces[i].plain.strip()]
         lead = "".join(raws[i] for i in seg.pieces if i < edge[0] and self.pieces[i].kind == TEXT)
         trail = "".join(raws[i] for i in seg.pieces if i > edge[-1] and self.pieces[i].kind == TEXT)
         return lead + render(translation, seg.marks, self.escape) + trail
+
+
+def _all_marks(marks: list[Mark]):
+    for m in marks:
+        yield m
+        yield from _all_marks(m.children)
 
 
 def _set_raws(marks: list[Mark], raws: list[str]) -> None:
@@ -423,18 +440,28 @@ class MarkupLayout:
         its status, a loop on a lone word, is not the document's)."""
         return [x for p in self.parts if not isinstance(p, str) for x in p.shown]
 
-    def fill(self, translations: list[str]) -> str:
-        """The document with every segment's translation put in its place (in `segments`' order)."""
+    @property
+    def marked(self) -> list[bool]:
+        """Per segment, whether it is a sentence whose inline tags an alignment of its translation places
+        (the model actor reads its cross-attention, pipeline/stages/translate.py)."""
+        return [x for p in self.parts if not isinstance(p, str) for x in p.marked]
+
+    def fill(self, translations: list[str], alignments: list | None = None) -> str:
+        """The document with every segment's translation put in its place (in `segments`' order); `alignments`,
+        per segment, the source word each word of its translation is aligned to (None: none, tags.py)."""
         want = len(self.segments)
         if len(translations) != want:
             raise ValueError(f"{len(translations)} translations for {want} segments")
+        if alignments is not None and len(alignments) != want:
+            raise ValueError(f"{len(alignments)} alignments for {want} segments")
         out, pos = [], 0
         for p in self.parts:
             if isinstance(p, str):
                 out.append(p)
             else:
                 n = len(p.sources)
-                out.append(p.render(list(translations[pos:pos + n])))
+                out.append(p.render(list(translations[pos:pos + n]),
+                                    None if alignments is None else list(alignments[pos:pos + n])))
                 pos += n
         return "".join(out)
 

@@ -220,10 +220,10 @@ class _LineStart:
     ("3\\. Preis", "\\- weniger")."""
 
     def __init__(self, part):
-        self.part, self.sources, self.shown = part, part.sources, part.shown
+        self.part, self.sources, self.shown, self.marked = part, part.sources, part.shown, part.marked
 
-    def render(self, translations: list[str]) -> str:
-        text = self.part.render(translations)
+    def render(self, translations: list[str], alignments: list | None = None) -> str:
+        text = self.part.render(translations, alignments)
         if translations == self.sources:
             return text
         m = _BLOCK_START.match(text)
