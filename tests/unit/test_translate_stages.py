@@ -482,13 +482,15 @@ def test_the_pool_and_its_calls_are_sized_to_the_input():
     assert sized([], 5_000_000, gpus) == (0, 1, 8, 8192)
 
 
-def test_marked_rows_get_the_attention_of_their_translation_and_a_word_alignment(stages):
+def test_marked_rows_get_the_attention_of_their_translation_and_a_word_alignment(stages, tiny_checkpoint):
     """--format html|markdown: sentences with inline tags (MARKED) come back with the model's cross-attention
     (target pieces x source pieces, no EOS), which the detokenize stage turns into one source word per word of
     the translation (pipeline/documents/markup/tags.py places the tags by it)."""
     from pipeline.columns import ALIGN, ATTENTION, MARKED
 
-    tok, tr, detok = stages
+    tok, tr, _ = stages
+    detok = Detokenize(tiny_checkpoint, nbest=1, write_scores=True, storage_options={}, source_column="source",
+                       marked=True)  # as pipeline/plan.py builds it for --format html|markdown
     table = pa.table({"id": ["a", "b", "c", "d"], "source": ["A dog runs.", "Two girls.", LONG, "   "],
                       MARKED: [True, False, True, True]})
     translated = tr(tok(table))
