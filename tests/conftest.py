@@ -124,18 +124,10 @@ FOLDER_MARKERS = {"integration": pytest.mark.integration, "e2e": pytest.mark.e2e
 
 
 def pytest_itemcollected(item):
-    """Each test's marker from its folder, set as it is collected (before `-m` selects). Every test that starts
-    Ray goes to the one process of the group "ray" (pytest-xdist's loadgroup), in collection order."""
+    """Each test's marker from its folder, set as it is collected (before `-m` selects)."""
     folder = os.path.relpath(str(item.path), os.path.join(ROOT, "tests")).split(os.sep)[0]
     if folder in FOLDER_MARKERS:
         item.add_marker(FOLDER_MARKERS[folder])
-        item.add_marker(pytest.mark.xdist_group("ray"))
-
-
-def pytest_xdist_auto_num_workers(config):
-    """`-n auto`: one process per CPU, at least two (the Ray tests keep one busy), at most eight (beyond that
-    the unit tests' start-up outweighs what a process adds)."""
-    return max(2, min(len(os.sched_getaffinity(0)), 8))
 
 
 def pytest_collection_modifyitems(config, items):
