@@ -392,13 +392,13 @@ def test_suite() -> list[str]:
     path, r = found[0]
     args = " ".join(r["pytest_args"])
     counts = f"{r['passed']:,} passed, {r['skipped']:,} skipped, {r['failed']:,} failed"
-    unit = "process-minutes" if r.get("xdist", True) else "minutes"
+    unit = "process-minutes" if r.get("xdist", False) else "minutes"
     folders = ", ".join(f"{name} {f['test_seconds'] / 60:.0f}" for name, f in r["folders"].items())
     return [f"on {machine(r)}, on {r['date']}, `{r['command']}` took {r['wall_seconds'] / 60:.0f} minutes "
             f"({r['wall_seconds']:,.0f} s, {counts}, exit status {r['exit_status']}; installation not included). "
             f"Summed test times per folder, in {unit}"
             + (" (pytest-xdist runs tests in several processes at once, so these add up to more than the wall "
-               "time)" if r.get("xdist", True) else "")
+               "time)" if r.get("xdist", False) else "")
             + f": {folders} (`{TEST_SUITE_CMD}{' ' + args if args else ''}`, `{path}`)."]
 
 

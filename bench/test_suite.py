@@ -7,7 +7,7 @@ CI runs it), timed, with its outcome counts per top-level test folder.
 Writes the wall seconds of the pytest run (installation not included), pytest's exit status, the counts of
 passed, skipped and failed tests (errors count as failed) overall and per folder (tests/unit,
 tests/integration, tests/e2e), and each folder's summed test durations from pytest's JUnit XML (setup, call
-and teardown). With pytest-xdist (the default: `-n auto`) tests run in several processes at once, so the
+and teardown). With pytest-xdist (`-n N`, not the default) tests run in several processes at once, so the
 folders' sums are process-seconds and add up to more than the wall time. The README's Quickstart quotes it
 (`python bench/make_docs.py`).
 """
@@ -85,11 +85,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"pytest wrote no JUnit XML (exit status {status}); nothing written", file=sys.stderr)
             return status or 1
         total, folders = summarize(xml)
-    one_process = "-n0" in args or any(args[i:i + 2] in (["-n", "0"], ["-p", "no:xdist"])
-                                         for i in range(len(args)))
+    # pytest-xdist runs only when asked (`-n N`, N > 0; pyproject.toml's addopts keep one process).
+    processes = [args[i + 1] for i in range(len(args) - 1) if args[i] == "-n"]
+    processes += [a[2:] for a in args if a.startswith("-n") and len(a) > 2]
+    several = any(p not in ("0",) for p in processes) and "no:xdist" not in args
     result = {"date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"),
               "machine": machine(), "command": " ".join(["python -m pytest", *args]).strip(),
-              "pytest_args": args, "exit_status": status, "xdist": not one_process,
+              "pytest_args": args, "exit_status": status, "xdist": several,
               "wall_seconds": round(seconds, 1), **total, "folders": folders,
               "folder_seconds_are": "summed test durations (setup, call, teardown) from pytest's JUnit XML; with "
                                     "pytest-xdist these are process-seconds and add up to more than the wall time"}
