@@ -17,6 +17,7 @@ import math
 import os
 import re
 import sys
+from dataclasses import dataclass
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -270,7 +271,16 @@ def engines_by_threads() -> dict[int, tuple[str, dict]]:
             if not r["machine"].get("gpu")}
 
 
-def int8_summary() -> list[str]:
+@dataclass(frozen=True)
+class Int8Figure:
+    """The one int8-over-fp32 measurement the README quotes, and what it timed."""
+    speed: float
+    bleu_int8: float | None
+    bleu_fp32: float | None
+    line: str  # the README's bullet
+
+
+def int8_figure() -> Int8Figure | None:
     """The README's one int8 speed-up, from a measurement of the shipped model: the engines run of the most
     threads if it recorded the shipped weights (decoder alone, engines interleaved), else the whole job on
     test_2016_flickr (bench/evaluate.py) if its fp32 BLEU is the card's, else the engines run, flagged."""
@@ -278,31 +288,39 @@ def int8_summary() -> list[str]:
     engines = [runs[t] for t in sorted(runs, reverse=True)]
     for path, r in engines:
         if measured_shipped(r):
-            return [engines_int8_line(path, r)]
+            return engines_int8_figure(path, r)
     card = shipped_metadata().get("evaluation", {}).get("test_2016_flickr", {}).get("bleu", {}).get("score")
     for path, r in load("precision_*.json"):
         if {"fp32", "int8"} <= set(r["runs"]) and card is not None:
             f, q = r["runs"]["fp32"], r["runs"]["int8"]
             if round(f["scores"]["bleu"], 2) == round(card, 2):  # the shipped model (the result names no hash)
                 speed = q["sentences_per_actor_second"] / f["sentences_per_actor_second"]
-                return [f"- **int8 over fp32** (the whole job, the shipped model, 1 actor x {r['cpus_per_actor']:g} "
-                        f"CPUs on {machine(r)}, beam {r['beam_size']}, {r['data']}): **{speed:.2f}x** the sentences "
-                        f"per actor-second, BLEU {q['scores']['bleu']:.2f} vs {f['scores']['bleu']:.2f} (`{path}`; "
-                        "the other measurements of int8 and what each counts: "
-                        "docs/performance.md#int8-over-fp32-in-each-measurement)"]
-    return [engines_int8_line(*engines[0])] if engines else []
+                bleu_q, bleu_f = round(q["scores"]["bleu"], 2), round(f["scores"]["bleu"], 2)
+                return Int8Figure(speed, bleu_q, bleu_f, (
+                    f"- **int8 over fp32** (the whole job, the shipped model, 1 actor x {r['cpus_per_actor']:g} "
+                    f"CPUs on {machine(r)}, beam {r['beam_size']}, {r['data']}): **{speed:.2f}x** the sentences "
+                    f"per actor-second, BLEU {bleu_q:.2f} vs {bleu_f:.2f} (`{path}`; the other measurements of "
+                    "int8 and what each counts: docs/performance.md#int8-over-fp32-in-each-measurement)"))
+    return engines_int8_figure(*engines[0]) if engines else None
 
 
-def engines_int8_line(path: str, r: dict) -> str:
+def int8_summary() -> list[str]:
+    figure = int8_figure()
+    return [figure.line] if figure else []
+
+
+def engines_int8_figure(path: str, r: dict) -> Int8Figure:
     speed = engine_ratio(r, "int8", "ours", "ours", "fp32")
     by = {(x["set"], x["precision"], x["engine"]): x for x in r["runs"] if x["size"] == "shipped"}
     q, f = by.get(("test_2016_flickr", "int8", "ours"), {}), by.get(("test_2016_flickr", "fp32", "ours"), {})
-    return (f"- **int8 over fp32** (our decoder alone, {machine(r)}, {r['config']['threads']} threads, beam "
-            f"{r['config']['beam_size']}, test_2016_flickr): **{speed:.2f}x** the target tokens/s, BLEU "
-            f"{q.get('bleu', '-')} vs {f.get('bleu', '-')} (`{path}`; the other measurements of int8 and what each "
-            "counts: docs/performance.md#int8-over-fp32-in-each-measurement)"
-            + ("" if measured_shipped(r) else "; **not the shipped model's weights** (an earlier model's, its BLEU "
-               "too): re-run `bench/engines.py`"))
+    shipped = measured_shipped(r)
+    return Int8Figure(speed, q.get("bleu") if shipped else None, f.get("bleu") if shipped else None, (
+        f"- **int8 over fp32** (our decoder alone, {machine(r)}, {r['config']['threads']} threads, beam "
+        f"{r['config']['beam_size']}, test_2016_flickr): **{speed:.2f}x** the target tokens/s, BLEU "
+        f"{q.get('bleu', '-')} vs {f.get('bleu', '-')} (`{path}`; the other measurements of int8 and what each "
+        "counts: docs/performance.md#int8-over-fp32-in-each-measurement)"
+        + ("" if shipped else "; **not the shipped model's weights** (an earlier model's, its BLEU "
+           "too): re-run `bench/engines.py`")))
 
 
 def int8_section() -> list[str]:
@@ -456,12 +474,23 @@ def markup_placement() -> list[str]:
                 + [f"| {label} | {p['alone'][kind]['known']} | {pct('alone', kind)} | "
                    f"{pct('proportional_only', kind)} | {pct('attention_layer-1', kind)} |"
                    for kind, label in PLACEMENT_ROWS])
+    r = found[0][1]
+    where = machine({"machine": r.get("placement_machine", r["machine"])})
+    by = {way: sum(kinds.get(way, 0) for kinds in p["job_placed_by"].values())
+          for way in ("aligned", "alone", "rest", "proportional")}
+    how = [f"(`python bench/markup.py --skip documents`, which reruns only this part, on {where}.) "
+           f"{p['aligned_segments']} of the {p['marked_segments']} tagged sentences got an alignment; it was sure "
+           f"for {by['aligned']} of the {p['job']['all']['known']} judged tags (the rest: {by['alone'] + by['rest']} "
+           f"placed by the extra segments, {by['proportional']} by position). The decoder layer was chosen on this "
+           "same data" + (f" (the penultimate one places {pct('attention_layer-2', 'all')} alone)"
+                          if "attention_layer-2" in p else "")
+           + f". The run decoded its {p['segments']} segments in {p['decode_seconds']:.0f} s."]
     return (["| tag around | cases | as the job places it: alignment where sure, else extra segments | extra "
              "segments alone (the job before alignment) | proportional position alone | cross-attention alone, "
              "every tag (offline) |", "| --- | --- | --- | --- | --- | --- |"]
             + [f"| {label} | {p['job'][kind]['known']} | {pct('job', kind)} | {pct('alone', kind)} | "
                f"{pct('proportional_only', kind)} | {pct('attention_layer-1', kind)} |"
-               for kind, label in PLACEMENT_ROWS])
+               for kind, label in PLACEMENT_ROWS] + [""] + how)
 
 
 def preemption() -> list[str]:
@@ -1120,13 +1149,15 @@ def render() -> dict[str, str]:
 
 
 def int8_help() -> list[str]:
-    """The int8 speed-up where the docs describe --precision int8 (the README's figure, one home)."""
-    line = int8_summary()
-    if not line:
+    """int8's speed-up and BLEU where the docs describe --precision int8 (the README's figure, one home)."""
+    figure = int8_figure()
+    if not figure:
         return ["faster than fp32 (not measured here yet)"]
-    speed = re.search(r"\*\*([\d.]+x)\*\*", line[0]).group(1)
-    return [f"{speed} fp32's speed on the shipped model, in the measurement the README quotes (Performance and "
-            "quality, where it says what was timed)"]
+    bleu = (f", BLEU {figure.bleu_int8:.2f} against fp32's {figure.bleu_fp32:.2f} on test_2016_flickr"
+            if figure.bleu_int8 is not None and figure.bleu_fp32 is not None else
+            " (BLEU not measured on the shipped model's weights)")
+    return [f"{figure.speed:.2f}x fp32's speed on the shipped model{bleu}, in the measurement the README quotes "
+            "(Performance and quality, where it says what was timed)"]
 
 
 def main(argv: list[str] | None = None) -> int:
