@@ -417,7 +417,24 @@ def test_suite() -> list[str]:
             f"Summed test times per folder, in {unit}"
             + (" (pytest-xdist runs tests in several processes at once, so these add up to more than the wall "
                "time)" if r.get("xdist", False) else "")
-            + f": {folders} (`{TEST_SUITE_CMD}{' ' + args if args else ''}`, `{path}`)."]
+            + f": {folders} (`{TEST_SUITE_CMD}{' ' + args if args else ''}`, `{path}`)."] + unit_lane()
+
+
+UNIT_LANE = "test_suite_unit.json"  # python bench/test_suite.py -m "not e2e and not integration" --out ...
+
+
+def unit_lane() -> list[str]:
+    """How long the unit tests alone take (no Ray; several processes by default: tests/conftest.py)."""
+    found = load(UNIT_LANE)
+    if not found:
+        return []
+    path, r = found[0]
+    args = " ".join(f'"{a}"' if " " in a else a for a in r["pytest_args"])
+    return ["", f"The unit tests alone (no Ray), `python -m pytest {args}`, took {r['wall_seconds']:,.0f} s on "
+            f"{machine(r)}" + (" in several processes (pytest-xdist, the default for the unit tests)"
+                               if r.get("xdist") else " in one process")
+            + f": {r['passed']:,} passed, {r['skipped']:,} skipped, {r['failed']:,} failed "
+            f"(`{TEST_SUITE_CMD} {args} --out bench/results/{UNIT_LANE}`)."]
 
 
 MARKUP = "bench/results/markup_cpu.json"

@@ -7,7 +7,8 @@ CI runs it), timed, with its outcome counts per top-level test folder.
 Writes the wall seconds of the pytest run (installation not included), pytest's exit status, the counts of
 passed, skipped and failed tests (errors count as failed) overall and per folder (tests/unit,
 tests/integration, tests/e2e), and each folder's summed test durations from pytest's JUnit XML (setup, call
-and teardown). With pytest-xdist (`-n N`, not the default) tests run in several processes at once, so the
+and teardown). With pytest-xdist (`-n N`, and by default for a run of the unit tests only: tests/conftest.py)
+tests run in several processes at once, so the
 folders' sums are process-seconds and add up to more than the wall time. The README's Quickstart quotes it
 (`python bench/make_docs.py`).
 """
@@ -18,6 +19,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -68,6 +70,9 @@ def machine() -> dict:
     return {**cpu_info(), "processor": platform.machine(), "python": platform.python_version(), "gpu": gpu}
 
 
+XDIST_STARTED = re.compile(r"^(bringing up nodes|created: \d+/\d+ workers|\d+ workers \[)")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     out = OUT
@@ -79,16 +84,17 @@ def main(argv: list[str] | None = None) -> int:
         xml = os.path.join(tmp, "junit.xml")
         cmd = [sys.executable, "-m", "pytest", f"--junitxml={xml}", *args]
         start = time.monotonic()
-        status = subprocess.call(cmd, cwd=ROOT)
+        several = False  # pytest-xdist ran the tests in several processes (it says so as it starts them)
+        with subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as proc:
+            for line in proc.stdout:
+                sys.stdout.write(line)
+                several = several or bool(XDIST_STARTED.search(line))
+        status = proc.returncode
         seconds = time.monotonic() - start
         if not os.path.exists(xml):
             print(f"pytest wrote no JUnit XML (exit status {status}); nothing written", file=sys.stderr)
             return status or 1
         total, folders = summarize(xml)
-    # pytest-xdist runs only when asked (`-n N`, N > 0; pyproject.toml's addopts keep one process).
-    processes = [args[i + 1] for i in range(len(args) - 1) if args[i] == "-n"]
-    processes += [a[2:] for a in args if a.startswith("-n") and len(a) > 2]
-    several = any(p not in ("0",) for p in processes) and "no:xdist" not in args
     result = {"date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d"),
               "machine": machine(), "command": " ".join(["python -m pytest", *args]).strip(),
               "pytest_args": args, "exit_status": status, "xdist": several,

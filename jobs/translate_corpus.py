@@ -639,14 +639,37 @@ def model_entry(cfg: TranslateConfig, plan: Plan) -> dict:
 
 
 def fitted_to_input(cfg: TranslateConfig, plan: Plan, states) -> TranslateConfig:
-    """`cfg` with the model actors' pool and calls sized to the sentences this run translates
-    (pipeline/settings.py fit_to_input); documents keep theirs (their segments are not counted yet)."""
+    """`cfg` with the model actors' pool and calls sized to the rows this run translates (pipeline/settings.py
+    fit_to_input): its pending sentences, or the segments its pending documents are estimated to hold."""
     from pipeline.settings import fit_to_input
 
-    if cfg.translation.unit != "sentence":
-        return cfg
-    rows = sum(s.rows - len(st.ids) for s, st in zip(plan.shards, states, strict=True) if not st.done)
+    pending = [(s, st) for s, st in zip(plan.shards, states, strict=True) if not st.done]
+    rows = sum(s.rows - len(st.ids) for s, st in pending)
+    if pending and cfg.translation.unit != "sentence":
+        rows = estimated_segments(cfg, plan, pending[0][0], rows)
     return replace(cfg, compute=fit_to_input(cfg.compute, rows))
+
+
+SAMPLED_DOCUMENTS = 200
+
+
+def estimated_segments(cfg: TranslateConfig, plan: Plan, shard, documents: int) -> int:
+    """The segments `documents` will be cut into, from the first SAMPLED_DOCUMENTS documents of `shard` cut by
+    the run's reader (the model actors see segments, not documents: without it a 40-page run went in one
+    call to one of two actors). Sentence rules of English for all: the count barely depends on them. The
+    estimate only sizes a small run's calls and pool; a large run keeps its --batch-rows."""
+    from pipeline.documents import unit_for
+    from pipeline.inputs import decode_texts
+    from pipeline.io import read_file_blocks
+
+    source = plan.columns.in_input([plan.columns.source])[0]
+    sample = next(read_file_blocks(plan.in_fs, shard.path, SAMPLED_DOCUMENTS, columns=[source]), None)
+    if sample is None or sample.num_rows == 0:
+        return documents
+    unit = unit_for(cfg.translation)
+    texts = decode_texts(sample.column(0))[0]
+    per_document = sum(len(unit.layout(text, "en").segments) for text in texts) / len(texts)
+    return max(1, round(documents * per_document))
 
 
 def open_memory(cfg: TranslateConfig):

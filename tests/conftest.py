@@ -123,6 +123,49 @@ def local_ray():
 FOLDER_MARKERS = {"integration": pytest.mark.integration, "e2e": pytest.mark.e2e}
 
 
+def marker_expression_matches(expr, markers: dict[str, bool]) -> bool:
+    return expr.evaluate(lambda name, **_: markers[name])
+
+
+def selects_ray_tests(config) -> bool:
+    """Whether this run may select a test that starts Ray: `-m` lets an `integration` or `e2e` test through,
+    and a path given (or the default `tests`) reaches beyond tests/unit."""
+    import itertools
+    import re
+
+    from _pytest.mark.expression import Expression
+
+    if config.option.markexpr:
+        # Selected if some test marked integration or e2e, whatever its other markers (gpu, ...), matches.
+        expr = Expression.compile(config.option.markexpr)
+        names = sorted(set(re.findall(r"[A-Za-z_][\w.-]*", config.option.markexpr)) - {"and", "or", "not"}
+                       | set(FOLDER_MARKERS))
+        assignments = (dict(zip(names, values, strict=True))
+                       for values in itertools.product((False, True), repeat=len(names)))
+        if not any(marker_expression_matches(expr, on) for on in assignments
+                   if any(on[marker] for marker in FOLDER_MARKERS)):
+            return False
+    unit = os.path.join(ROOT, "tests", "unit")
+    paths = [os.path.abspath(os.path.join(str(config.invocation_params.dir), a.split("::")[0])) for a in config.args]
+    return not paths or not all(p == unit or p.startswith(unit + os.sep) for p in paths)
+
+
+def pytest_configure(config):
+    """The unit tests share out over the machine's cores by default (pytest-xdist), so that
+    `python -m pytest -m "not e2e and not integration"` takes a fraction of the time: they start no Ray
+    (tests/unit/conftest.py checks), so nothing they do reaches another process. A run that may select a Ray
+    test stays in one process: an end-to-end test's `ray stop` stops every Ray process on the machine, and
+    xdist's `loadgroup` does not keep tests together under pytest 9 (it renames `item._nodeid`, which
+    pytest 9 no longer reads). `-n 0` keeps one process, `-n N` sets the count."""
+    if (not config.pluginmanager.hasplugin("xdist") or hasattr(config, "workerinput")
+            or config.option.numprocesses is not None or config.option.usepdb or config.option.collectonly
+            or selects_ray_tests(config)):
+        return
+    workers = min(len(os.sched_getaffinity(0)), 8)
+    if workers > 1:  # xdist's own pytest_configure (trylast) starts the workers from these
+        config.option.numprocesses, config.option.dist, config.option.tx = workers, "load", ["popen"] * workers
+
+
 def pytest_itemcollected(item):
     """Each test's marker from its folder, set as it is collected (before `-m` selects)."""
     folder = os.path.relpath(str(item.path), os.path.join(ROOT, "tests")).split(os.sep)[0]

@@ -7,10 +7,22 @@ threads set their own count and put it back (test_decoder_cache, test_cross_memo
 test_translate_stages), as the translation actors set theirs (pipeline/runtime/cpu_decoding.py).
 """
 
+import sys
+
 import pytest
 import torch
 
 torch.set_num_threads(1)
+
+
+@pytest.fixture(autouse=True)
+def starts_no_ray():
+    """A unit test starts no Ray: the unit tests run side by side in several processes (tests/conftest.py),
+    and `-m "not e2e and not integration"` promises a run without Ray. A test that needs Ray belongs in
+    tests/integration."""
+    yield
+    ray = sys.modules.get("ray")
+    assert ray is None or not ray.is_initialized(), "this test started Ray: move it to tests/integration"
 
 
 @pytest.fixture(autouse=True)

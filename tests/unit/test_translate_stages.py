@@ -482,6 +482,37 @@ def test_the_pool_and_its_calls_are_sized_to_the_input():
     assert sized([], 5_000_000, gpus) == (0, 1, 8, 8192)
 
 
+def test_a_document_run_is_sized_to_the_segments_its_documents_hold(tmp_path):
+    """Documents: the model actors see segments, so the pool and its calls are sized to the segments the
+    pending documents are estimated to hold (their reader, on a sample of the first pending shard), not to
+    the documents: 40 pages of 3 sentences and a Markdown list on two actors go in two calls of ~100
+    segments, not one call of 120 to one actor while the other idles. Done documents are left out."""
+    import fsspec
+    import pyarrow.parquet as pq
+
+    from jobs.cli import parse_config
+    from jobs.translate_corpus import Plan, TranslateConfig, fitted_to_input, hardware_for
+    from pipeline.inputs.shards import Columns, Shard
+    from pipeline.output.resume import ShardState
+    from pipeline.settings import ClusterView
+
+    page = "# A title\n\nA man runs. A dog barks. Two girls play.\n\n- one item\n- another item\n"
+    path = str(tmp_path / "docs.parquet")
+    pq.write_table(pa.table({"id": list(range(40)), "text": [page] * 40}), path)
+    plan = Plan(fsspec.filesystem("file"), [Shard(path, "docs.parquet", 40)], Columns("id", "text", None), None, [])
+
+    def sized(argv, states):
+        cfg = hardware_for(parse_config(TranslateConfig, ["--source-column", "text", "--unit", "document", *argv]),
+                           cluster=ClusterView.of(0, 4))
+        c = fitted_to_input(cfg, plan, states).compute
+        return c.actors, c.batch_rows
+
+    assert sized(["--format", "markdown"], [ShardState(False)]) == (2, 120)  # 6 segments a page
+    assert sized(["--format", "text"], [ShardState(False)]) == (2, 120)  # 3 sentences, a title, 2 items
+    assert sized(["--format", "markdown"], [ShardState(False, set(range(30)))]) == (2, 30)  # 10 pending
+    assert sized(["--format", "markdown"], [ShardState(True)]) == (2, 1024)  # nothing pending: as it is
+
+
 def test_marked_rows_get_the_attention_of_their_translation_and_a_word_alignment(stages, tiny_checkpoint):
     """--format html|markdown: sentences with inline tags (MARKED) come back with the model's cross-attention
     (target pieces x source pieces, no EOS), which the detokenize stage turns into one source word per word of
