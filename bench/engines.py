@@ -20,8 +20,9 @@ and the gathered cache with scaled_dot_product_attention; CTranslate2 float16 / 
 in that dtype), plus int8_fp16, CTranslate2's int8_float16, set against ours in fp16.
 Only decoding is timed (after one warm-up batch): no model loading, no tokenization. Target tokens
 count every generated token, EOS included. Then the whole Ray job (jobs/translate_corpus.py) runs on a
-corpus of --job-sentences sentences and its rate is set against the bare decoder's on the same
-sentences, measured once right before and once right after the job (their mean: the VM's speed
+corpus of --job-sentences distinct Multi30k sentences (of test_2016_flickr's length; distinct, as the job
+decodes identical ones once) and its rate is set against the bare decoder's on test_2016_flickr,
+measured once right before and once right after the job (their mean: the VM's speed
 drifts by 10-20% over the minutes a job runs): the pipeline's overhead as a number.
 Writes one JSON file with every figure and ratio.
 """
@@ -319,21 +320,20 @@ def job_vs_bare(work: str, data: str, sentences: int, threads: int, max_tokens: 
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    src = read_lines(f"{data}/test_2016_flickr.en.gz")
-    ref = read_lines(f"{data}/test_2016_flickr.de.gz")
-    rows = [(f"s{i}", src[i % len(src)], ref[i % len(ref)]) for i in range(sentences)]
+    src = job_sentences(data, sentences)
+    rows = [(f"s{i}", text) for i, text in enumerate(src)]
     corpus = os.path.join(work, "job-corpus")
     os.makedirs(corpus, exist_ok=True)
-    per = -(-sentences // 8)
+    per = -(-len(rows) // 8)
     for s in range(8):
         chunk = rows[s * per:(s + 1) * per]
-        pq.write_table(pa.table({"id": [r[0] for r in chunk], "source": [r[1] for r in chunk],
-                                 "reference": [r[2] for r in chunk]}), os.path.join(corpus, f"part-{s}.parquet"))
+        pq.write_table(pa.table({"id": [r[0] for r in chunk], "source": [r[1] for r in chunk]}),
+                       os.path.join(corpus, f"part-{s}.parquet"))
     out = os.path.join(work, f"job-out-{engine}")
     # The job's own compute defaults (on CPUs: one 1-thread model actor per core, less one CPU for the
     # other stages), as a user runs it.
     cmd = [sys.executable, os.path.join(ROOT, "jobs", "translate_corpus.py"), "--input", corpus, "--output", out,
-           "--beam-size", "4", "--metrics", "bleu", "--overwrite", "--engine", engine]
+           "--beam-size", "4", "--overwrite", "--engine", engine]
     # On a GPU the job's own budget (each actor measures it from its memory), as a user runs it.
     cmd += ["--gpus-per-actor", "1", "--precision", gpu_precision] if gpu_precision else ["--max-tokens",
                                                                                           str(max_tokens)]
@@ -351,10 +351,21 @@ def job_vs_bare(work: str, data: str, sentences: int, threads: int, max_tokens: 
             "command": job_command(sentences, max_tokens, engine, gpu_precision)}
 
 
+def job_sentences(data: str, sentences: int) -> list[str]:
+    """`sentences` distinct English sentences of Multi30k (train, then val): the job decodes identical
+    segments once (in-run deduplication), so a corpus of test_2016_flickr repeated would time one decode of
+    each and copies. Their length is test_2016_flickr's (12 words on average), so their target tokens/s
+    compare with the bare decoder's on it. No references: the shipped model was trained on these."""
+    seen = dict.fromkeys(read_lines(f"{data}/train.en.gz") + read_lines(f"{data}/val.en.gz"))
+    if len(seen) < sentences:
+        raise SystemExit(f"--job-sentences {sentences}: Multi30k holds {len(seen):,} distinct sentences")
+    return list(seen)[:sentences]
+
+
 def job_command(sentences: int, max_tokens: int, engine: str = "ours", gpu_precision: str | None = None) -> str:
-    """How the whole-job figure is produced (corpus: test_2016_flickr repeated to `sentences` rows, 8 shards)."""
-    return (f"python jobs/translate_corpus.py --input <{sentences:,} sentences in 8 shards> --output <dir> "
-            "--beam-size 4" + ("" if gpu_precision else f" --max-tokens {max_tokens}") + " --metrics bleu"
+    """How the whole-job figure is produced (corpus: `sentences` distinct Multi30k sentences, 8 shards)."""
+    return (f"python jobs/translate_corpus.py --input <{sentences:,} distinct sentences in 8 shards> --output <dir> "
+            "--beam-size 4" + ("" if gpu_precision else f" --max-tokens {max_tokens}")
             + (f" --engine {engine}" if engine != "ours" else "")
             + (f" --gpus-per-actor 1 --precision {gpu_precision}" if gpu_precision else ""))
 
@@ -386,6 +397,8 @@ def main() -> int:
                    "fixed ~15 s of Ray and actor start-up on 2 cores: 30,000 sentences amortise it)")
     p.add_argument("--job-engines", default="ours,ctranslate2", help="the job's --engine values to run it with")
     p.add_argument("--out", default=None, help="default: bench/results/engines_cpu.json (engines_gpu.json on cuda)")
+    p.add_argument("--reuse-runs", default=None, help="a result of this script with the same settings: keep its "
+                   "engine runs and run only the whole job again (on the same machine)")
     args = p.parse_args()
     gpu = args.device == "cuda"
     args.precisions = args.precisions or ("fp16,bf16,int8_fp16" if gpu else "fp32,int8")
@@ -409,8 +422,10 @@ def main() -> int:
                            "torch": torch.__version__, "numpy_blas": numpy_blas(),
                            "our_cpu_blas": resolve_cpu_blas(args.cpu_blas, stream_threads), "our_streams": streams,
                            "ctranslate2": _version("ctranslate2"), "transformers": _version("transformers")},
-               "config": {k: v for k, v in vars(args).items() if k not in ("worker", "data", "out")}, "runs": [],
+               "config": {k: v for k, v in vars(args).items() if k not in ("worker", "data", "out", "reuse_runs")},
+               "runs": [],
                "ratios": {}, "model": shipped_model(), "date": time.strftime("%Y-%m-%d", time.gmtime())}
+    reused = reused_runs(args.reuse_runs, results["config"]) if args.reuse_runs else None
     sets = input_sets(args.data, args.sentences, args.long)
     engines_asked = args.engines.split(",")
     if "ctranslate2" in engines_asked and _version("ctranslate2") is None:
@@ -421,6 +436,8 @@ def main() -> int:
     bare = None  # the bare decoder's job (shipped, test_2016_flickr, fp32), for the runs around the whole job
     with tempfile.TemporaryDirectory() as work:
         for size in args.sizes.split(","):
+            if reused and size != "shipped":  # only the bare decoder's job around the whole job runs again
+                continue
             hf, ct2 = export_shipped(work, with_ct2) if size == "shipped" else build_base(work, with_ct2)
             native = SHIPPED if size == "shipped" else hf
             tok = load_tokenizer(native)
@@ -443,6 +460,8 @@ def main() -> int:
                             "cpu_blas": args.cpu_blas, "streams": args.streams}
                     if (size, set_name) == ("shipped", "test_2016_flickr") and bare is None and "ours" in engines:
                         bare = {**base, "engine": "ours"}  # fp32 on CPU, the first half precision on GPU
+                    if reused:
+                        continue
                     for engine, r in interleaved(work, engines, base, args.rounds).items():
                         if "error" in r:
                             results.setdefault("failed", []).append(
@@ -471,12 +490,27 @@ def main() -> int:
                     jobs[engine]["bare_tokens_per_second_around"] = around
             results["job"] = jobs.get("ours") or next(iter(jobs.values()))
             results["jobs"] = jobs
+    if reused:
+        results["runs"], results["machine"], results["date"] = reused["runs"], reused["machine"], reused["date"]
+        results["jobs_measured_on"] = time.strftime("%Y-%m-%d", time.gmtime())
     _ratios(results)
     os.makedirs(os.path.dirname(args.out), exist_ok=True)
     with open(args.out, "w") as f:
         json.dump(results, f, indent=2)
     print(json.dumps(results["ratios"], indent=2))
     return 0
+
+
+def reused_runs(path: str, config: dict) -> dict:
+    """--reuse-runs: an earlier result whose engine runs had these settings (the job's may differ)."""
+    with open(path) as f:
+        earlier = json.load(f)
+    job_keys = ("job_sentences", "job_engines")
+    differ = {k for k in set(config) | set(earlier["config"]) if k not in job_keys
+              and config.get(k) != earlier["config"].get(k)}
+    if differ:
+        raise SystemExit(f"--reuse-runs {path}: its runs had other settings ({', '.join(sorted(differ))})")
+    return earlier
 
 
 def _ratios(results: dict) -> None:

@@ -329,27 +329,32 @@ def int8_section() -> list[str]:
     for threads, (path, r) in sorted(engines_by_threads().items(), reverse=True):
         speed = engine_ratio(r, "int8", "ours", "ours", "fp32")
         if speed:
-            rows.append(f"| `{path}` | our decoder alone, {threads} thread(s), test_2016_flickr, beam "
+            rows.append(f"| `{path}` | our decoder alone on {machine(r)}, {threads} thread(s), test_2016_flickr, beam "
                         f"{r['config']['beam_size']} | target tokens/s | {speed:.2f}x |")
     for path, r in load("translate_*.json"):
         if "int8_speedup_target_tokens_per_actor_second" in r:
-            rows.append(f"| `{path}` | the whole job, {r['config']['actors']} actor x {r['config']['cpus_per_actor']:g}"
-                        f" CPUs, {r['config']['sentences']:,} sentences built from the sample, beam "
+            rows.append(f"| `{path}` | the whole job on {machine(r)}, {r['config']['actors']} actor x "
+                        f"{r['config']['cpus_per_actor']:g} CPUs, {r['config']['sentences']:,} sentences built from "
+                        "the sample, beam "
                         f"{r['config']['beam_size']} | target tokens per actor-second | "
                         f"{r['int8_speedup_target_tokens_per_actor_second']:.2f}x |")
     for path, r in load("precision_*.json"):
         if {"fp32", "int8"} <= set(r["runs"]):
             f, q = r["runs"]["fp32"], r["runs"]["int8"]
-            rows.append(f"| `{path}` | the whole job, 1 actor x {r['cpus_per_actor']:g} CPUs, {r['data']}, beam "
+            rows.append(f"| `{path}` | the whole job on {machine(r)}, 1 actor x {r['cpus_per_actor']:g} CPUs, "
+                        f"{r['data']}, beam "
                         f"{r['beam_size']} | sentences per actor-second | "
                         f"{q['sentences_per_actor_second'] / f['sentences_per_actor_second']:.2f}x |")
     if not rows:
         return []
+    stale = any(not measured_shipped(r) for _, r in engines_by_threads().values())
     return ["## int8 over fp32 in each measurement", "",
             "Each benchmark that ran both precisions, with what it times. They were not run on the same day, the "
-            "same code or (the engines runs, whose BLEU is an earlier model's) the same model, so they do not "
-            "agree; the README quotes one measured on the shipped model, and a benchmark that is re-run updates its "
-            "own row.", "",
+            "same machine or the same code" + (" or (the engines runs, whose BLEU is an earlier model's) the same "
+                                               "model" if stale else "")
+            + ", so they do not agree: int8's gain depends on the CPU's integer instructions (each row names its "
+            "machine). The "
+            "README quotes one measured on the shipped model, and a benchmark that is re-run updates its own row.", "",
             "| result | what ran | what is timed | int8 / fp32 |", "|---|---|---|---:|", *rows, ""]
 
 
