@@ -163,7 +163,7 @@ def pytest_configure(config):
         return
     workers = min(len(os.sched_getaffinity(0)), 8)
     if workers > 1:  # xdist's own pytest_configure (trylast) starts the workers from these
-        config.option.numprocesses, config.option.dist, config.option.tx = workers, "load", ["popen"] * workers
+        config.option.numprocesses, config.option.dist, config.option.tx = workers, "worksteal", ["popen"] * workers
 
 
 def pytest_itemcollected(item):

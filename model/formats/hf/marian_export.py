@@ -1,6 +1,7 @@
 """Our native Transformer checkpoints written as Hugging Face Marian directories (the inverse of
 marian.py): a directory that stock `transformers` loads and stock `ct2-transformers-converter` converts,
-token for token (tests/unit/test_marian.py, tests/unit/test_ct2_engine.py). Nothing here imports transformers.
+token for token (tests/integration/test_marian_export.py, tests/integration/test_ct2_engine.py). Nothing
+here imports transformers.
 """
 
 from __future__ import annotations

@@ -1,4 +1,6 @@
-"""--engine ctranslate2: CTranslate2 decodes the model actors' batches, inside the same pipeline."""
+"""--engine ctranslate2: CTranslate2 decodes the model actors' batches, inside the same pipeline. The
+shipped model exported and converted as the actor does at start, then decoded by both engines: whole-model
+runs of tens of seconds, so they run with the integration tests."""
 
 import os
 
