@@ -19,10 +19,16 @@ torch.set_num_threads(1)
 def starts_no_ray():
     """A unit test starts no Ray: the unit tests run side by side in several processes (tests/conftest.py),
     and `-m "not e2e and not integration"` promises a run without Ray. A test that needs Ray belongs in
-    tests/integration."""
+    tests/integration. In the whole suite the integration tests' in-process Ray (`local_ray`, session-wide)
+    may already be up: only a test that brings Ray up fails."""
+    before = ray_is_up()
     yield
+    assert before or not ray_is_up(), "this test started Ray: move it to tests/integration"
+
+
+def ray_is_up() -> bool:
     ray = sys.modules.get("ray")
-    assert ray is None or not ray.is_initialized(), "this test started Ray: move it to tests/integration"
+    return ray is not None and ray.is_initialized()
 
 
 @pytest.fixture(autouse=True)
